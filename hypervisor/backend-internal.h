@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a backend implementation provides to backend.c. Only hypervisor/
+ * includes this; wardend sees backend.h alone. Every Backend and BackendCell
+ * object starts with a pointer to its ops table, so backend.c dispatches
+ * without knowing the concrete type.
+ */
+#ifndef WARDEN_BACKEND_INTERNAL_H
+#define WARDEN_BACKEND_INTERNAL_H
+
+#include "backend.h"
+
+typedef struct BackendOps {
+	const char *kind;
+	void (*free)(Backend *b);
+	int (*enable)(Backend *b);
+	int (*disable)(Backend *b);
+	int (*cell_create)(Backend *b, const BackendCellConfig *cfg, BackendCell **ret);
+	int (*cell_adopt)(Backend *b, const char *name, BackendCell **ret);
+} BackendOps;
+
+typedef struct BackendCellOps {
+	void (*free)(BackendCell *c);
+	int (*load)(BackendCell *c);
+	int (*start)(BackendCell *c);
+	int (*stop)(BackendCell *c);
+	int (*reset)(BackendCell *c);
+	int (*shutdown)(BackendCell *c);
+	int (*mail)(BackendCell *c, uint32_t cmd, uint32_t arg);
+	int (*destroy)(BackendCell *c);
+	const char *(*name)(const BackendCell *c);
+	int (*status)(BackendCell *c, BackendCellStatus *ret);
+	volatile struct warden_comm *(*comm)(BackendCell *c);
+	ssize_t (*console_read)(BackendCell *c, char *buf, size_t n);
+	int (*event_fd)(BackendCell *c);
+	int (*event_ack)(BackendCell *c);
+	int (*pidfd)(BackendCell *c);
+} BackendCellOps;
+
+struct Backend {
+	const BackendOps *ops;
+};
+
+struct BackendCell {
+	const BackendCellOps *ops;
+};
+
+/* Backend constructors, one per kind. */
+int kvm_backend_new(const BackendConfig *cfg, Backend **ret);
+
+/* Post a mailbox command per comm.h: cmd and cmd_arg, then cmd_seq with
+ * release semantics. Shared by backends whose comm region is plain memory. */
+int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t arg);
+
+#endif /* WARDEN_BACKEND_INTERNAL_H */

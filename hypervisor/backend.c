@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dispatch of the backend interface (backend.h) to the backend kinds, plus
+ * the pieces every backend shares: the state name table and the mailbox
+ * write. Never logs; returns negative errno.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "backend-internal.h"
+
+static const char *const cell_state_table[_BACKEND_CELL_STATE_MAX] = {
+	[BACKEND_CELL_CREATED] = "created",
+	[BACKEND_CELL_RUNNING] = "running",
+	[BACKEND_CELL_STOPPED] = "stopped",
+	[BACKEND_CELL_HALTED] = "halted",
+	[BACKEND_CELL_SHUTDOWN] = "shutdown",
+	[BACKEND_CELL_FAILED] = "failed",
+	[BACKEND_CELL_GONE] = "gone",
+};
+
+const char *backend_cell_state_to_string(BackendCellState s)
+{
+	if (s < 0 || s >= _BACKEND_CELL_STATE_MAX)
+		return NULL;
+	return cell_state_table[s];
+}
+
+BackendCellState backend_cell_state_from_string(const char *s)
+{
+	if (!s)
+		return _BACKEND_CELL_STATE_INVALID;
+	for (int i = 0; i < _BACKEND_CELL_STATE_MAX; i++)
+		if (cell_state_table[i] && strcmp(cell_state_table[i], s) == 0)
+			return (BackendCellState)i;
+	return _BACKEND_CELL_STATE_INVALID;
+}
+
+int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret)
+{
+	if (!kind || !cfg || !ret)
+		return -EINVAL;
+	if (strcmp(kind, "kvm") == 0)
+		return kvm_backend_new(cfg, ret);
+	/* qemu and jailhouse are planned, anything else is unknown: the
+	 * caller cannot do more with either answer than report it. */
+	return -EOPNOTSUPP;
+}
+
+Backend *backend_free(Backend *b)
+{
+	if (b)
+		b->ops->free(b);
+	return NULL;
+}
+
+const char *backend_kind(const Backend *b)
+{
+	return b ? b->ops->kind : NULL;
+}
+
+int backend_enable(Backend *b)
+{
+	if (!b)
+		return -EINVAL;
+	return b->ops->enable(b);
+}
+
+int backend_disable(Backend *b)
+{
+	if (!b)
+		return -EINVAL;
+	return b->ops->disable(b);
+}
+
+int backend_cell_create(Backend *b, const BackendCellConfig *cfg, BackendCell **ret)
+{
+	if (!b || !cfg || !cfg->name || !ret)
+		return -EINVAL;
+	return b->ops->cell_create(b, cfg, ret);
+}
+
+int backend_cell_adopt(Backend *b, const char *name, BackendCell **ret)
+{
+	if (!b || !name || !ret)
+		return -EINVAL;
+	return b->ops->cell_adopt(b, name, ret);
+}
+
+#define CELL_CALL(c, op, ...) ((c) ? (c)->ops->op((c), ##__VA_ARGS__) : -EINVAL)
+
+int backend_cell_load(BackendCell *c)
+{
+	return CELL_CALL(c, load);
+}
+
+int backend_cell_start(BackendCell *c)
+{
+	return CELL_CALL(c, start);
+}
+
+int backend_cell_stop(BackendCell *c)
+{
+	return CELL_CALL(c, stop);
+}
+
+int backend_cell_reset(BackendCell *c)
+{
+	return CELL_CALL(c, reset);
+}
+
+int backend_cell_shutdown(BackendCell *c)
+{
+	return CELL_CALL(c, shutdown);
+}
+
+int backend_cell_mail(BackendCell *c, uint32_t cmd, uint32_t arg)
+{
+	if (cmd == WARDEN_CMD_NONE || cmd >= WARDEN_CMD_MAX)
+		return -EINVAL;
+	return CELL_CALL(c, mail, cmd, arg);
+}
+
+int backend_cell_destroy(BackendCell *c)
+{
+	return CELL_CALL(c, destroy);
+}
+
+BackendCell *backend_cell_free(BackendCell *c)
+{
+	if (c)
+		c->ops->free(c);
+	return NULL;
+}
+
+const char *backend_cell_name(const BackendCell *c)
+{
+	return c ? c->ops->name(c) : NULL;
+}
+
+int backend_cell_status(BackendCell *c, BackendCellStatus *ret)
+{
+	if (!ret)
+		return -EINVAL;
+	return CELL_CALL(c, status, ret);
+}
+
+volatile struct warden_comm *backend_cell_comm(BackendCell *c)
+{
+	return c ? c->ops->comm(c) : NULL;
+}
+
+ssize_t backend_cell_console_read(BackendCell *c, char *buf, size_t n)
+{
+	if (!c || (!buf && n > 0))
+		return -EINVAL;
+	return c->ops->console_read(c, buf, n);
+}
+
+int backend_cell_event_fd(BackendCell *c)
+{
+	return CELL_CALL(c, event_fd);
+}
+
+int backend_cell_event_ack(BackendCell *c)
+{
+	return CELL_CALL(c, event_ack);
+}
+
+int backend_cell_pidfd(BackendCell *c)
+{
+	return CELL_CALL(c, pidfd);
+}
+
+int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t arg)
+{
+	if (!comm)
+		return -ENXIO;
+	/* Single writer (the daemon), so a plain read-modify-write of cmd_seq
+	 * is enough; the release store orders cmd/cmd_arg before it. */
+	comm->cmd = cmd;
+	comm->cmd_arg = arg;
+	__atomic_store_n(&comm->cmd_seq, comm->cmd_seq + 1, __ATOMIC_RELEASE);
+	return 0;
+}

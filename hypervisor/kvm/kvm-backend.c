@@ -1,0 +1,855 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The kvm backend as wardend sees it: every cell is a warden-kvm runner
+ * process. Creating a cell spawns one; adopting re-attaches to one that
+ * outlived a daemon restart. State, counters and console come from the
+ * runner's status page (shared memory, no IPC); commands go over the
+ * control socket and are answered synchronously.
+ *
+ * Runs inside the single-threaded daemon: no threads, no logging, every
+ * wait bounded.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../backend-internal.h"
+#include "runner.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* glibc < 2.36 lacks it; the kernel has had it since 5.4 */
+#endif
+
+#define READY_TIMEOUT_MS 5000
+#define REQUEST_TIMEOUT_MS 5000
+#define MAX_ARGS (32 + 2 * (BACKEND_MAX_REGIONS + BACKEND_MAX_IMAGES))
+
+typedef struct KvmBackend {
+	Backend base;
+	char *runtime_dir;
+	char *runner_path;
+	char *cells_dir;
+} KvmBackend;
+
+typedef struct KvmCell {
+	BackendCell base;
+	KvmBackend *backend;
+	char *name;
+	char *dir;
+	int dir_fd;
+	int ctl_fd;
+	int event_fd;
+	int pidfd;
+	pid_t pid;
+	volatile struct warden_comm *comm;
+	size_t comm_size;
+	const volatile struct warden_kvm_status *status;
+	bool destroyed;
+	bool exited;
+	char exit_reason[64];
+} KvmCell;
+
+
+static const BackendOps kvm_backend_ops;
+static const BackendCellOps kvm_cell_ops;
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int pidfd_open_(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+static bool fd_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP));
+}
+
+/* Cell names become directory names: keep them tame. */
+static bool name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
+			return false;
+	return true;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; ; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return -errno;
+			*p = c;
+			if (!c)
+				return 0;
+		}
+	}
+}
+
+/* ---- backend ------------------------------------------------------- */
+
+int kvm_backend_new(const BackendConfig *cfg, Backend **ret)
+{
+	KvmBackend *b;
+
+	if (!cfg->runtime_dir || !cfg->runner_path || cfg->runtime_dir[0] != '/')
+		return -EINVAL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->base.ops = &kvm_backend_ops;
+	b->runtime_dir = strdup(cfg->runtime_dir);
+	b->runner_path = strdup(cfg->runner_path);
+	if (asprintf(&b->cells_dir, "%s/cells", cfg->runtime_dir) < 0)
+		b->cells_dir = NULL;
+	if (!b->runtime_dir || !b->runner_path || !b->cells_dir) {
+		kvm_backend_ops.free(&b->base);
+		return -ENOMEM;
+	}
+	*ret = &b->base;
+	return 0;
+}
+
+static void kvm_backend_free(Backend *base)
+{
+	KvmBackend *b = (KvmBackend *)base;
+
+	free(b->runtime_dir);
+	free(b->runner_path);
+	free(b->cells_dir);
+	free(b);
+}
+
+static int kvm_backend_enable(Backend *base)
+{
+	KvmBackend *b = (KvmBackend *)base;
+
+	if (access("/dev/kvm", R_OK | W_OK) < 0)
+		return -errno;
+	if (access(b->runner_path, X_OK) < 0)
+		return -errno;
+	return mkdir_p(b->cells_dir);
+}
+
+static int kvm_backend_disable(Backend *base)
+{
+	/* Nothing global to undo: each cell is its own process and VM. */
+	(void)base;
+	return 0;
+}
+
+/* ---- control socket ------------------------------------------------ */
+
+static int control_connect(KvmCell *c)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	/* Through the directory fd, so the runtime path length never matters. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", c->dir_fd,
+		 WARDEN_KVM_FILE_CONTROL);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+		close(fd);
+		/* No socket, or nobody behind it: no live runner. */
+		return r == -ECONNREFUSED ? -ENOENT : r;
+	}
+	return fd;
+}
+
+static int recv_reply(int fd, char *reply, size_t n, int *fds, size_t n_fds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * _WARDEN_KVM_FD_MAX)];
+	struct iovec iov = { .iov_base = reply, .iov_len = n - 1 };
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf,
+		.msg_controllen = sizeof(cbuf),
+	};
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+
+	int k = poll(&p, 1, REQUEST_TIMEOUT_MS);
+	if (k < 0)
+		return -errno;
+	if (k == 0)
+		return -ETIMEDOUT;
+	ssize_t len = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (len < 0)
+		return -errno;
+	if (len == 0)
+		return -ECONNRESET;
+	reply[len] = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k2 = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int *in = (int *)CMSG_DATA(cm);
+		for (size_t i = 0; i < k2; i++) {
+			if (got < n_fds)
+				fds[got++] = in[i];
+			else
+				close(in[i]);
+		}
+	}
+	if (got != n_fds) {
+		for (size_t i = 0; i < got; i++)
+			close(fds[i]);
+		if (n_fds)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+/* "ok ..." is 0, "err N msg" is -N. */
+static int parse_reply(const char *reply)
+{
+	if (strncmp(reply, "ok", 2) == 0 && (reply[2] == 0 || reply[2] == ' ' || reply[2] == '\n'))
+		return 0;
+	if (strncmp(reply, "err ", 4) == 0) {
+		int e = atoi(reply + 4);
+		return e > 0 ? -e : -EPROTO;
+	}
+	return -EPROTO;
+}
+
+static int request(KvmCell *c, const char *req, char *reply, size_t n, int *fds, size_t n_fds)
+{
+	char buf[WARDEN_KVM_MSG_MAX + 1];
+	int r;
+
+	if (c->destroyed)
+		return -ENODEV;
+	if (!reply) {
+		reply = buf;
+		n = sizeof(buf);
+	}
+	if (c->ctl_fd < 0) {
+		r = control_connect(c);
+		if (r < 0)
+			return r == -ENOENT ? -ESRCH : r;
+		c->ctl_fd = r;
+	}
+	if (send(c->ctl_fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		r = -errno;
+		goto broken;
+	}
+	r = recv_reply(c->ctl_fd, reply, n, fds, n_fds);
+	if (r < 0)
+		goto broken;
+	return parse_reply(reply);
+
+broken:
+	/* A late reply must never be taken for the answer to the next
+	 * request: start over on a fresh connection. */
+	close_fd(&c->ctl_fd);
+	if (r == -EPIPE || r == -ECONNRESET)
+		r = -ESRCH;
+	return r;
+}
+
+/* ---- cell objects -------------------------------------------------- */
+
+static KvmCell *cell_new(KvmBackend *b, const char *name)
+{
+	KvmCell *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->base.ops = &kvm_cell_ops;
+	c->backend = b;
+	c->dir_fd = c->ctl_fd = c->event_fd = c->pidfd = -1;
+	c->name = strdup(name);
+	if (!c->name || asprintf(&c->dir, "%s/%s", b->cells_dir, name) < 0) {
+		free(c->name);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Reap the runner if it is our child and has exited; remember how. */
+static void cell_reap(KvmCell *c)
+{
+	siginfo_t si = { 0 };
+
+	if (c->exited || c->pidfd < 0 || !fd_readable(c->pidfd))
+		return;
+	c->exited = true;
+	if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
+		if (si.si_code == CLD_EXITED)
+			snprintf(c->exit_reason, sizeof(c->exit_reason),
+				 "runner exited with status %d", si.si_status);
+		else
+			snprintf(c->exit_reason, sizeof(c->exit_reason),
+				 "runner killed by signal %d", si.si_status);
+	} else {
+		/* Not our child (adopted after a daemon restart): no status. */
+		snprintf(c->exit_reason, sizeof(c->exit_reason), "runner exited");
+	}
+}
+
+static void kvm_cell_free(BackendCell *base)
+{
+	KvmCell *c = (KvmCell *)base;
+
+	cell_reap(c);
+	if (c->comm)
+		munmap((void *)c->comm, c->comm_size);
+	if (c->status)
+		munmap((void *)c->status, sizeof(*c->status));
+	close_fd(&c->ctl_fd);
+	close_fd(&c->event_fd);
+	close_fd(&c->pidfd);
+	close_fd(&c->dir_fd);
+	free(c->name);
+	free(c->dir);
+	free(c);
+}
+
+/* Take the shared files from a live runner and map them. */
+static int cell_attach(KvmCell *c)
+{
+	char reply[WARDEN_KVM_MSG_MAX + 1];
+	int fds[_WARDEN_KVM_FD_MAX];
+	unsigned long long comm_size = 0;
+	void *p;
+	int r;
+
+	r = request(c, "fds", reply, sizeof(reply), fds, _WARDEN_KVM_FD_MAX);
+	if (r < 0)
+		return r;
+	c->event_fd = fds[WARDEN_KVM_FD_EVENT];
+	if (sscanf(reply, "ok comm_size=%llu", &comm_size) != 1 || comm_size < WARDEN_COMM_SIZE) {
+		r = -EPROTO;
+		goto out;
+	}
+	p = mmap(NULL, comm_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[WARDEN_KVM_FD_COMM], 0);
+	if (p == MAP_FAILED) {
+		r = -errno;
+		goto out;
+	}
+	c->comm = p;
+	c->comm_size = comm_size;
+	p = mmap(NULL, sizeof(*c->status), PROT_READ, MAP_SHARED, fds[WARDEN_KVM_FD_STATUS], 0);
+	if (p == MAP_FAILED) {
+		r = -errno;
+		goto out;
+	}
+	c->status = p;
+	if (__atomic_load_n(&c->status->magic, __ATOMIC_ACQUIRE) != WARDEN_KVM_STATUS_MAGIC ||
+	    c->status->version != WARDEN_KVM_STATUS_VERSION ||
+	    c->status->size != sizeof(*c->status))
+		r = -EPROTO;
+out:
+	close(fds[WARDEN_KVM_FD_COMM]);
+	close(fds[WARDEN_KVM_FD_STATUS]);
+	return r;
+}
+
+static int append_arg(char **argv, size_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int append_arg(char **argv, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*n + 1 >= MAX_ARGS)
+		return -E2BIG;
+	va_start(ap, fmt);
+	r = vasprintf(&argv[*n], fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static int build_argv(KvmBackend *b, const KvmCell *c, const BackendCellConfig *cfg,
+		      char **argv)
+{
+	char cpus[BACKEND_MAX_CPUS * 6] = "";
+	size_t n = 0, len = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < cfg->n_cpus; i++)
+		len += (size_t)snprintf(cpus + len, sizeof(cpus) - len, "%s%u",
+					i ? "," : "", cfg->cpus[i]);
+	r |= append_arg(argv, &n, "%s", b->runner_path);
+	r |= append_arg(argv, &n, "--name=%s", c->name);
+	r |= append_arg(argv, &n, "--dir=%s", c->dir);
+	r |= append_arg(argv, &n, "--cpus=%s", cpus);
+	for (size_t i = 0; i < cfg->n_regions; i++) {
+		const BackendRegion *m = &cfg->regions[i];
+		/* The comm region is the runner's shared file, not RAM. */
+		if (m->virt_start == cfg->comm_addr)
+			continue;
+		r |= append_arg(argv, &n, "--ram=0x%llx:0x%llx:0x%llx",
+				(unsigned long long)m->virt_start, (unsigned long long)m->size,
+				(unsigned long long)m->phys_start);
+	}
+	r |= append_arg(argv, &n, "--comm=0x%llx:0x%llx", (unsigned long long)cfg->comm_addr,
+			(unsigned long long)cfg->comm_size);
+	for (size_t i = 0; i < cfg->n_images; i++)
+		r |= append_arg(argv, &n, "--image=%s@0x%llx", cfg->images[i].path,
+				(unsigned long long)cfg->images[i].addr);
+	r |= append_arg(argv, &n, "--entry=0x%llx", (unsigned long long)cfg->entry);
+	r |= append_arg(argv, &n, "--period-ms=%u", cfg->period_ms ? cfg->period_ms : 100);
+	if (cfg->allow_inject)
+		r |= append_arg(argv, &n, "--inject");
+	if (cfg->args)
+		r |= append_arg(argv, &n, "--args=%s", cfg->args);
+	r |= append_arg(argv, &n, "--ready-fd=3");
+	argv[n] = NULL;
+	return r ? -ENOMEM : 0;
+}
+
+static int validate_config(const BackendCellConfig *cfg)
+{
+	if (!name_valid(cfg->name))
+		return -EINVAL;
+	if (cfg->n_cpus == 0 || cfg->n_cpus > BACKEND_MAX_CPUS || !cfg->cpus)
+		return -EINVAL;
+	if (cfg->n_regions > BACKEND_MAX_REGIONS || cfg->n_images > BACKEND_MAX_IMAGES)
+		return -EINVAL;
+	if (cfg->comm_size < WARDEN_COMM_SIZE)
+		return -EINVAL;
+	for (size_t i = 0; i < cfg->n_images; i++)
+		if (!cfg->images[i].path || cfg->images[i].path[0] != '/')
+			return -EINVAL;
+	if (cfg->args && strlen(cfg->args) >= 256)
+		return -EINVAL;
+	return 0;
+}
+
+/* Wait for the runner's "ok" or "err N msg" on the ready pipe. */
+static int wait_ready(int fd)
+{
+	char buf[256];
+	size_t len = 0;
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long elapsed = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (elapsed >= READY_TIMEOUT_MS)
+			return -ETIMEDOUT;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int k = poll(&p, 1, (int)(READY_TIMEOUT_MS - elapsed));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -ETIMEDOUT;
+		ssize_t m = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m < 0)
+			return -errno;
+		if (m == 0)
+			return -ECHILD; /* died without a word */
+		len += (size_t)m;
+		buf[len] = 0;
+		if (strchr(buf, '\n') || len == sizeof(buf) - 1)
+			return parse_reply(buf);
+	}
+}
+
+static int spawn_runner(KvmBackend *b, KvmCell *c, const BackendCellConfig *cfg)
+{
+	char *argv[MAX_ARGS] = { 0 };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	int pipefd[2] = { -1, -1 };
+	int log_fd = -1, r;
+
+	r = build_argv(b, c, cfg, argv);
+	if (r < 0)
+		goto out_argv;
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto out_argv;
+	}
+	log_fd = openat(c->dir_fd, WARDEN_KVM_FILE_RUNNER_LOG,
+			O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (log_fd < 0) {
+		r = -errno;
+		goto out_pipe;
+	}
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+	posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+	/* The daemon blocks signals for sd-event; the runner must not
+	 * inherit that mask or any handler disposition. */
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+	extern char **environ;
+	r = -posix_spawn(&c->pid, b->runner_path, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close_fd(&pipefd[1]);
+	if (r < 0)
+		goto out_pipe;
+
+	/* The child is ours and unreaped, so its pid cannot be recycled yet. */
+	r = pidfd_open_(c->pid);
+	if (r < 0) {
+		kill(c->pid, SIGKILL);
+		(void)waitpid(c->pid, NULL, 0);
+		goto out_pipe;
+	}
+	c->pidfd = r;
+
+	r = wait_ready(pipefd[0]);
+	if (r < 0) {
+		siginfo_t si;
+		if (r == -ETIMEDOUT || r == -EPROTO)
+			(void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+		/* It exits right after a failed start; bounded anyway. */
+		struct pollfd p = { .fd = c->pidfd, .events = POLLIN };
+		if (poll(&p, 1, 1000) > 0)
+			(void)waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG);
+		c->exited = true;
+	}
+out_pipe:
+	close_fd(&pipefd[0]);
+	close_fd(&pipefd[1]);
+	close_fd(&log_fd);
+out_argv:
+	for (size_t i = 0; argv[i]; i++)
+		free(argv[i]);
+	return r;
+}
+
+static int open_cell_dir(KvmCell *c, bool create)
+{
+	if (create) {
+		int r = mkdir_p(c->dir);
+		if (r < 0)
+			return r;
+	}
+	c->dir_fd = open(c->dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	return c->dir_fd < 0 ? -errno : 0;
+}
+
+static int kvm_cell_create(Backend *base, const BackendCellConfig *cfg, BackendCell **ret)
+{
+	KvmBackend *b = (KvmBackend *)base;
+	KvmCell *c;
+	int r;
+
+	r = validate_config(cfg);
+	if (r < 0)
+		return r;
+	c = cell_new(b, cfg->name);
+	if (!c)
+		return -ENOMEM;
+	r = open_cell_dir(c, true);
+	if (r < 0)
+		goto fail;
+	r = spawn_runner(b, c, cfg);
+	if (r < 0)
+		goto fail;
+	r = cell_attach(c);
+	if (r < 0) {
+		(void)request(c, "destroy", NULL, 0, NULL, 0);
+		goto fail;
+	}
+	*ret = &c->base;
+	return 0;
+fail:
+	kvm_cell_free(&c->base);
+	return r;
+}
+
+static int kvm_cell_adopt(Backend *base, const char *name, BackendCell **ret)
+{
+	KvmBackend *b = (KvmBackend *)base;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	KvmCell *c;
+	int r;
+
+	if (!name_valid(name))
+		return -EINVAL;
+	c = cell_new(b, name);
+	if (!c)
+		return -ENOMEM;
+	r = open_cell_dir(c, false);
+	if (r < 0)
+		goto fail;
+	r = control_connect(c);
+	if (r < 0)
+		goto fail;
+	c->ctl_fd = r;
+	/* The peer credentials name the process that listens, which is
+	 * safer than trusting a pid file. */
+	if (getsockopt(c->ctl_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	c->pid = cred.pid;
+	r = pidfd_open_(c->pid);
+	if (r < 0) {
+		r = r == -ESRCH ? -ENOENT : r;
+		goto fail;
+	}
+	c->pidfd = r;
+	r = cell_attach(c);
+	if (r == -ESRCH)
+		r = -ENOENT;
+	if (r < 0)
+		goto fail;
+	if (c->status->state == BACKEND_CELL_GONE) {
+		r = -ENOENT;
+		goto fail;
+	}
+	*ret = &c->base;
+	return 0;
+fail:
+	kvm_cell_free(&c->base);
+	return r;
+}
+
+/* ---- cell operations ----------------------------------------------- */
+
+static int kvm_cell_load(BackendCell *base)
+{
+	return request((KvmCell *)base, "load", NULL, 0, NULL, 0);
+}
+
+static int kvm_cell_start(BackendCell *base)
+{
+	return request((KvmCell *)base, "start", NULL, 0, NULL, 0);
+}
+
+static int kvm_cell_stop(BackendCell *base)
+{
+	return request((KvmCell *)base, "stop", NULL, 0, NULL, 0);
+}
+
+static int kvm_cell_reset(BackendCell *base)
+{
+	return request((KvmCell *)base, "reset", NULL, 0, NULL, 0);
+}
+
+static int kvm_cell_mail(BackendCell *base, uint32_t cmd, uint32_t arg)
+{
+	KvmCell *c = (KvmCell *)base;
+
+	if (c->destroyed)
+		return -ENODEV;
+	/* No daemon-to-inmate doorbell on this hypervisor: the inmate reads
+	 * its mailbox on every beat. */
+	return backend_comm_post(c->comm, cmd, arg);
+}
+
+static int kvm_cell_shutdown(BackendCell *base)
+{
+	return kvm_cell_mail(base, WARDEN_CMD_SHUTDOWN, 0);
+}
+
+static int kvm_cell_destroy(BackendCell *base)
+{
+	KvmCell *c = (KvmCell *)base;
+	int r;
+
+	if (c->destroyed)
+		return 0;
+	cell_reap(c);
+	if (c->exited) {
+		c->destroyed = true;
+		return 0;
+	}
+	r = request(c, "destroy", NULL, 0, NULL, 0);
+	if (r == -ESRCH)
+		r = 0; /* died meanwhile: just as gone */
+	if (r == 0) {
+		c->destroyed = true;
+		close_fd(&c->ctl_fd);
+	}
+	return r;
+}
+
+static const char *kvm_cell_name(const BackendCell *base)
+{
+	return ((const KvmCell *)base)->name;
+}
+
+static int kvm_cell_status(BackendCell *base, BackendCellStatus *ret)
+{
+	KvmCell *c = (KvmCell *)base;
+	const volatile struct warden_kvm_status *st = c->status;
+	BackendCellStatus s = { 0 };
+	uint32_t seq = 0;
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		seq = __atomic_load_n(&st->seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		s.state = (BackendCellState)st->state;
+		for (size_t i = 0; i < sizeof(s.reason); i++)
+			s.reason[i] = st->reason[i];
+		s.state_mono_ns = st->state_mono_ns;
+		s.boots = st->boots;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&st->seq, __ATOMIC_RELAXED) == seq)
+			break;
+	}
+	if (tries == 1000)
+		return -EAGAIN;
+	s.reason[sizeof(s.reason) - 1] = 0;
+	if (s.state < 0 || s.state >= _BACKEND_CELL_STATE_MAX)
+		return -EPROTO;
+	s.pid = c->pid;
+	s.exits = __atomic_load_n(&st->exits, __ATOMIC_RELAXED);
+	s.exits_io = __atomic_load_n(&st->exits_io, __ATOMIC_RELAXED);
+	s.exits_mmio = __atomic_load_n(&st->exits_mmio, __ATOMIC_RELAXED);
+	s.exits_hlt = __atomic_load_n(&st->exits_hlt, __ATOMIC_RELAXED);
+	s.exits_sleep = __atomic_load_n(&st->exits_sleep, __ATOMIC_RELAXED);
+
+	cell_reap(c);
+	if (c->exited && s.state != BACKEND_CELL_GONE) {
+		/* Died without saying so (SIGKILL, crash): the page is
+		 * stale, the process tells the truth. */
+		s.state = BACKEND_CELL_GONE;
+		snprintf(s.reason, sizeof(s.reason), "%s", c->exit_reason);
+		s.state_mono_ns = 0;
+	}
+	if (s.state == BACKEND_CELL_GONE)
+		s.pid = c->exited ? 0 : s.pid;
+	*ret = s;
+	return 0;
+}
+
+static volatile struct warden_comm *kvm_cell_comm(BackendCell *base)
+{
+	return ((KvmCell *)base)->comm;
+}
+
+static ssize_t kvm_cell_console_read(BackendCell *base, char *buf, size_t n)
+{
+	KvmCell *c = (KvmCell *)base;
+	const volatile struct warden_kvm_status *st = c->status;
+	const uint64_t size = WARDEN_KVM_CONSOLE_SIZE;
+
+	uint64_t head = __atomic_load_n(&st->console_head, __ATOMIC_ACQUIRE);
+	uint64_t take = head < size ? head : size;
+	if (take > n)
+		take = n;
+	uint64_t start = head - take;
+	for (uint64_t i = 0; i < take; i++)
+		buf[i] = st->console[(start + i) & (size - 1)];
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	/* The runner may have lapped the oldest bytes while we copied. */
+	uint64_t head2 = __atomic_load_n(&st->console_head, __ATOMIC_RELAXED);
+	if (head2 - start > size) {
+		uint64_t lost = head2 - start - size;
+		if (lost >= take)
+			return 0;
+		memmove(buf, buf + lost, take - lost);
+		take -= lost;
+	}
+	return (ssize_t)take;
+}
+
+static int kvm_cell_event_fd(BackendCell *base)
+{
+	KvmCell *c = (KvmCell *)base;
+	return c->event_fd >= 0 ? c->event_fd : -EBADF;
+}
+
+static int kvm_cell_event_ack(BackendCell *base)
+{
+	KvmCell *c = (KvmCell *)base;
+	uint64_t v;
+
+	/* One read resets an eventfd; it is non-blocking on both sides. */
+	if (read(c->event_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+static int kvm_cell_pidfd(BackendCell *base)
+{
+	return ((KvmCell *)base)->pidfd;
+}
+
+static const BackendOps kvm_backend_ops = {
+	.kind = "kvm",
+	.free = kvm_backend_free,
+	.enable = kvm_backend_enable,
+	.disable = kvm_backend_disable,
+	.cell_create = kvm_cell_create,
+	.cell_adopt = kvm_cell_adopt,
+};
+
+static const BackendCellOps kvm_cell_ops = {
+	.free = kvm_cell_free,
+	.load = kvm_cell_load,
+	.start = kvm_cell_start,
+	.stop = kvm_cell_stop,
+	.reset = kvm_cell_reset,
+	.shutdown = kvm_cell_shutdown,
+	.mail = kvm_cell_mail,
+	.destroy = kvm_cell_destroy,
+	.name = kvm_cell_name,
+	.status = kvm_cell_status,
+	.comm = kvm_cell_comm,
+	.console_read = kvm_cell_console_read,
+	.event_fd = kvm_cell_event_fd,
+	.event_ack = kvm_cell_event_ack,
+	.pidfd = kvm_cell_pidfd,
+};
