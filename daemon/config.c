@@ -1,0 +1,825 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+static const char *const failure_kind_table[_FAILURE_KIND_MAX] = {
+	[FAILURE_PANIC] = "panic",
+	[FAILURE_STUCK] = "stuck",
+	[FAILURE_BOOT_TIMEOUT] = "boot-timeout",
+	[FAILURE_CRASH] = "crash",
+	[FAILURE_EXIT] = "exit",
+};
+
+static const char *const recovery_action_table[_ACTION_MAX] = {
+	[ACTION_RESTART] = "restart",
+	[ACTION_STOP] = "stop",
+	[ACTION_PRESERVE] = "preserve",
+	[ACTION_NONE] = "none",
+};
+
+static const char *const exhausted_action_table[_EXHAUSTED_MAX] = {
+	[EXHAUSTED_STOP] = "stop",
+	[EXHAUSTED_HYPERVISOR_RESTART] = "hypervisor-restart",
+};
+
+static int table_lookup(const char *const *table, int n, const char *s) {
+	if (!s)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (table[i] && strcmp(table[i], s) == 0)
+			return i;
+	return -1;
+}
+
+static const char *table_name(const char *const *table, int n, int i) {
+	return i >= 0 && i < n ? table[i] : NULL;
+}
+
+const char *failure_kind_to_string(FailureKind k) {
+	return table_name(failure_kind_table, _FAILURE_KIND_MAX, k);
+}
+FailureKind failure_kind_from_string(const char *s) {
+	return table_lookup(failure_kind_table, _FAILURE_KIND_MAX, s);
+}
+const char *recovery_action_to_string(RecoveryAction a) {
+	return table_name(recovery_action_table, _ACTION_MAX, a);
+}
+RecoveryAction recovery_action_from_string(const char *s) {
+	return table_lookup(recovery_action_table, _ACTION_MAX, s);
+}
+const char *exhausted_action_to_string(ExhaustedAction a) {
+	return table_name(exhausted_action_table, _EXHAUSTED_MAX, a);
+}
+ExhaustedAction exhausted_action_from_string(const char *s) {
+	return table_lookup(exhausted_action_table, _EXHAUSTED_MAX, s);
+}
+
+void config_env_host(ConfigEnv *ret) {
+	long n = sysconf(_SC_NPROCESSORS_CONF);
+	ret->n_cpus = n > 0 ? (unsigned)n : 1;
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, const char *path, const char *fmt, ...) {
+	va_list ap;
+	int n;
+
+	n = snprintf(err, CONFIG_ERROR_MAX, "%s: ", path);
+	if (n < 0 || n >= (int)CONFIG_ERROR_MAX)
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(err + n, CONFIG_ERROR_MAX - n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static const char *json_type_name(const json_t *v) {
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "unknown";
+}
+
+/* Refuses keys not in `allowed`: a typo in a config must not silently turn
+ * into a default. */
+static int check_keys(json_t *obj, const char *path, const char *const *allowed, char *err) {
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		bool ok = false;
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(*a, key) == 0) {
+				ok = true;
+				break;
+			}
+		if (!ok)
+			return fail(err, path, "unknown key \"%s\"", key);
+	}
+	return 0;
+}
+
+static int get_object(json_t *parent, const char *key, const char *path, json_t **ret, char *err) {
+	json_t *v = json_object_get(parent, key);
+	*ret = NULL;
+	if (!v)
+		return 0;
+	if (!json_is_object(v))
+		return fail(err, path, "\"%s\" must be an object, not %s", key, json_type_name(v));
+	*ret = v;
+	return 0;
+}
+
+static int get_bool(json_t *parent, const char *key, const char *path, bool *ret, char *err) {
+	json_t *v = json_object_get(parent, key);
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return fail(err, path, "\"%s\" must be a boolean, not %s", key, json_type_name(v));
+	*ret = json_is_true(v);
+	return 0;
+}
+
+static int get_string(json_t *parent, const char *key, const char *path, const char **ret, char *err) {
+	json_t *v = json_object_get(parent, key);
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return fail(err, path, "\"%s\" must be a string, not %s", key, json_type_name(v));
+	*ret = json_string_value(v);
+	return 0;
+}
+
+static int get_strdup(json_t *parent, const char *key, const char *path, char **ret, char *err) {
+	const char *s = NULL;
+	int r = get_string(parent, key, path, &s, err);
+	if (r < 0 || !s)
+		return r;
+	if (strlen(s) == 0)
+		return fail(err, path, "\"%s\" must not be empty", key);
+	free(*ret);
+	*ret = strdup(s);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Addresses and sizes: a JSON integer or a string in C notation ("0x100000"),
+ * since hex is how people write them. */
+static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret, char *err) {
+	if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		if (i < 0)
+			return fail(err, path, "\"%s\" must not be negative", key);
+		*ret = (uint64_t)i;
+		return 0;
+	}
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		char *end;
+		errno = 0;
+		unsigned long long u = strtoull(s, &end, 0);
+		if (errno != 0 || end == s || *end != 0 || s[0] == '-')
+			return fail(err, path, "\"%s\" is not a number: \"%s\"", key, s);
+		*ret = u;
+		return 0;
+	}
+	return fail(err, path, "\"%s\" must be an integer or a numeric string, not %s", key, json_type_name(v));
+}
+
+static int get_u64(json_t *parent, const char *key, const char *path, uint64_t *ret, char *err) {
+	json_t *v = json_object_get(parent, key);
+	if (!v)
+		return 0;
+	return parse_u64(v, path, key, ret, err);
+}
+
+static int get_u32(json_t *parent, const char *key, const char *path, uint32_t min, uint32_t max,
+                   uint32_t *ret, char *err) {
+	json_t *v = json_object_get(parent, key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v))
+		return fail(err, path, "\"%s\" must be an integer, not %s", key, json_type_name(v));
+	json_int_t i = json_integer_value(v);
+	if (i < (json_int_t)min || i > (json_int_t)max)
+		return fail(err, path, "\"%s\" must be between %" PRIu32 " and %" PRIu32 ", not %lld", key, min,
+		            max, (long long)i);
+	*ret = (uint32_t)i;
+	return 0;
+}
+
+static int get_double(json_t *parent, const char *key, const char *path, double min, double max, double *ret,
+                      char *err) {
+	json_t *v = json_object_get(parent, key);
+	if (!v)
+		return 0;
+	if (!json_is_number(v))
+		return fail(err, path, "\"%s\" must be a number, not %s", key, json_type_name(v));
+	double d = json_number_value(v);
+	if (!(d >= min && d <= max))
+		return fail(err, path, "\"%s\" must be between %g and %g, not %g", key, min, max, d);
+	*ret = d;
+	return 0;
+}
+
+static int parse_cpu_list(json_t *parent, const char *key, const char *path, const ConfigEnv *env,
+                          unsigned *cpus, size_t *n, char *err) {
+	json_t *arr = json_object_get(parent, key), *v;
+	char p[256];
+	size_t i;
+
+	*n = 0;
+	if (!arr)
+		return 0;
+	snprintf(p, sizeof p, "%s.%s", path, key);
+	if (!json_is_array(arr))
+		return fail(err, p, "must be an array of CPU numbers, not %s", json_type_name(arr));
+	if (json_array_size(arr) > BACKEND_MAX_CPUS)
+		return fail(err, p, "more than %d CPUs", BACKEND_MAX_CPUS);
+	json_array_foreach(arr, i, v) {
+		char pi[272];
+		snprintf(pi, sizeof pi, "%s[%zu]", p, i);
+		if (!json_is_integer(v))
+			return fail(err, pi, "must be a CPU number, not %s", json_type_name(v));
+		json_int_t c = json_integer_value(v);
+		if (c < 0 || c >= (json_int_t)env->n_cpus)
+			return fail(err, pi, "CPU %lld does not exist on this machine (it has CPUs 0-%u)",
+			            (long long)c, env->n_cpus - 1);
+		for (size_t j = 0; j < *n; j++)
+			if (cpus[j] == (unsigned)c)
+				return fail(err, pi, "CPU %lld is listed twice", (long long)c);
+		cpus[(*n)++] = (unsigned)c;
+	}
+	return 0;
+}
+
+static const char *const flag_names[] = { "read", "write", "execute", "loadable", "shared" };
+
+static int parse_region(json_t *obj, const char *path, bool is_comm, MemRegion *m, char *err) {
+	static const char *const keys[] = { "name", "phys_start", "virt_start", "size", "flags", NULL };
+	static const char *const comm_keys[] = { "phys_start", "virt_start", "size", NULL };
+	const char *name = NULL;
+	json_t *flags, *v;
+	size_t i;
+	int r;
+
+	if (!json_is_object(obj))
+		return fail(err, path, "must be an object, not %s", json_type_name(obj));
+	r = check_keys(obj, path, is_comm ? comm_keys : keys, err);
+	if (r < 0)
+		return r;
+	if ((r = get_string(obj, "name", path, &name, err)) < 0)
+		return r;
+	snprintf(m->name, sizeof m->name, "%s", is_comm ? "comm" : name ? name : "");
+	if (!json_object_get(obj, "virt_start"))
+		return fail(err, path, "\"virt_start\" is required");
+	if (!json_object_get(obj, "size"))
+		return fail(err, path, "\"size\" is required");
+	if ((r = get_u64(obj, "virt_start", path, &m->virt_start, err)) < 0 ||
+	    (r = get_u64(obj, "size", path, &m->size, err)) < 0)
+		return r;
+	/* Without a partition address the region is private to the cell and
+	 * only its guest-physical range matters. */
+	m->phys_start = UINT64_MAX;
+	if (json_object_get(obj, "phys_start") &&
+	    (r = get_u64(obj, "phys_start", path, &m->phys_start, err)) < 0)
+		return r;
+	if (m->size == 0 || (m->size & 0xfff) || (m->virt_start & 0xfff) ||
+	    (m->phys_start != UINT64_MAX && (m->phys_start & 0xfff)))
+		return fail(err, path, "addresses and size must be non-zero multiples of 4096");
+	if (m->virt_start + m->size < m->virt_start ||
+	    (m->phys_start != UINT64_MAX && m->phys_start + m->size < m->phys_start))
+		return fail(err, path, "region wraps around the address space");
+	if (is_comm) {
+		if (m->size < WARDEN_COMM_SIZE)
+			return fail(err, path, "comm region must be at least %u bytes", WARDEN_COMM_SIZE);
+		m->flags = BACKEND_MEM_READ | BACKEND_MEM_WRITE;
+		return 0;
+	}
+	flags = json_object_get(obj, "flags");
+	m->flags = 0;
+	if (!flags)
+		return fail(err, path, "\"flags\" is required");
+	if (!json_is_array(flags))
+		return fail(err, path, "\"flags\" must be an array, not %s", json_type_name(flags));
+	json_array_foreach(flags, i, v) {
+		int f;
+		if (!json_is_string(v))
+			return fail(err, path, "\"flags\"[%zu] must be a string", i);
+		f = table_lookup(flag_names, ELEMENTSOF(flag_names), json_string_value(v));
+		if (f < 0)
+			return fail(err, path, "\"flags\"[%zu]: unknown flag \"%s\" (read, write, execute, loadable, shared)",
+			            i, json_string_value(v));
+		m->flags |= 1u << f;
+	}
+	return 0;
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) {
+	return a < b + blen && b < a + alen;
+}
+
+bool cell_name_is_valid(const char *name) {
+	size_t n = strlen(name);
+	if (n < 1 || n > CELL_NAME_MAX)
+		return false;
+	if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void recovery_defaults(RecoverySpec *r) {
+	r->on[FAILURE_PANIC] = ACTION_RESTART;
+	r->on[FAILURE_STUCK] = ACTION_RESTART;
+	r->on[FAILURE_BOOT_TIMEOUT] = ACTION_RESTART;
+	r->on[FAILURE_CRASH] = ACTION_RESTART;
+	r->on[FAILURE_EXIT] = ACTION_STOP;
+	r->max_restarts = 5;
+	r->window_s = 60;
+	r->backoff_initial_ms = 100;
+	r->backoff_max_ms = 30000;
+	r->backoff_factor = 2.0;
+	r->reset_after_s = 60;
+	r->on_exhausted = EXHAUSTED_STOP;
+	r->shutdown_timeout_ms = 5000;
+}
+
+static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char *err) {
+	static const char *const keys[] = { "on_panic", "on_stuck", "on_boot_timeout", "on_crash", "on_exit",
+		                            "max_restarts", "window_s", "backoff", "on_exhausted",
+		                            "shutdown_timeout_ms", NULL };
+	static const char *const bkeys[] = { "initial_ms", "max_ms", "factor", "reset_after_s", NULL };
+	static const char *const on_keys[_FAILURE_KIND_MAX] = {
+		[FAILURE_PANIC] = "on_panic",       [FAILURE_STUCK] = "on_stuck",
+		[FAILURE_BOOT_TIMEOUT] = "on_boot_timeout", [FAILURE_CRASH] = "on_crash",
+		[FAILURE_EXIT] = "on_exit",
+	};
+	char p[300];
+	json_t *b;
+	int r;
+
+	if ((r = check_keys(obj, path, keys, err)) < 0)
+		return r;
+	for (int k = 0; k < _FAILURE_KIND_MAX; k++) {
+		const char *s = NULL;
+		if ((r = get_string(obj, on_keys[k], path, &s, err)) < 0)
+			return r;
+		if (!s)
+			continue;
+		RecoveryAction a = recovery_action_from_string(s);
+		if (a < 0)
+			return fail(err, path, "\"%s\": unknown action \"%s\" (restart, stop, preserve, none)",
+			            on_keys[k], s);
+		rs->on[k] = a;
+	}
+	const char *ex = NULL;
+	if ((r = get_string(obj, "on_exhausted", path, &ex, err)) < 0)
+		return r;
+	if (ex) {
+		rs->on_exhausted = exhausted_action_from_string(ex);
+		if (rs->on_exhausted < 0)
+			return fail(err, path, "\"on_exhausted\": unknown action \"%s\" (stop, hypervisor-restart)", ex);
+	}
+	if ((r = get_u32(obj, "max_restarts", path, 0, 1024, &rs->max_restarts, err)) < 0 ||
+	    (r = get_u32(obj, "window_s", path, 1, 86400 * 365, &rs->window_s, err)) < 0 ||
+	    (r = get_u32(obj, "shutdown_timeout_ms", path, 1, 3600000, &rs->shutdown_timeout_ms, err)) < 0 ||
+	    (r = get_object(obj, "backoff", path, &b, err)) < 0)
+		return r;
+	if (b) {
+		snprintf(p, sizeof p, "%s.backoff", path);
+		if ((r = check_keys(b, p, bkeys, err)) < 0 ||
+		    (r = get_u32(b, "initial_ms", p, 0, 3600000, &rs->backoff_initial_ms, err)) < 0 ||
+		    (r = get_u32(b, "max_ms", p, 0, 86400000, &rs->backoff_max_ms, err)) < 0 ||
+		    (r = get_double(b, "factor", p, 1.0, 100.0, &rs->backoff_factor, err)) < 0 ||
+		    (r = get_u32(b, "reset_after_s", p, 0, 86400 * 365, &rs->reset_after_s, err)) < 0)
+			return r;
+		if (rs->backoff_max_ms < rs->backoff_initial_ms)
+			return fail(err, p, "\"max_ms\" must not be below \"initial_ms\"");
+	}
+	return 0;
+}
+
+int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
+	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
+		                            "args", "autostart", "allow_inject", "health", "recovery", NULL };
+	static const char *const hkeys[] = { "period_ms", "timeout_ms", "boot_timeout_ms", NULL };
+	_cleanup_(cell_spec_freep) CellSpec *s = NULL;
+	const char *name = NULL, *backend = "kvm";
+	json_t *arr, *v, *o;
+	char p[300];
+	size_t i;
+	int r;
+
+	if (!json_is_object(obj))
+		return fail(err, path, "a cell must be an object, not %s", json_type_name(obj));
+	if ((r = check_keys(obj, path, keys, err)) < 0)
+		return r;
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+
+	if ((r = get_string(obj, "name", path, &name, err)) < 0)
+		return r;
+	if (!name)
+		return fail(err, path, "\"name\" is required");
+	if (!cell_name_is_valid(name))
+		return fail(err, path, "\"name\": \"%s\" is not a valid cell name ([a-z0-9][a-z0-9_-]{0,30})", name);
+	snprintf(s->name, sizeof s->name, "%s", name);
+
+	if ((r = get_string(obj, "backend", path, &backend, err)) < 0)
+		return r;
+	if (strcmp(backend, "kvm") != 0 && strcmp(backend, "qemu") != 0 && strcmp(backend, "jailhouse") != 0)
+		return fail(err, path, "\"backend\": unknown backend \"%s\" (kvm, qemu, jailhouse)", backend);
+	snprintf(s->backend, sizeof s->backend, "%s", backend);
+
+	if (!json_object_get(obj, "cpus"))
+		return fail(err, path, "\"cpus\" is required");
+	if ((r = parse_cpu_list(obj, "cpus", path, env, s->cpus, &s->n_cpus, err)) < 0)
+		return r;
+	if (s->n_cpus == 0)
+		return fail(err, path, "\"cpus\" must name at least one CPU");
+
+	arr = json_object_get(obj, "memory");
+	if (!arr)
+		return fail(err, path, "\"memory\" is required");
+	if (!json_is_array(arr))
+		return fail(err, path, "\"memory\" must be an array, not %s", json_type_name(arr));
+	if (json_array_size(arr) > BACKEND_MAX_REGIONS)
+		return fail(err, path, "\"memory\" has more than %d regions", BACKEND_MAX_REGIONS);
+	json_array_foreach(arr, i, v) {
+		snprintf(p, sizeof p, "%s.memory[%zu]", path, i);
+		if ((r = parse_region(v, p, false, &s->memory[i], err)) < 0)
+			return r;
+		s->n_memory++;
+	}
+
+	o = json_object_get(obj, "comm");
+	if (!o)
+		return fail(err, path, "\"comm\" is required");
+	snprintf(p, sizeof p, "%s.comm", path);
+	if ((r = parse_region(o, p, true, &s->comm, err)) < 0)
+		return r;
+
+	/* Regions of one cell must not overlap each other, on either side. */
+	for (size_t a = 0; a <= s->n_memory; a++)
+		for (size_t b = a + 1; b <= s->n_memory; b++) {
+			const MemRegion *ra = a < s->n_memory ? &s->memory[a] : &s->comm;
+			const MemRegion *rb = b < s->n_memory ? &s->memory[b] : &s->comm;
+			if (ranges_overlap(ra->virt_start, ra->size, rb->virt_start, rb->size) ||
+			    (ra->phys_start != UINT64_MAX && rb->phys_start != UINT64_MAX &&
+			     ranges_overlap(ra->phys_start, ra->size, rb->phys_start, rb->size)))
+				return fail(err, path, "memory regions \"%s\" and \"%s\" overlap", ra->name, rb->name);
+		}
+
+	arr = json_object_get(obj, "images");
+	if (arr && !json_is_array(arr))
+		return fail(err, path, "\"images\" must be an array, not %s", json_type_name(arr));
+	if (arr && json_array_size(arr) > BACKEND_MAX_IMAGES)
+		return fail(err, path, "\"images\" has more than %d entries", BACKEND_MAX_IMAGES);
+	json_array_foreach(arr, i, v) {
+		static const char *const ikeys[] = { "file", "address", NULL };
+		ImageSpec *img = &s->images[i];
+		bool inside = false;
+
+		snprintf(p, sizeof p, "%s.images[%zu]", path, i);
+		if (!json_is_object(v))
+			return fail(err, p, "must be an object, not %s", json_type_name(v));
+		if ((r = check_keys(v, p, ikeys, err)) < 0 || (r = get_strdup(v, "file", p, &img->file, err)) < 0)
+			return r;
+		s->n_images++;
+		if (!img->file)
+			return fail(err, p, "\"file\" is required");
+		if (!json_object_get(v, "address"))
+			return fail(err, p, "\"address\" is required");
+		if ((r = get_u64(v, "address", p, &img->address, err)) < 0)
+			return r;
+		for (size_t m = 0; m < s->n_memory; m++)
+			if ((s->memory[m].flags & BACKEND_MEM_LOADABLE) && img->address >= s->memory[m].virt_start &&
+			    img->address < s->memory[m].virt_start + s->memory[m].size)
+				inside = true;
+		if (!inside)
+			return fail(err, p, "address 0x%" PRIx64 " is not inside a loadable memory region",
+			            img->address);
+	}
+	if (s->n_images == 0)
+		return fail(err, path, "\"images\" must name at least one image");
+	s->entry = s->images[0].address;
+	if ((r = get_u64(obj, "entry", path, &s->entry, err)) < 0)
+		return r;
+
+	if ((r = get_strdup(obj, "args", path, &s->args, err)) < 0)
+		return r;
+	if (s->args && strlen(s->args) >= WARDEN_COMM_REASON_LEN)
+		return fail(err, path, "\"args\" is longer than %u bytes", WARDEN_COMM_REASON_LEN - 1);
+	s->autostart = true;
+	if ((r = get_bool(obj, "autostart", path, &s->autostart, err)) < 0 ||
+	    (r = get_bool(obj, "allow_inject", path, &s->allow_inject, err)) < 0)
+		return r;
+
+	s->health = (HealthSpec){ .period_ms = 10, .timeout_ms = 100, .boot_timeout_ms = 5000 };
+	if ((r = get_object(obj, "health", path, &o, err)) < 0)
+		return r;
+	if (o) {
+		snprintf(p, sizeof p, "%s.health", path);
+		if ((r = check_keys(o, p, hkeys, err)) < 0 ||
+		    (r = get_u32(o, "period_ms", p, 1, 60000, &s->health.period_ms, err)) < 0 ||
+		    (r = get_u32(o, "timeout_ms", p, 1, 3600000, &s->health.timeout_ms, err)) < 0 ||
+		    (r = get_u32(o, "boot_timeout_ms", p, 1, 3600000, &s->health.boot_timeout_ms, err)) < 0)
+			return r;
+	}
+	if (s->health.timeout_ms <= s->health.period_ms)
+		return fail(err, path, "health: \"timeout_ms\" (%u) must be longer than \"period_ms\" (%u)",
+		            s->health.timeout_ms, s->health.period_ms);
+
+	recovery_defaults(&s->recovery);
+	if ((r = get_object(obj, "recovery", path, &o, err)) < 0)
+		return r;
+	if (o) {
+		snprintf(p, sizeof p, "%s.recovery", path);
+		if ((r = parse_recovery(o, p, &s->recovery, err)) < 0)
+			return r;
+	}
+
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+CellSpec *cell_spec_free(CellSpec *s) {
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < s->n_images; i++)
+		free(s->images[i].file);
+	free(s->args);
+	free(s);
+	return NULL;
+}
+
+static bool region_is_same_shared(const MemRegion *a, const MemRegion *b) {
+	return (a->flags & BACKEND_MEM_SHARED) && (b->flags & BACKEND_MEM_SHARED) &&
+	       a->phys_start == b->phys_start && a->size == b->size;
+}
+
+int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *const *others, size_t n_others,
+                              const unsigned *root_cpus, size_t n_root_cpus, bool sharing, char *err) {
+	for (size_t o = 0; o < n_others; o++) {
+		const CellSpec *t = others[o];
+		if (t == s)
+			continue;
+		if (strcmp(t->name, s->name) == 0) {
+			fail(err, path, "a cell named \"%s\" already exists", s->name);
+			return -EEXIST;
+		}
+		if (!sharing)
+			for (size_t i = 0; i < s->n_cpus; i++)
+				for (size_t j = 0; j < t->n_cpus; j++)
+					if (s->cpus[i] == t->cpus[j]) {
+						fail(err, path, "CPU %u of cell \"%s\" is already assigned to cell \"%s\"",
+						     s->cpus[i], s->name, t->name);
+						return -EBUSY;
+					}
+		for (size_t a = 0; a <= s->n_memory; a++)
+			for (size_t b = 0; b <= t->n_memory; b++) {
+				const MemRegion *ra = a < s->n_memory ? &s->memory[a] : &s->comm;
+				const MemRegion *rb = b < t->n_memory ? &t->memory[b] : &t->comm;
+				if (ra->phys_start == UINT64_MAX || rb->phys_start == UINT64_MAX)
+					continue;
+				if (!ranges_overlap(ra->phys_start, ra->size, rb->phys_start, rb->size) ||
+				    region_is_same_shared(ra, rb))
+					continue;
+				fail(err, path,
+				     "memory region \"%s\" of cell \"%s\" [0x%" PRIx64 "-0x%" PRIx64
+				     ") overlaps region \"%s\" of cell \"%s\" [0x%" PRIx64 "-0x%" PRIx64 ")",
+				     ra->name, s->name, ra->phys_start, ra->phys_start + ra->size, rb->name, t->name,
+				     rb->phys_start, rb->phys_start + rb->size);
+				return -EBUSY;
+			}
+	}
+	if (!sharing)
+		for (size_t i = 0; i < s->n_cpus; i++)
+			for (size_t j = 0; j < n_root_cpus; j++)
+				if (s->cpus[i] == root_cpus[j]) {
+					fail(err, path, "CPU %u of cell \"%s\" belongs to the root set", s->cpus[i],
+					     s->name);
+					return -EBUSY;
+				}
+	return 0;
+}
+
+static json_t *hex(uint64_t v) {
+	char b[24];
+	snprintf(b, sizeof b, "0x%" PRIx64, v);
+	return json_string(b);
+}
+
+static json_t *region_to_json(const MemRegion *m, bool is_comm) {
+	json_t *o = json_object();
+	if (!is_comm)
+		json_object_set_new(o, "name", json_string(m->name));
+	if (m->phys_start != UINT64_MAX)
+		json_object_set_new(o, "phys_start", hex(m->phys_start));
+	json_object_set_new(o, "virt_start", hex(m->virt_start));
+	json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+	if (!is_comm) {
+		json_t *f = json_array();
+		for (size_t i = 0; i < ELEMENTSOF(flag_names); i++)
+			if (m->flags & (1u << i))
+				json_array_append_new(f, json_string(flag_names[i]));
+		json_object_set_new(o, "flags", f);
+	}
+	return o;
+}
+
+json_t *cell_spec_to_json(const CellSpec *s) {
+	json_t *o = json_object(), *a, *h, *r, *b;
+
+	json_object_set_new(o, "name", json_string(s->name));
+	json_object_set_new(o, "backend", json_string(s->backend));
+	a = json_array();
+	for (size_t i = 0; i < s->n_cpus; i++)
+		json_array_append_new(a, json_integer(s->cpus[i]));
+	json_object_set_new(o, "cpus", a);
+	a = json_array();
+	for (size_t i = 0; i < s->n_memory; i++)
+		json_array_append_new(a, region_to_json(&s->memory[i], false));
+	json_object_set_new(o, "memory", a);
+	json_object_set_new(o, "comm", region_to_json(&s->comm, true));
+	a = json_array();
+	for (size_t i = 0; i < s->n_images; i++)
+		json_array_append_new(a, json_pack("{s:s, s:o}", "file", s->images[i].file, "address",
+		                                   hex(s->images[i].address)));
+	json_object_set_new(o, "images", a);
+	json_object_set_new(o, "entry", hex(s->entry));
+	if (s->args)
+		json_object_set_new(o, "args", json_string(s->args));
+	json_object_set_new(o, "autostart", json_boolean(s->autostart));
+	json_object_set_new(o, "allow_inject", json_boolean(s->allow_inject));
+	h = json_pack("{s:i, s:i, s:i}", "period_ms", (int)s->health.period_ms, "timeout_ms",
+	              (int)s->health.timeout_ms, "boot_timeout_ms", (int)s->health.boot_timeout_ms);
+	json_object_set_new(o, "health", h);
+	b = json_pack("{s:i, s:i, s:f, s:i}", "initial_ms", (int)s->recovery.backoff_initial_ms, "max_ms",
+	              (int)s->recovery.backoff_max_ms, "factor", s->recovery.backoff_factor, "reset_after_s",
+	              (int)s->recovery.reset_after_s);
+	r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:i}",
+	              "on_panic", recovery_action_to_string(s->recovery.on[FAILURE_PANIC]),
+	              "on_stuck", recovery_action_to_string(s->recovery.on[FAILURE_STUCK]),
+	              "on_boot_timeout", recovery_action_to_string(s->recovery.on[FAILURE_BOOT_TIMEOUT]),
+	              "on_crash", recovery_action_to_string(s->recovery.on[FAILURE_CRASH]),
+	              "on_exit", recovery_action_to_string(s->recovery.on[FAILURE_EXIT]),
+	              "max_restarts", (int)s->recovery.max_restarts,
+	              "window_s", (int)s->recovery.window_s,
+	              "backoff", b,
+	              "on_exhausted", exhausted_action_to_string(s->recovery.on_exhausted),
+	              "shutdown_timeout_ms", (int)s->recovery.shutdown_timeout_ms);
+	json_object_set_new(o, "recovery", r);
+	return o;
+}
+
+void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegion *regions, BackendImage *images) {
+	for (size_t i = 0; i < s->n_memory; i++)
+		regions[i] = (BackendRegion){
+			.phys_start = s->memory[i].phys_start,
+			.virt_start = s->memory[i].virt_start,
+			.size = s->memory[i].size,
+			.flags = s->memory[i].flags,
+		};
+	for (size_t i = 0; i < s->n_images; i++)
+		images[i] = (BackendImage){ .path = s->images[i].file, .addr = s->images[i].address };
+	*ret = (BackendCellConfig){
+		.name = s->name,
+		.cpus = s->cpus,
+		.n_cpus = s->n_cpus,
+		.regions = regions,
+		.n_regions = s->n_memory,
+		.images = images,
+		.n_images = s->n_images,
+		.entry = s->entry,
+		.comm_addr = s->comm.virt_start,
+		.comm_size = s->comm.size,
+		.period_ms = s->health.period_ms,
+		.allow_inject = s->allow_inject,
+		.args = s->args,
+	};
+}
+
+static int parse_listen(const char *s, const char *path, char *err) {
+	if (strncmp(s, "unix:", 5) == 0 && s[5] == '/')
+		return 0;
+	if (strncmp(s, "tcp:", 4) == 0 && strrchr(s + 4, ':'))
+		return 0;
+	return fail(err, path, "\"%s\" is not a listener (unix:/ABSOLUTE/PATH or tcp:HOST:PORT)", s);
+}
+
+int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
+	static const char *const keys[] = { "listen", "state_dir", "runtime_dir", "cpu_sharing", "root_cpus",
+		                            "limits", "backends", "cells", NULL };
+	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
+	static const char *const bkeys[] = { "kvm", NULL };
+	static const char *const kkeys[] = { "runner", NULL };
+	_cleanup_(config_freep) Config *c = NULL;
+	json_t *arr, *v, *o;
+	char p[300];
+	size_t i;
+	int r;
+
+	if (!json_is_object(root))
+		return fail(err, "$", "the configuration must be an object, not %s", json_type_name(root));
+	if ((r = check_keys(root, "$", keys, err)) < 0)
+		return r;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->max_body_bytes = 1 << 20;
+	c->max_header_bytes = 16 << 10;
+	c->max_connections = 64;
+
+	arr = json_object_get(root, "listen");
+	if (arr && !json_is_array(arr))
+		return fail(err, "$.listen", "must be an array of strings, not %s", json_type_name(arr));
+	if (arr && json_array_size(arr) > CONFIG_MAX_LISTEN)
+		return fail(err, "$.listen", "more than %d listeners", CONFIG_MAX_LISTEN);
+	json_array_foreach(arr, i, v) {
+		snprintf(p, sizeof p, "$.listen[%zu]", i);
+		if (!json_is_string(v))
+			return fail(err, p, "must be a string, not %s", json_type_name(v));
+		if ((r = parse_listen(json_string_value(v), p, err)) < 0)
+			return r;
+		c->listen[c->n_listen] = strdup(json_string_value(v));
+		if (!c->listen[c->n_listen++])
+			return -ENOMEM;
+	}
+	if ((r = get_strdup(root, "state_dir", "$", &c->state_dir, err)) < 0 ||
+	    (r = get_strdup(root, "runtime_dir", "$", &c->runtime_dir, err)) < 0 ||
+	    (r = get_bool(root, "cpu_sharing", "$", &c->cpu_sharing, err)) < 0 ||
+	    (r = parse_cpu_list(root, "root_cpus", "$", env, c->root_cpus, &c->n_root_cpus, err)) < 0)
+		return r;
+
+	if ((r = get_object(root, "limits", "$", &o, err)) < 0)
+		return r;
+	if (o) {
+		uint32_t body = (uint32_t)c->max_body_bytes, hdr = (uint32_t)c->max_header_bytes;
+		if ((r = check_keys(o, "$.limits", lkeys, err)) < 0 ||
+		    (r = get_u32(o, "max_body_bytes", "$.limits", 1024, 1u << 30, &body, err)) < 0 ||
+		    (r = get_u32(o, "max_header_bytes", "$.limits", 1024, 1u << 20, &hdr, err)) < 0 ||
+		    (r = get_u32(o, "max_connections", "$.limits", 1, 4096, &c->max_connections, err)) < 0)
+			return r;
+		c->max_body_bytes = body;
+		c->max_header_bytes = hdr;
+	}
+
+	if ((r = get_object(root, "backends", "$", &o, err)) < 0)
+		return r;
+	if (o) {
+		json_t *k;
+		if ((r = check_keys(o, "$.backends", bkeys, err)) < 0 ||
+		    (r = get_object(o, "kvm", "$.backends", &k, err)) < 0)
+			return r;
+		if (k && ((r = check_keys(k, "$.backends.kvm", kkeys, err)) < 0 ||
+		          (r = get_strdup(k, "runner", "$.backends.kvm", &c->kvm_runner, err)) < 0))
+			return r;
+	}
+
+	arr = json_object_get(root, "cells");
+	if (arr && !json_is_array(arr))
+		return fail(err, "$.cells", "must be an array, not %s", json_type_name(arr));
+	if (arr && json_array_size(arr) > CONFIG_MAX_CELLS)
+		return fail(err, "$.cells", "more than %d cells", CONFIG_MAX_CELLS);
+	json_array_foreach(arr, i, v) {
+		snprintf(p, sizeof p, "$.cells[%zu]", i);
+		if ((r = cell_spec_parse(v, p, env, &c->cells[c->n_cells], err)) < 0)
+			return r;
+		if ((r = cell_spec_check_partition(c->cells[c->n_cells], p, c->cells, c->n_cells, c->root_cpus,
+		                                   c->n_root_cpus, c->cpu_sharing, err)) < 0)
+			return -EINVAL;
+		c->n_cells++;
+	}
+
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int config_load_file(const char *path, const ConfigEnv *env, Config **ret, char *err) {
+	json_error_t je;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	int r;
+
+	if (!root) {
+		snprintf(err, CONFIG_ERROR_MAX, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+		return -EINVAL;
+	}
+	r = config_parse(root, env, ret, err);
+	json_decref(root);
+	return r;
+}
+
+Config *config_free(Config *c) {
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < c->n_listen; i++)
+		free(c->listen[i]);
+	for (size_t i = 0; i < c->n_cells; i++)
+		cell_spec_free(c->cells[i]);
+	free(c->state_dir);
+	free(c->runtime_dir);
+	free(c->kvm_runner);
+	free(c);
+	return NULL;
+}

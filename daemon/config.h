@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wardend configuration: daemon settings plus cell specs, parsed from JSON
+ * and validated as a whole (static partitioning is checked across cells).
+ * Error messages name the JSON path ("$.cells[1].cpus[0]") and the problem.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "hypervisor/backend.h"
+
+#define CELL_NAME_MAX 31
+#define CONFIG_MAX_CELLS 64
+#define CONFIG_MAX_LISTEN 8
+#define CONFIG_ERROR_MAX 512
+
+typedef enum FailureKind {
+	FAILURE_PANIC,
+	FAILURE_STUCK,
+	FAILURE_BOOT_TIMEOUT,
+	FAILURE_CRASH,
+	FAILURE_EXIT,
+	_FAILURE_KIND_MAX,
+	_FAILURE_KIND_INVALID = -1,
+} FailureKind;
+
+typedef enum RecoveryAction {
+	ACTION_RESTART,
+	ACTION_STOP,
+	ACTION_PRESERVE,
+	ACTION_NONE,
+	_ACTION_MAX,
+	_ACTION_INVALID = -1,
+} RecoveryAction;
+
+typedef enum ExhaustedAction {
+	EXHAUSTED_STOP,
+	EXHAUSTED_HYPERVISOR_RESTART,
+	_EXHAUSTED_MAX,
+	_EXHAUSTED_INVALID = -1,
+} ExhaustedAction;
+
+const char *failure_kind_to_string(FailureKind k);
+FailureKind failure_kind_from_string(const char *s);
+const char *recovery_action_to_string(RecoveryAction a);
+RecoveryAction recovery_action_from_string(const char *s);
+const char *exhausted_action_to_string(ExhaustedAction a);
+ExhaustedAction exhausted_action_from_string(const char *s);
+
+typedef struct HealthSpec {
+	uint32_t period_ms;
+	uint32_t timeout_ms;
+	uint32_t boot_timeout_ms;
+} HealthSpec;
+
+typedef struct RecoverySpec {
+	RecoveryAction on[_FAILURE_KIND_MAX];
+	uint32_t max_restarts;
+	uint32_t window_s;
+	uint32_t backoff_initial_ms;
+	uint32_t backoff_max_ms;
+	double backoff_factor;
+	uint32_t reset_after_s;
+	ExhaustedAction on_exhausted;
+	uint32_t shutdown_timeout_ms;
+} RecoverySpec;
+
+typedef struct MemRegion {
+	char name[32];
+	uint64_t phys_start;
+	uint64_t virt_start;
+	uint64_t size;
+	unsigned flags; /* BACKEND_MEM_* */
+} MemRegion;
+
+typedef struct ImageSpec {
+	char *file;
+	uint64_t address;
+} ImageSpec;
+
+typedef struct CellSpec {
+	char name[CELL_NAME_MAX + 1];
+	char backend[16];
+	unsigned cpus[BACKEND_MAX_CPUS];
+	size_t n_cpus;
+	MemRegion memory[BACKEND_MAX_REGIONS];
+	size_t n_memory;
+	MemRegion comm; /* size 0: none */
+	ImageSpec images[BACKEND_MAX_IMAGES];
+	size_t n_images;
+	uint64_t entry;
+	char *args;
+	bool autostart;
+	bool allow_inject;
+	HealthSpec health;
+	RecoverySpec recovery;
+} CellSpec;
+
+typedef struct Config {
+	char *listen[CONFIG_MAX_LISTEN];
+	size_t n_listen;
+	char *state_dir;
+	char *runtime_dir;
+	char *kvm_runner;
+	bool cpu_sharing;
+	unsigned root_cpus[BACKEND_MAX_CPUS];
+	size_t n_root_cpus;
+	size_t max_body_bytes;
+	size_t max_header_bytes;
+	unsigned max_connections;
+	CellSpec *cells[CONFIG_MAX_CELLS];
+	size_t n_cells;
+} Config;
+
+/* What validation needs to know of the machine; tests inject their own. */
+typedef struct ConfigEnv {
+	unsigned n_cpus;
+} ConfigEnv;
+
+void config_env_host(ConfigEnv *ret);
+
+/* On error, returns -EINVAL (or -ENOMEM) and writes a message with the
+ * JSON path into err (CONFIG_ERROR_MAX bytes). */
+int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err);
+int config_load_file(const char *path, const ConfigEnv *env, Config **ret, char *err);
+Config *config_free(Config *c);
+
+/* Parse and validate one cell spec on its own (path is the JSON path of the
+ * object, for messages). */
+int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err);
+CellSpec *cell_spec_free(CellSpec *s);
+json_t *cell_spec_to_json(const CellSpec *s);
+/* Checks that `s` can live beside `others` (CPUs, memory); `sharing` allows
+ * CPU sharing. Returns -EEXIST (duplicate name), -EBUSY (conflict). */
+int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *const *others, size_t n_others,
+                              const unsigned *root_cpus, size_t n_root_cpus, bool sharing, char *err);
+bool cell_name_is_valid(const char *name);
+
+/* Fills a backend config that points into `s` (valid while s lives). */
+void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegion *regions, BackendImage *images);
+
+static inline void config_freep(Config **c) {
+	config_free(*c);
+}
+static inline void cell_spec_freep(CellSpec **s) {
+	cell_spec_free(*s);
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/* wardend: keeps the cells of a static-partitioning hypervisor alive. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+
+static void help(void) {
+	printf("Usage: wardend [OPTIONS]\n\n"
+	       "Supervise the cells of a static-partitioning hypervisor.\n\n"
+	       "  -c --config FILE       JSON configuration (daemon settings and cells)\n"
+	       "  -l --listen ADDR       unix:/PATH or tcp:HOST:PORT; repeatable;\n"
+	       "                         replaces the config's listeners\n"
+	       "     --state-dir DIR     durable state (default /var/lib/warden)\n"
+	       "     --runtime-dir DIR   runtime state shared with cell runners\n"
+	       "                         (default /run/warden)\n"
+	       "  -v --verbose           debug logging\n"
+	       "     --version           print the version and exit\n"
+	       "  -h --help              this help\n");
+}
+
+int main(int argc, char **argv) {
+	enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_VERSION };
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "state-dir", required_argument, NULL, ARG_STATE_DIR },
+		{ "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, ARG_VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	_cleanup_(manager_freep) Manager *m = NULL;
+	ManagerOptions o = { 0 };
+	int c, r;
+
+	log_setup();
+	while ((c = getopt_long(argc, argv, "c:l:vh", options, NULL)) >= 0) {
+		switch (c) {
+		case 'c':
+			o.config_path = optarg;
+			break;
+		case 'l':
+			if (o.n_listen >= CONFIG_MAX_LISTEN) {
+				log_error("At most %d --listen options", CONFIG_MAX_LISTEN);
+				return EXIT_FAILURE;
+			}
+			if (strncmp(optarg, "unix:/", 6) != 0 && strncmp(optarg, "tcp:", 4) != 0) {
+				log_error("--listen %s: expected unix:/PATH or tcp:HOST:PORT", optarg);
+				return EXIT_FAILURE;
+			}
+			o.listen[o.n_listen++] = optarg;
+			break;
+		case ARG_STATE_DIR:
+			o.state_dir = optarg;
+			break;
+		case ARG_RUNTIME_DIR:
+			o.runtime_dir = optarg;
+			break;
+		case 'v':
+			log_set_max_level(LOG_DEBUG);
+			break;
+		case ARG_VERSION:
+			printf("wardend %s\n", WARDEN_VERSION);
+			return EXIT_SUCCESS;
+		case 'h':
+			help();
+			return EXIT_SUCCESS;
+		default:
+			return EXIT_FAILURE;
+		}
+	}
+	if (optind < argc) {
+		log_error("Unexpected argument: %s", argv[optind]);
+		return EXIT_FAILURE;
+	}
+
+	r = manager_new(&o, &m);
+	if (r < 0)
+		return EXIT_FAILURE;
+	r = manager_startup(m);
+	if (r < 0)
+		return EXIT_FAILURE;
+	r = manager_run(m);
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

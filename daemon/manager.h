@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Manager owns everything wardend has: the event loop, the HTTP
+ * listeners, the backends, the cells and the configuration. There is no
+ * other mutable global state; tests build their own Manager.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-event.h>
+
+#include "cell.h"
+#include "config.h"
+#include "hypervisor/backend.h"
+
+typedef struct Http Http;
+
+typedef struct ManagerOptions {
+	const char *config_path;
+	const char *listen[CONFIG_MAX_LISTEN]; /* from the command line */
+	size_t n_listen;
+	const char *state_dir;
+	const char *runtime_dir;
+} ManagerOptions;
+
+typedef struct Manager {
+	sd_event *event;
+	Config *config;
+	char *state_dir;
+	char *runtime_dir;
+	Backend *kvm;
+	Http *http;
+	Cell *cells[CONFIG_MAX_CELLS];
+	size_t n_cells;
+
+	uint64_t next_event_id;
+	uint64_t started_mono_ns;
+	uint64_t watchdog_usec;
+	sd_event_source *watchdog_timer;
+	bool ready;
+} Manager;
+
+int manager_new(const ManagerOptions *o, Manager **ret);
+Manager *manager_free(Manager *m);
+/* Listeners, backends, cells; READY=1 at the end. */
+int manager_startup(Manager *m);
+int manager_run(Manager *m);
+
+Cell *manager_find_cell(Manager *m, const char *name);
+Backend *manager_backend_for(Manager *m, const char *kind);
+/* STATUS= line for systemd, refreshed on every cell state change. */
+void manager_update_status(Manager *m);
+/* Restart every cell and the backends (policy on_exhausted). */
+int manager_restart_hypervisor(Manager *m, const char *reason);
+
+static inline void manager_freep(Manager **m) {
+	manager_free(*m);
+}

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+#include "persist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cell.h"
+#include "macro.h"
+#include "manager.h"
+
+int mkdir_p(const char *path, unsigned mode) {
+	char buf[4096];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof buf)
+		return -EINVAL;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int fsync_dir_of(const char *path) {
+	char buf[4096];
+	_cleanup_close_ int fd = -1;
+
+	if (strlen(path) >= sizeof buf)
+		return -ENAMETOOLONG;
+	strcpy(buf, path);
+	fd = open(dirname(buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, unsigned mode) {
+	char tmp[4096];
+	_cleanup_close_ int fd = -1;
+	const char *p = data;
+	int r;
+
+	if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	while (size > 0) {
+		ssize_t w = write(fd, p, size);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto fail;
+		}
+		p += w;
+		size -= (size_t)w;
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	return fsync_dir_of(path);
+fail:
+	unlink(tmp);
+	return r;
+}
+
+int write_json_atomic(const char *path, json_t *j) {
+	_cleanup_free_ char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (!s)
+		return -ENOMEM;
+	return write_file_atomic(path, s, strlen(s), 0644);
+}
+
+static int cell_state_path(Cell *c, char *buf, size_t n, bool create_dir) {
+	Manager *m = c->manager;
+	int r;
+
+	if (!m->state_dir)
+		return -ENOENT;
+	if (snprintf(buf, n, "%s/cells/%s", m->state_dir, c->spec->name) >= (int)n)
+		return -ENAMETOOLONG;
+	if (create_dir && (r = mkdir_p(buf, 0755)) < 0)
+		return r;
+	strncat(buf, "/supervision.json", n - strlen(buf) - 1);
+	return 0;
+}
+
+int persist_save_cell(Cell *c) {
+	char path[4096];
+	json_t *j, *ring, *f;
+	int r;
+
+	r = cell_state_path(c, path, sizeof path, true);
+	if (r < 0)
+		return r;
+	ring = json_array();
+	for (unsigned i = 0; i < c->policy.n_restarts; i++)
+		json_array_append_new(ring, json_integer((json_int_t)c->policy.restarts_ns[
+			(c->policy.head + POLICY_HISTORY - c->policy.n_restarts + i) % POLICY_HISTORY]));
+	f = json_object();
+	for (int k = 0; k < _FAILURE_KIND_MAX; k++)
+		json_object_set_new(f, failure_kind_to_string(k), json_integer((json_int_t)c->failures[k]));
+	j = json_pack("{s:i, s:s, s:i, s:o, s:I, s:I, s:i, s:o, s:b}",
+	              "version", 1,
+	              "state", cell_state_to_string(c->state),
+	              "restarts", (int)c->restarts,
+	              "failures", f,
+	              "restart_due_ns", (json_int_t)c->restart_due_ns,
+	              "failed_ns", (json_int_t)c->failed_ns,
+	              "consecutive", (int)c->policy.consecutive,
+	              "restart_history_ns", ring,
+	              "has_failure", c->has_failure);
+	if (!j)
+		return -ENOMEM;
+	if (c->has_failure) {
+		json_object_set_new(j, "last_failure_kind", json_string(failure_kind_to_string(c->last_failure_kind)));
+		json_object_set_new(j, "last_failure_reason", json_string(c->last_failure_reason));
+		json_object_set_new(j, "last_failure_realtime_ns", json_integer((json_int_t)c->last_failure_realtime_ns));
+	}
+	r = write_json_atomic(path, j);
+	json_decref(j);
+	return r;
+}
+
+int persist_load_cell(Cell *c) {
+	char path[4096];
+	json_error_t je;
+	json_t *j, *v;
+	size_t i;
+	int r;
+
+	r = cell_state_path(c, path, sizeof path, false);
+	if (r < 0)
+		return r;
+	j = json_load_file(path, 0, &je);
+	if (!j)
+		return access(path, F_OK) < 0 ? -ENOENT : -EBADMSG;
+	c->restarts = (unsigned)json_integer_value(json_object_get(j, "restarts"));
+	c->restart_due_ns = (uint64_t)json_integer_value(json_object_get(j, "restart_due_ns"));
+	c->failed_ns = (uint64_t)json_integer_value(json_object_get(j, "failed_ns"));
+	c->policy.consecutive = (unsigned)json_integer_value(json_object_get(j, "consecutive"));
+	for (int k = 0; k < _FAILURE_KIND_MAX; k++)
+		c->failures[k] = (uint64_t)json_integer_value(
+			json_object_get(json_object_get(j, "failures"), failure_kind_to_string(k)));
+	json_array_foreach(json_object_get(j, "restart_history_ns"), i, v) {
+		c->policy.restarts_ns[c->policy.head] = (uint64_t)json_integer_value(v);
+		c->policy.head = (c->policy.head + 1) % POLICY_HISTORY;
+		if (c->policy.n_restarts < POLICY_HISTORY)
+			c->policy.n_restarts++;
+	}
+	c->has_failure = json_is_true(json_object_get(j, "has_failure"));
+	if (c->has_failure) {
+		FailureKind k = failure_kind_from_string(json_string_value(json_object_get(j, "last_failure_kind")));
+		const char *why = json_string_value(json_object_get(j, "last_failure_reason"));
+		c->last_failure_kind = k >= 0 ? k : FAILURE_CRASH;
+		snprintf(c->last_failure_reason, sizeof c->last_failure_reason, "%s", why ? why : "");
+		c->last_failure_realtime_ns = (uint64_t)json_integer_value(json_object_get(j, "last_failure_realtime_ns"));
+	}
+	if (cell_state_from_string(json_string_value(json_object_get(j, "state"))) == CELL_FAILED)
+		c->state = CELL_FAILED;
+	json_decref(j);
+	return 0;
+}
