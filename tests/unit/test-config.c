@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/* Config validation: every rejection names the JSON path and the problem. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static const ConfigEnv env4 = { .n_cpus = 4 };
+
+#define CELL(name, cpus, phys) \
+	"{\"name\":\"" name "\",\"cpus\":" cpus ",\"memory\":[{\"name\":\"ram\",\"phys_start\":\"" phys "\"," \
+	"\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"read\",\"write\",\"execute\",\"loadable\"]}]," \
+	"\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},\"images\":[{\"file\":\"/x.bin\",\"address\":\"0x100000\"}]}"
+
+static int parse(const char *text, Config **ret, char *err) {
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	int r;
+	assert_non_null(j);
+	r = config_parse(j, &env4, ret, err);
+	json_decref(j);
+	return r;
+}
+
+/* Asserts that `text` is refused with a message containing both `path`
+ * and `problem`. */
+static void expect_reject(const char *text, const char *path, const char *problem) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	int r = parse(text, &c, err);
+	if (r != -EINVAL || !strstr(err, path) || !strstr(err, problem))
+		fail_msg("expected rejection at %s (%s), got r=%d err=\"%s\"", path, problem, r, err);
+	assert_null(c);
+}
+
+static void test_valid_two_cells(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	(void)state;
+	assert_int_equal(parse("{\"root_cpus\":[0],\"cells\":[" CELL("a", "[1]", "0x40000000") "," CELL("b-2", "[2,3]",
+	                       "0x40200000") "]}", &c, err), 0);
+	assert_non_null(c);
+	assert_int_equal(c->n_cells, 2);
+	assert_string_equal(c->cells[1]->name, "b-2");
+	assert_int_equal(c->cells[1]->n_cpus, 2);
+	assert_int_equal(c->cells[0]->memory[0].size, 0x200000);
+	assert_int_equal(c->cells[0]->entry, 0x100000);
+	assert_int_equal(c->cells[0]->health.period_ms, 10);
+	assert_int_equal(c->cells[0]->recovery.on[FAILURE_EXIT], ACTION_STOP);
+	config_free(c);
+}
+
+static void test_spec_roundtrip(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL, *c2 = NULL;
+	json_t *j, *root;
+	(void)state;
+	assert_int_equal(parse("{\"cells\":[" CELL("a", "[1]", "0x40000000") "]}", &c, err), 0);
+	j = cell_spec_to_json(c->cells[0]);
+	root = json_pack("{s:[o]}", "cells", j);
+	assert_int_equal(config_parse(root, &env4, &c2, err), 0);
+	assert_memory_equal(c->cells[0]->cpus, c2->cells[0]->cpus, sizeof(unsigned));
+	assert_int_equal(c2->cells[0]->memory[0].phys_start, 0x40000000);
+	json_decref(root);
+	config_free(c);
+	config_free(c2);
+}
+
+static void test_reject_unknown_key(void **state) {
+	(void)state;
+	expect_reject("{\"listn\":[]}", "$", "unknown key \"listn\"");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpu\":[1]}]}", "$.cells[0]", "unknown key \"cpu\"");
+}
+
+static void test_reject_wrong_types(void **state) {
+	(void)state;
+	expect_reject("[]", "$", "must be an object");
+	expect_reject("{\"cpu_sharing\":\"yes\"}", "$", "\"cpu_sharing\" must be a boolean");
+	expect_reject("{\"cells\":{}}", "$.cells", "must be an array");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":\"1\"}]}", "$.cells[0].cpus", "must be an array");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[\"1\"]}]}", "$.cells[0].cpus[0]", "must be a CPU number");
+	expect_reject("{\"listen\":[\"http://x\"]}", "$.listen[0]", "is not a listener");
+}
+
+static void test_reject_bad_names(void **state) {
+	(void)state;
+	expect_reject("{\"cells\":[" CELL("Linux", "[1]", "0x0") "]}", "$.cells[0]", "not a valid cell name");
+	expect_reject("{\"cells\":[" CELL("-a", "[1]", "0x0") "]}", "$.cells[0]", "not a valid cell name");
+	expect_reject("{\"cells\":[" CELL("a/b", "[1]", "0x0") "]}", "$.cells[0]", "not a valid cell name");
+	expect_reject("{\"cells\":[" CELL("abcdefghijabcdefghijabcdefghijab", "[1]", "0x0") "]}", "$.cells[0]",
+	              "not a valid cell name");
+	assert_true(cell_name_is_valid("abcdefghijabcdefghijabcdefghija"));
+	assert_true(cell_name_is_valid("0linux_1-x"));
+	assert_false(cell_name_is_valid(""));
+}
+
+static void test_reject_duplicate_names(void **state) {
+	(void)state;
+	expect_reject("{\"cells\":[" CELL("a", "[1]", "0x40000000") "," CELL("a", "[2]", "0x50000000") "]}",
+	              "$.cells[1]", "already exists");
+}
+
+static void test_reject_cpu_in_two_cells(void **state) {
+	(void)state;
+	expect_reject("{\"cells\":[" CELL("a", "[1]", "0x40000000") "," CELL("b", "[2,1]", "0x50000000") "]}",
+	              "$.cells[1]", "CPU 1 of cell \"b\" is already assigned to cell \"a\"");
+}
+
+static void test_reject_cpu_in_root_set(void **state) {
+	(void)state;
+	expect_reject("{\"root_cpus\":[0,1],\"cells\":[" CELL("a", "[1]", "0x40000000") "]}", "$.cells[0]",
+	              "belongs to the root set");
+}
+
+static void test_cpu_sharing_allows_overlap(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	(void)state;
+	assert_int_equal(parse("{\"cpu_sharing\":true,\"root_cpus\":[0,1],\"cells\":[" CELL("a", "[1]", "0x40000000")
+	                       "," CELL("b", "[1]", "0x50000000") "]}", &c, err), 0);
+	assert_true(c->cpu_sharing);
+	config_free(c);
+}
+
+static void test_reject_missing_cpu(void **state) {
+	(void)state;
+	expect_reject("{\"cells\":[" CELL("a", "[4]", "0x40000000") "]}", "$.cells[0].cpus[0]",
+	              "CPU 4 does not exist on this machine");
+	expect_reject("{\"root_cpus\":[9]}", "$.root_cpus[0]", "does not exist");
+	expect_reject("{\"cells\":[" CELL("a", "[1,1]", "0x40000000") "]}", "$.cells[0].cpus[1]", "listed twice");
+}
+
+static void test_reject_memory_overlap(void **state) {
+	(void)state;
+	expect_reject("{\"cells\":[" CELL("a", "[1]", "0x40000000") "," CELL("b", "[2]", "0x40100000") "]}",
+	              "$.cells[1]", "overlaps region \"ram\" of cell \"a\"");
+}
+
+static void test_shared_region_allowed(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	const char *shared = "{\"name\":\"shm\",\"phys_start\":\"0x60000000\",\"virt_start\":\"0x90000000\","
+	                     "\"size\":4096,\"flags\":[\"read\",\"write\",\"shared\"]}";
+	char text[4096];
+	(void)state;
+	snprintf(text, sizeof text,
+	         "{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[%s,{\"name\":\"ram\",\"phys_start\":\"0x40000000\","
+	         "\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\","
+	         "\"size\":4096},\"images\":[{\"file\":\"/a\",\"address\":\"0x100000\"}]},"
+	         "{\"name\":\"b\",\"cpus\":[2],\"memory\":[%s,{\"name\":\"ram\",\"phys_start\":\"0x50000000\","
+	         "\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\","
+	         "\"size\":4096},\"images\":[{\"file\":\"/b\",\"address\":\"0x100000\"}]}]}",
+	         shared, shared);
+	assert_int_equal(parse(text, &c, err), 0);
+	config_free(c);
+	/* the same range without "shared" on both sides is a conflict */
+	char *p = strstr(text, ",\"shared\"");
+	memmove(p, p + 9, strlen(p + 9) + 1);
+	expect_reject(text, "$.cells[1]", "overlaps region \"shm\" of cell \"a\"");
+}
+
+static void test_reject_bad_regions(void **state) {
+	(void)state;
+	expect_reject("{\"cells\":[" CELL("a", "[1]", "0x40000001") "]}", "$.cells[0].memory[0]", "multiples of 4096");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":4096,"
+	              "\"flags\":[\"rwx\"]}]}]}", "$.cells[0].memory[0]", "unknown flag \"rwx\"");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"0x2000\","
+	              "\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":4096,\"size\":4096},\"images\":[]}]}",
+	              "$.cells[0]", "overlap");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"0x200000\","
+	              "\"flags\":[\"read\"]}],\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},"
+	              "\"images\":[{\"file\":\"/a\",\"address\":\"0x100000\"}]}]}",
+	              "$.cells[0].images[0]", "not inside a loadable memory region");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"zz\","
+	              "\"flags\":[\"read\"]}]}]}", "$.cells[0].memory[0]", "is not a number");
+}
+
+static void test_reject_bad_health_and_recovery(void **state) {
+	char text[2048];
+	(void)state;
+	snprintf(text, sizeof text, "{\"cells\":[%s]}", CELL("a", "[1]", "0x40000000"));
+	text[strlen(text) - 3] = 0; /* drop "}]}" to add keys to the cell */
+	char bad[2300];
+	snprintf(bad, sizeof bad, "%s,\"health\":{\"period_ms\":50,\"timeout_ms\":10}}]}", text);
+	expect_reject(bad, "$.cells[0]", "must be longer than \"period_ms\"");
+	snprintf(bad, sizeof bad, "%s,\"recovery\":{\"on_panic\":\"reboot\"}}]}", text);
+	expect_reject(bad, "$.cells[0].recovery", "unknown action \"reboot\"");
+	snprintf(bad, sizeof bad, "%s,\"recovery\":{\"backoff\":{\"factor\":0.5}}}]}", text);
+	expect_reject(bad, "$.cells[0].recovery.backoff", "\"factor\" must be between");
+	snprintf(bad, sizeof bad, "%s,\"recovery\":{\"max_restarts\":5000}}]}", text);
+	expect_reject(bad, "$.cells[0].recovery", "\"max_restarts\" must be between");
+	snprintf(bad, sizeof bad, "%s,\"recovery\":{\"on_exhausted\":\"panic\"}}]}", text);
+	expect_reject(bad, "$.cells[0].recovery", "unknown action \"panic\"");
+}
+
+static void test_tables_complete(void **state) {
+	(void)state;
+	for (int k = 0; k < _FAILURE_KIND_MAX; k++) {
+		assert_non_null(failure_kind_to_string(k));
+		assert_int_equal(failure_kind_from_string(failure_kind_to_string(k)), k);
+	}
+	for (int a = 0; a < _ACTION_MAX; a++)
+		assert_int_equal(recovery_action_from_string(recovery_action_to_string(a)), a);
+	for (int a = 0; a < _EXHAUSTED_MAX; a++)
+		assert_int_equal(exhausted_action_from_string(exhausted_action_to_string(a)), a);
+	assert_null(failure_kind_to_string(_FAILURE_KIND_MAX));
+	assert_int_equal(failure_kind_from_string("nope"), _FAILURE_KIND_INVALID);
+}
+
+int main(void) {
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_two_cells),
+		cmocka_unit_test(test_spec_roundtrip),
+		cmocka_unit_test(test_reject_unknown_key),
+		cmocka_unit_test(test_reject_wrong_types),
+		cmocka_unit_test(test_reject_bad_names),
+		cmocka_unit_test(test_reject_duplicate_names),
+		cmocka_unit_test(test_reject_cpu_in_two_cells),
+		cmocka_unit_test(test_reject_cpu_in_root_set),
+		cmocka_unit_test(test_cpu_sharing_allows_overlap),
+		cmocka_unit_test(test_reject_missing_cpu),
+		cmocka_unit_test(test_reject_memory_overlap),
+		cmocka_unit_test(test_shared_region_allowed),
+		cmocka_unit_test(test_reject_bad_regions),
+		cmocka_unit_test(test_reject_bad_health_and_recovery),
+		cmocka_unit_test(test_tables_complete),
+	};
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
