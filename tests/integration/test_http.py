@@ -13,7 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import (Daemon, WARDEND, demo_cell, raw_request, run_tests, test)  # noqa: E402
+from harness import (Daemon, WARDEND, WARDENCTL, demo_cell, raw_request, run_tests, test)  # noqa: E402
 
 CONFIG = {
     "root_cpus": [0],
@@ -295,6 +295,31 @@ def systemd_units_verify():
             assert line in svc, line
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def wardenctl_basics():
+    with Daemon(CONFIG) as d:
+        def ctl(*args):
+            return subprocess.run([WARDENCTL, "--socket", d.sock] + list(args), capture_output=True, timeout=30)
+        p = ctl("cells")
+        out = p.stdout.decode()
+        assert p.returncode == 0 and out.splitlines()[0].split()[:2] == ["NAME", "STATE"], out
+        assert "alpha" in out and "beta" in out and "stopped" in out, out
+        p = ctl("--json", "cells")
+        assert p.returncode == 0 and [c["name"] for c in json.loads(p.stdout)] == ["alpha", "beta"]
+        p = ctl("--json", "cell", "show", "beta")
+        assert p.returncode == 0 and json.loads(p.stdout)["spec"]["name"] == "beta"
+        p = ctl("--url", "http://127.0.0.1:%d" % d.port, "health")
+        assert p.returncode == 0 and json.loads(p.stdout)["status"] == "ok"
+        p = ctl("cell", "show", "gamma")
+        assert p.returncode == 1 and b"no cell named" in p.stderr, p
+        p = ctl("cell", "inject", "alpha", "panic")
+        assert p.returncode == 1 and b"403" in p.stderr, p
+        p = ctl("cell", "frobnicate", "alpha")
+        assert p.returncode == 2, p
+        p = subprocess.run([WARDENCTL, "--socket", d.dir + "/nope.sock", "cells"], capture_output=True, timeout=30)
+        assert p.returncode == 3 and b"cannot reach wardend" in p.stderr, p
 
 
 if __name__ == "__main__":
