@@ -436,22 +436,29 @@ int http_reply_text(HttpRequest *r, unsigned status, const char *content_type, c
 	return ok == MHD_YES ? 0 : -EIO;
 }
 
-int http_reply_json(HttpRequest *r, unsigned status, json_t *body) {
+/* Serialises and sends `body` (consumed); a trailing newline keeps curl
+ * output readable. */
+static int reply_json_as(HttpRequest *r, unsigned status, const char *content_type, json_t *body) {
 	char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *t;
 	size_t n;
+
 	json_decref(body);
 	if (!s)
 		return -ENOMEM;
 	n = strlen(s);
-	/* a trailing newline keeps curl output readable */
-	char *t = realloc(s, n + 2);
+	t = realloc(s, n + 2);
 	if (!t) {
 		free(s);
 		return -ENOMEM;
 	}
 	t[n] = '\n';
 	t[n + 1] = 0;
-	return http_reply_text(r, status, "application/json", t, n + 1);
+	return http_reply_text(r, status, content_type, t, n + 1);
+}
+
+int http_reply_json(HttpRequest *r, unsigned status, json_t *body) {
+	return reply_json_as(r, status, "application/json", body);
 }
 
 static const char *status_title(unsigned status) {
@@ -472,10 +479,9 @@ static const char *status_title(unsigned status) {
 }
 
 int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const char *detail_fmt, ...) {
-	char detail[1024], type[64], *s;
+	char detail[1024], type[64];
 	json_t *j;
 	va_list ap;
-	size_t n;
 
 	va_start(ap, detail_fmt);
 	vsnprintf(detail, sizeof detail, detail_fmt, ap);
@@ -485,17 +491,5 @@ int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const
 	              "status", (int)status, "detail", detail, "instance", r->path ? r->path : "");
 	if (!j)
 		return -ENOMEM;
-	s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!s)
-		return -ENOMEM;
-	n = strlen(s);
-	char *t = realloc(s, n + 2);
-	if (!t) {
-		free(s);
-		return -ENOMEM;
-	}
-	t[n] = '\n';
-	t[n + 1] = 0;
-	return http_reply_text(r, status, "application/problem+json", t, n + 1);
+	return reply_json_as(r, status, "application/problem+json", j);
 }
