@@ -2,6 +2,7 @@
 #include "manager.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,17 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 	if (m->config->cpu_sharing)
 		log_warning("cpu_sharing is ON: cells may share CPUs with each other and the root set. "
 		            "This breaks static partitioning and is meant for development hosts only.");
+
+	/* wardend belongs to the root set: keep it off the cells' CPUs so a
+	 * busy vCPU never delays the daemon noticing its failure. */
+	if (m->config->n_root_cpus > 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		for (size_t i = 0; i < m->config->n_root_cpus; i++)
+			CPU_SET(m->config->root_cpus[i], &set);
+		if (sched_setaffinity(0, sizeof set, &set) < 0)
+			log_warning_errno(errno, "Failed to pin wardend to the root CPUs: %m");
+	}
 
 	m->state_dir = pick_dir(o->state_dir, m->config->state_dir, "STATE_DIRECTORY", DEFAULT_STATE_DIR);
 	m->runtime_dir = pick_dir(o->runtime_dir, m->config->runtime_dir, "RUNTIME_DIRECTORY", DEFAULT_RUNTIME_DIR);
