@@ -256,7 +256,12 @@ int manager_startup(Manager *m) {
 		if (r != -ENOENT)
 			log_cell_errno(LOG_WARNING, r, c->spec->name, NULL, "Could not adopt cell \"%s\": %m",
 			               c->spec->name);
-		if (c->state == CELL_FAILED && c->restart_due_ns == 0)
+		/* No live cell to come back to (e.g. after a reboot: the
+		 * runtime directory is gone and monotonic times restarted):
+		 * a pending backoff has nothing left to restart in place. */
+		c->restart_due_ns = 0;
+		c->failed_ns = 0;
+		if (c->state == CELL_FAILED)
 			c->state = CELL_STOPPED;
 		if (!c->spec->autostart)
 			continue;
