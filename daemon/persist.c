@@ -114,8 +114,7 @@ int persist_save_cell(Cell *c) {
 		return r;
 	ring = json_array();
 	for (unsigned i = 0; i < c->policy.n_restarts; i++)
-		json_array_append_new(ring, json_integer((json_int_t)c->policy.restarts_ns[
-			(c->policy.head + POLICY_HISTORY - c->policy.n_restarts + i) % POLICY_HISTORY]));
+		json_array_append_new(ring, json_integer((json_int_t)policy_restart_ns(&c->policy, i)));
 	f = json_object();
 	for (int k = 0; k < _FAILURE_KIND_MAX; k++)
 		json_object_set_new(f, failure_kind_to_string(k), json_integer((json_int_t)c->failures[k]));
@@ -161,12 +160,8 @@ int persist_load_cell(Cell *c) {
 	for (int k = 0; k < _FAILURE_KIND_MAX; k++)
 		c->failures[k] = (uint64_t)json_integer_value(
 			json_object_get(json_object_get(j, "failures"), failure_kind_to_string(k)));
-	json_array_foreach(json_object_get(j, "restart_history_ns"), i, v) {
-		c->policy.restarts_ns[c->policy.head] = (uint64_t)json_integer_value(v);
-		c->policy.head = (c->policy.head + 1) % POLICY_HISTORY;
-		if (c->policy.n_restarts < POLICY_HISTORY)
-			c->policy.n_restarts++;
-	}
+	json_array_foreach(json_object_get(j, "restart_history_ns"), i, v)
+		policy_record_restart(&c->policy, (uint64_t)json_integer_value(v));
 	c->has_failure = json_is_true(json_object_get(j, "has_failure"));
 	if (c->has_failure) {
 		FailureKind k = failure_kind_from_string(json_string_value(json_object_get(j, "last_failure_kind")));

@@ -9,12 +9,24 @@ void policy_init(Policy *p) {
 	memset(p, 0, sizeof *p);
 }
 
+void policy_record_restart(Policy *p, uint64_t t) {
+	p->restarts_ns[p->head] = t;
+	p->head = (p->head + 1) % POLICY_HISTORY;
+	if (p->n_restarts < POLICY_HISTORY)
+		p->n_restarts++;
+}
+
+uint64_t policy_restart_ns(const Policy *p, unsigned i) {
+	return p->restarts_ns[(p->head + POLICY_HISTORY - p->n_restarts + i) % POLICY_HISTORY];
+}
+
 unsigned policy_restarts_in_window(const Policy *p, const RecoverySpec *spec, uint64_t now_ns) {
 	uint64_t window = (uint64_t)spec->window_s * NSEC_PER_SEC;
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < p->n_restarts; i++) {
-		uint64_t t = p->restarts_ns[(p->head + POLICY_HISTORY - 1 - i) % POLICY_HISTORY];
+	/* newest first: stop at the first one outside the window */
+	for (unsigned i = p->n_restarts; i > 0; i--) {
+		uint64_t t = policy_restart_ns(p, i - 1);
 		/* A restart exactly window_s ago has left the window. */
 		if (now_ns - t >= window)
 			break;
@@ -47,10 +59,7 @@ PolicyDecision policy_on_failure(Policy *p, const RecoverySpec *spec, FailureKin
 	}
 	p->consecutive++;
 	d.delay_ns = policy_backoff_ns(spec, p->consecutive);
-	p->restarts_ns[p->head] = now_ns;
-	p->head = (p->head + 1) % POLICY_HISTORY;
-	if (p->n_restarts < POLICY_HISTORY)
-		p->n_restarts++;
+	policy_record_restart(p, now_ns);
 	return d;
 }
 

@@ -40,6 +40,10 @@ PolicyDecision policy_on_failure(Policy *p, const RecoverySpec *spec, FailureKin
 /* The cell has been healthy since `since_ns`; clears the backoff once that
  * stretch reaches reset_after_s. */
 void policy_on_healthy(Policy *p, const RecoverySpec *spec, uint64_t since_ns, uint64_t now_ns);
+/* Remembers a restart at t (the ring forgets the oldest when full). */
+void policy_record_restart(Policy *p, uint64_t t);
+/* The i-th remembered restart, oldest first (i < n_restarts). */
+uint64_t policy_restart_ns(const Policy *p, unsigned i);
 /* Restarts counted in the budget window ending at now. */
 unsigned policy_restarts_in_window(const Policy *p, const RecoverySpec *spec, uint64_t now_ns);
 /* The backoff the n-th consecutive restart waits (n >= 1). */
