@@ -304,7 +304,9 @@ int cell_restart(Cell *c, const char *reason) {
 		cell_set_state(c, CELL_FAILED, "restart failed");
 		return r;
 	}
-	c->state = CELL_STOPPED; /* force a transition event even from STARTING */
+	/* Recorded even when the cell was still starting, where the state
+	 * itself does not change. */
+	cell_emit(c, "action", reason);
 	cell_set_state(c, CELL_STARTING, reason);
 	return 0;
 }

@@ -152,10 +152,8 @@ Manager *manager_free(Manager *m) {
 	if (!m)
 		return NULL;
 	/* Cells keep running: the next wardend adopts them. */
-	for (size_t i = 0; i < m->n_cells; i++) {
-		m->cells[i]->spec = m->cells[i]->spec; /* owned by the cell */
+	for (size_t i = 0; i < m->n_cells; i++)
 		cell_free(m->cells[i]);
-	}
 	http_free(m->http);
 	backend_free(m->kvm);
 	sd_event_source_disable_unref(m->watchdog_timer);
