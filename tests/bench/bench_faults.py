@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
+from benchstats import median, pct  # noqa: E402
 
 FAULTS = ["hang", "stall", "panic", "crash", "exit"]
 # What README.md's failure table says each injected fault is declared as:
@@ -47,19 +48,6 @@ ANCHOR_MEDIAN_MS = 1469.7
 
 PERIOD_MS = 5
 TIMEOUT_MS = 30
-
-
-def pct(xs, p):
-    """Nearest-rank percentile of a non-empty list."""
-    s = sorted(xs)
-    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
-    return s[k]
-
-
-def median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def stats(xs):

@@ -44,6 +44,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
+from benchstats import median, pct  # noqa: E402
 
 RUNNER = os.path.abspath(harness.WARDEN_KVM)
 IMAGE = os.path.abspath(os.path.join(harness.DEMOS, "heartbeat.bin"))
@@ -63,19 +64,6 @@ def now():
 
 
 # ---- statistics ---------------------------------------------------------
-
-def pct(xs, p):
-    """Nearest-rank percentile of a non-empty list."""
-    s = sorted(xs)
-    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
-    return s[k]
-
-
-def median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
 
 def fmt_ms(ns):
     return "%9.3f" % (ns / 1e6)
