@@ -524,7 +524,10 @@ static uint64_t cell_check(Cell *c, uint64_t now) {
 	istate = cm->state;
 	flags = cm->flags;
 
-	if (st.state == BACKEND_CELL_SHUTDOWN || st.state == BACKEND_CELL_FAILED) {
+	/* The inmate's own panic reason beats the hypervisor's view of the
+	 * same event (a Linux panic also stops a QEMU board). */
+	if ((st.state == BACKEND_CELL_SHUTDOWN || st.state == BACKEND_CELL_FAILED) &&
+	    !(cm->magic == WARDEN_COMM_MAGIC && istate == WARDEN_INMATE_PANICKED)) {
 		snprintf(reason, sizeof reason, "%s (%s)", st.state == BACKEND_CELL_SHUTDOWN ? "machine shut down" :
 		         "hypervisor failed the cell", st.reason[0] ? st.reason : "no reason given");
 		cell_fail(c, FAILURE_PANIC, reason, st.state_mono_ns, now);

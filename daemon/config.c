@@ -400,7 +400,7 @@ static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char 
 
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
 	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
-		                            "args", "autostart", "allow_inject", "health", "recovery", NULL };
+		                            "args", "linux", "autostart", "allow_inject", "health", "recovery", NULL };
 	static const char *const hkeys[] = { "period_ms", "timeout_ms", "boot_timeout_ms", NULL };
 	_cleanup_(cell_spec_freep) CellSpec *s = NULL;
 	const char *name = NULL, *backend = "kvm";
@@ -500,9 +500,27 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			return fail(err, p, "address 0x%" PRIx64 " is not inside a loadable memory region",
 			            img->address);
 	}
-	if (s->n_images == 0)
-		return fail(err, path, "\"images\" must name at least one image");
-	s->entry = s->images[0].address;
+	if ((r = get_object(obj, "linux", path, &o, err)) < 0)
+		return r;
+	if (o) {
+		static const char *const lkeys[] = { "kernel", "initrd", "cmdline", NULL };
+		snprintf(p, sizeof p, "%s.linux", path);
+		if ((r = check_keys(o, p, lkeys, err)) < 0 || (r = get_strdup(o, "kernel", p, &s->kernel, err)) < 0 ||
+		    (r = get_strdup(o, "initrd", p, &s->initrd, err)) < 0 ||
+		    (r = get_strdup(o, "cmdline", p, &s->cmdline, err)) < 0)
+			return r;
+		if (!s->kernel)
+			return fail(err, p, "\"kernel\" is required");
+		if (s->n_images > 0)
+			return fail(err, path, "\"images\" and \"linux\" exclude each other: a Linux cell boots its kernel");
+		if (s->cmdline && strlen(s->cmdline) >= 2048)
+			return fail(err, p, "\"cmdline\" is longer than 2047 bytes");
+		if (strcmp(s->backend, "kvm") == 0)
+			return fail(err, path, "the kvm backend runs bare-metal images, not Linux; use \"backend\": \"qemu\"");
+	}
+	if (s->n_images == 0 && !s->kernel)
+		return fail(err, path, "\"images\" must name at least one image (or \"linux\" a kernel)");
+	s->entry = s->n_images ? s->images[0].address : 0;
 	if ((r = get_u64(obj, "entry", path, &s->entry, err)) < 0)
 		return r;
 
@@ -549,6 +567,9 @@ CellSpec *cell_spec_free(CellSpec *s) {
 	for (size_t i = 0; i < s->n_images; i++)
 		free(s->images[i].file);
 	free(s->args);
+	free(s->kernel);
+	free(s->initrd);
+	free(s->cmdline);
 	free(s);
 	return NULL;
 }
@@ -646,8 +667,18 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 	for (size_t i = 0; i < s->n_images; i++)
 		json_array_append_new(a, json_pack("{s:s, s:o}", "file", s->images[i].file, "address",
 		                                   hex(s->images[i].address)));
-	json_object_set_new(o, "images", a);
-	json_object_set_new(o, "entry", hex(s->entry));
+	if (s->kernel) {
+		json_t *l = json_pack("{s:s}", "kernel", s->kernel);
+		if (s->initrd)
+			json_object_set_new(l, "initrd", json_string(s->initrd));
+		if (s->cmdline)
+			json_object_set_new(l, "cmdline", json_string(s->cmdline));
+		json_object_set_new(o, "linux", l);
+		json_decref(a);
+	} else {
+		json_object_set_new(o, "images", a);
+		json_object_set_new(o, "entry", hex(s->entry));
+	}
 	if (s->args)
 		json_object_set_new(o, "args", json_string(s->args));
 	json_object_set_new(o, "autostart", json_boolean(s->autostart));
@@ -697,6 +728,9 @@ void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegi
 		.period_ms = s->health.period_ms,
 		.allow_inject = s->allow_inject,
 		.args = s->args,
+		.kernel = s->kernel,
+		.initrd = s->initrd,
+		.cmdline = s->cmdline,
 	};
 }
 
@@ -712,8 +746,9 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	static const char *const keys[] = { "listen", "state_dir", "runtime_dir", "cpu_sharing", "root_cpus",
 		                            "limits", "backends", "cells", NULL };
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
-	static const char *const bkeys[] = { "kvm", NULL };
+	static const char *const bkeys[] = { "kvm", "qemu", NULL };
 	static const char *const kkeys[] = { "runner", NULL };
+	static const char *const qkeys[] = { "binary", "accel", "machine", NULL };
 	_cleanup_(config_freep) Config *c = NULL;
 	json_t *arr, *v, *o;
 	char p[300];
@@ -775,6 +810,16 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		if (k && ((r = check_keys(k, "$.backends.kvm", kkeys, err)) < 0 ||
 		          (r = get_strdup(k, "runner", "$.backends.kvm", &c->kvm_runner, err)) < 0))
 			return r;
+		if ((r = get_object(o, "qemu", "$.backends", &k, err)) < 0)
+			return r;
+		if (k && ((r = check_keys(k, "$.backends.qemu", qkeys, err)) < 0 ||
+		          (r = get_strdup(k, "binary", "$.backends.qemu", &c->qemu_binary, err)) < 0 ||
+		          (r = get_strdup(k, "accel", "$.backends.qemu", &c->qemu_accel, err)) < 0 ||
+		          (r = get_strdup(k, "machine", "$.backends.qemu", &c->qemu_machine, err)) < 0))
+			return r;
+		if (c->qemu_accel && strcmp(c->qemu_accel, "tcg") != 0 && strcmp(c->qemu_accel, "kvm") != 0)
+			return fail(err, "$.backends.qemu", "\"accel\": \"%s\" is neither \"tcg\" nor \"kvm\"",
+			            c->qemu_accel);
 	}
 
 	arr = json_object_get(root, "cells");
@@ -820,6 +865,9 @@ Config *config_free(Config *c) {
 	free(c->state_dir);
 	free(c->runtime_dir);
 	free(c->kvm_runner);
+	free(c->qemu_binary);
+	free(c->qemu_accel);
+	free(c->qemu_machine);
 	free(c);
 	return NULL;
 }

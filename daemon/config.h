@@ -95,6 +95,10 @@ typedef struct CellSpec {
 	size_t n_images;
 	uint64_t entry;
 	char *args;
+	/* "linux": a kernel booted with its initramfs instead of images */
+	char *kernel;
+	char *initrd;
+	char *cmdline;
 	bool autostart;
 	bool allow_inject;
 	HealthSpec health;
@@ -107,6 +111,9 @@ typedef struct Config {
 	char *state_dir;
 	char *runtime_dir;
 	char *kvm_runner;
+	char *qemu_binary;
+	char *qemu_accel;
+	char *qemu_machine;
 	bool cpu_sharing;
 	unsigned root_cpus[BACKEND_MAX_CPUS];
 	size_t n_root_cpus;

@@ -19,6 +19,7 @@
 #define DEFAULT_STATE_DIR "/var/lib/warden"
 #define DEFAULT_RUNTIME_DIR "/run/warden"
 #define DEFAULT_KVM_RUNNER "/usr/libexec/warden/warden-kvm"
+#define DEFAULT_QEMU_BINARY "/usr/bin/qemu-system-x86_64"
 
 /* CLI beats config beats systemd's *_DIRECTORY beats the default. */
 static char *pick_dir(const char *cli, const char *cfg, const char *env, const char *def) {
@@ -156,6 +157,7 @@ Manager *manager_free(Manager *m) {
 		cell_free(m->cells[i]);
 	http_free(m->http);
 	backend_free(m->kvm);
+	backend_free(m->qemu);
 	sd_event_source_disable_unref(m->watchdog_timer);
 	sd_event_unref(m->event);
 	/* cells own their specs; the config keeps the rest */
@@ -178,6 +180,8 @@ Cell *manager_find_cell(Manager *m, const char *name) {
 Backend *manager_backend_for(Manager *m, const char *kind) {
 	if (strcmp(kind, "kvm") == 0)
 		return m->kvm;
+	if (strcmp(kind, "qemu") == 0)
+		return m->qemu;
 	return NULL;
 }
 
@@ -203,11 +207,14 @@ int manager_restart_hypervisor(Manager *m, const char *reason) {
 	log_warning("Restarting the hypervisor and every cell: %s", reason);
 	for (size_t i = 0; i < m->n_cells; i++)
 		cell_stop(m->cells[i], "hypervisor restart");
-	if (m->kvm) {
-		(void)backend_disable(m->kvm);
-		r = backend_enable(m->kvm);
+	for (int i = 0; i < 2; i++) {
+		Backend *b = i == 0 ? m->kvm : m->qemu;
+		if (!b)
+			continue;
+		(void)backend_disable(b);
+		r = backend_enable(b);
 		if (r < 0)
-			return log_error_errno(r, "Failed to re-enable the kvm backend: %m");
+			return log_error_errno(r, "Failed to re-enable the %s backend: %m", backend_kind(b));
 	}
 	for (size_t i = 0; i < m->n_cells; i++)
 		if (m->cells[i]->spec->autostart) {
@@ -231,6 +238,20 @@ int manager_startup(Manager *m) {
 	r = backend_enable(m->kvm);
 	if (r < 0)
 		log_warning_errno(r, "The kvm backend is unavailable (%m); kvm cells will fail to start");
+
+	bc = (BackendConfig){
+		.runtime_dir = m->runtime_dir,
+		.runner_path = m->config->qemu_binary ? m->config->qemu_binary : DEFAULT_QEMU_BINARY,
+		.accel = m->config->qemu_accel,
+		.machine = m->config->qemu_machine,
+	};
+	r = backend_new("qemu", &bc, &m->qemu);
+	if (r >= 0 && (r = backend_enable(m->qemu)) < 0) {
+		log_warning_errno(r, "The qemu backend is unavailable (%s: %m); qemu cells will fail to start",
+		                  bc.runner_path);
+		m->qemu = backend_free(m->qemu);
+	} else if (r < 0)
+		log_warning_errno(r, "No qemu backend (%m); qemu cells will fail to start");
 
 	for (size_t i = 0; i < m->config->n_cells; i++) {
 		Cell *c;

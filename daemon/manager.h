@@ -31,6 +31,7 @@ typedef struct Manager {
 	char *state_dir;
 	char *runtime_dir;
 	Backend *kvm;
+	Backend *qemu; /* NULL when QEMU is not installed */
 	Http *http;
 	Cell *cells[CONFIG_MAX_CELLS];
 	size_t n_cells;

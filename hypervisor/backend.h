@@ -63,6 +63,11 @@ typedef struct BackendCellConfig {
 	uint32_t period_ms; /* heartbeat period the inmate should keep */
 	bool allow_inject;  /* inmate may obey WARDEN_CMD_INJECT */
 	const char *args;   /* free-form inmate arguments, may be NULL */
+	/* A Linux inmate (the spec's "linux" object): the kernel replaces
+	 * images/entry; each is NULL when unused. */
+	const char *kernel;  /* absolute path of the kernel image */
+	const char *initrd;  /* absolute path of the initramfs, or NULL */
+	const char *cmdline; /* kernel command line, or NULL */
 } BackendCellConfig;
 
 typedef enum BackendCellState {
@@ -93,7 +98,9 @@ typedef struct BackendCellStatus {
 
 typedef struct BackendConfig {
 	const char *runtime_dir; /* cells live in runtime_dir/cells/NAME */
-	const char *runner_path; /* helper binary, e.g. warden-kvm */
+	const char *runner_path; /* helper binary: warden-kvm, qemu-system-x86_64 */
+	const char *accel;       /* qemu: "tcg" or "kvm"; NULL for the default */
+	const char *machine;     /* qemu: machine type ("pc"); NULL for the default */
 } BackendConfig;
 
 const char *backend_cell_state_to_string(BackendCellState s);
