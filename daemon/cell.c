@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "persist.h"
+#include "store.h"
 
 static const char *const cell_state_table[_CELL_STATE_MAX] = {
 	[CELL_STOPPED] = "stopped",   [CELL_STARTING] = "starting", [CELL_RUNNING] = "running",
@@ -68,6 +70,7 @@ static void cell_emit(Cell *c, const char *type, const char *reason) {
 	c->events_head = (c->events_head + 1) % CELL_EVENTS_MAX;
 	if (c->n_events < CELL_EVENTS_MAX)
 		c->n_events++;
+	manager_cell_event(c->manager, c, e);
 }
 
 void cell_set_state(Cell *c, CellState s, const char *reason) {
@@ -184,6 +187,7 @@ Cell *cell_free(Cell *c) {
 	sd_event_source_disable_unref(c->action_timer);
 	sd_event_source_disable_unref(c->save_source);
 	cell_spec_free(c->spec);
+	cell_spec_free(c->next_spec);
 	free(c);
 	return NULL;
 }
@@ -205,9 +209,44 @@ static void hb_reset(Cell *c, uint64_t now) {
 	c->hb_uptime_ns = 0;
 }
 
+const CellSpec *cell_latest_spec(const Cell *c) {
+	return c->next_spec ? c->next_spec : c->spec;
+}
+
+void cell_replace_spec(Cell *c, CellSpec *spec, uint64_t revision) {
+	c->revision = revision;
+	cell_spec_free(c->next_spec);
+	c->next_spec = NULL;
+	if (c->backend) {
+		c->next_spec = spec;
+		return;
+	}
+	cell_spec_free(c->spec);
+	c->spec = spec;
+}
+
+json_t *cell_missing_images(Cell *c) {
+	const CellSpec *s = cell_latest_spec(c);
+	json_t *a = json_array();
+	const char *refs[BACKEND_MAX_IMAGES + 2];
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_images; i++)
+		refs[n++] = s->images[i].file;
+	if (s->kernel)
+		refs[n++] = s->kernel;
+	if (s->initrd)
+		refs[n++] = s->initrd;
+	for (size_t i = 0; i < n; i++)
+		if (refs[i][0] != '/' && !store_image_exists(c->manager, s->name, refs[i]))
+			json_array_append_new(a, json_string(refs[i]));
+	return a;
+}
+
 static int cell_create_backend(Cell *c) {
 	BackendRegion regions[BACKEND_MAX_REGIONS];
 	BackendImage images[BACKEND_MAX_IMAGES];
+	char paths[BACKEND_MAX_IMAGES + 2][PATH_MAX];
 	BackendCellConfig cfg;
 	Backend *b;
 	int r;
@@ -216,6 +255,23 @@ static int cell_create_backend(Cell *c) {
 	if (!b)
 		return -EOPNOTSUPP;
 	cell_spec_to_backend(c->spec, &cfg, regions, images);
+	/* Bare names are images uploaded for this cell. */
+	for (size_t i = 0; i < cfg.n_images; i++) {
+		if ((r = store_image_path(c->manager, c->spec->name, images[i].path, paths[i], PATH_MAX)) < 0)
+			return r;
+		images[i].path = paths[i];
+	}
+	if (cfg.kernel) {
+		if ((r = store_image_path(c->manager, c->spec->name, cfg.kernel, paths[BACKEND_MAX_IMAGES], PATH_MAX)) < 0)
+			return r;
+		cfg.kernel = paths[BACKEND_MAX_IMAGES];
+	}
+	if (cfg.initrd) {
+		if ((r = store_image_path(c->manager, c->spec->name, cfg.initrd, paths[BACKEND_MAX_IMAGES + 1],
+		                          PATH_MAX)) < 0)
+			return r;
+		cfg.initrd = paths[BACKEND_MAX_IMAGES + 1];
+	}
 	r = backend_cell_create(b, &cfg, &c->backend);
 	if (r < 0)
 		return r;
@@ -238,6 +294,14 @@ static int cell_boot(Cell *c) {
 
 	if (c->backend && (backend_cell_status(c->backend, &st) < 0 || st.state == BACKEND_CELL_GONE))
 		cell_drop_backend(c, true);
+	if (c->next_spec) {
+		/* A spec accepted while the cell ran takes effect now, on a
+		 * new backend cell: its layout may have changed. */
+		if (c->backend)
+			cell_drop_backend(c, true);
+		cell_spec_free(c->spec);
+		c->spec = TAKE_PTR(c->next_spec);
+	}
 
 	now = now_ns(CLOCK_MONOTONIC);
 	c->start_issued_ns = now;
@@ -784,6 +848,14 @@ json_t *cell_to_json(Cell *c, bool full) {
 	json_object_set_new(o, "state", json_string(cell_state_to_string(c->state)));
 	json_object_set_new(o, "backend", json_string(c->spec->backend));
 	json_object_set_new(o, "restarts", json_integer(c->restarts));
+	json_object_set_new(o, "revision", json_integer((json_int_t)c->revision));
+	{
+		json_t *cpus = json_array();
+		const CellSpec *ls = cell_latest_spec(c);
+		for (size_t i = 0; i < ls->n_cpus; i++)
+			json_array_append_new(cpus, json_integer(ls->cpus[i]));
+		json_object_set_new(o, "cpus", cpus);
+	}
 
 	hb = json_object();
 	json_object_set_new(hb, "seq", json_integer((json_int_t)c->hb_seq));
@@ -832,7 +904,9 @@ json_t *cell_to_json(Cell *c, bool full) {
 			                              (json_int_t)st.exits_sleep));
 		else
 			json_object_set_new(o, "hypervisor", json_null());
-		json_object_set_new(o, "spec", cell_spec_to_json(c->spec));
+		json_object_set_new(o, "spec", cell_spec_to_json(cell_latest_spec(c)));
+		json_object_set_new(o, "spec_pending", json_boolean(c->next_spec != NULL));
+		json_object_set_new(o, "missing_images", cell_missing_images(c));
 	}
 	return o;
 }

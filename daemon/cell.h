@@ -59,7 +59,9 @@ void histogram_observe(Histogram *h, double seconds);
 
 typedef struct Cell {
 	Manager *manager;
-	CellSpec *spec;
+	CellSpec *spec;      /* what the cell runs (or will run at its next start) */
+	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
+	uint64_t revision;   /* of the newest accepted spec */
 	CellState state;
 	BackendCell *backend;
 
@@ -119,4 +121,12 @@ void cell_detach(Cell *c);
 void cell_sample(Cell *c);
 
 json_t *cell_to_json(Cell *c, bool full);
+/* The newest accepted spec: next_spec if one waits, else spec. */
+const CellSpec *cell_latest_spec(const Cell *c);
+/* Accept a new spec (consumed): at once if the cell has no backend,
+ * at its next boot otherwise. */
+void cell_replace_spec(Cell *c, CellSpec *spec, uint64_t revision);
+/* Image references of the latest spec that are not uploaded yet:
+ * a JSON array of names. */
+json_t *cell_missing_images(Cell *c);
 void cell_set_state(Cell *c, CellState s, const char *reason);

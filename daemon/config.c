@@ -744,7 +744,10 @@ static int parse_listen(const char *s, const char *path, char *err) {
 
 int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	static const char *const keys[] = { "listen", "state_dir", "runtime_dir", "cpu_sharing", "root_cpus",
-		                            "limits", "backends", "cells", NULL };
+		                            "limits", "backends", "api", "cells", NULL };
+	static const char *const akeys[] = { "tokens_file", "anonymous_metrics", "socket_mode", "socket_group", "tls",
+		                             "idempotency_ttl_s", "max_image_bytes", NULL };
+	static const char *const tkeys[] = { "cert", "key", NULL };
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
 	static const char *const bkeys[] = { "kvm", "qemu", NULL };
 	static const char *const kkeys[] = { "runner", NULL };
@@ -765,6 +768,9 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	c->max_body_bytes = 1 << 20;
 	c->max_header_bytes = 16 << 10;
 	c->max_connections = 64;
+	c->api.socket_mode = 0660;
+	c->api.idempotency_ttl_s = 86400;
+	c->api.max_image_bytes = 256ull << 20;
 
 	arr = json_object_get(root, "listen");
 	if (arr && !json_is_array(arr))
@@ -822,6 +828,37 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			            c->qemu_accel);
 	}
 
+	if ((r = get_object(root, "api", "$", &o, err)) < 0)
+		return r;
+	if (o) {
+		json_t *t;
+		const char *mode = NULL;
+		if ((r = check_keys(o, "$.api", akeys, err)) < 0 ||
+		    (r = get_strdup(o, "tokens_file", "$.api", &c->api.tokens_file, err)) < 0 ||
+		    (r = get_bool(o, "anonymous_metrics", "$.api", &c->api.anonymous_metrics, err)) < 0 ||
+		    (r = get_string(o, "socket_mode", "$.api", &mode, err)) < 0 ||
+		    (r = get_strdup(o, "socket_group", "$.api", &c->api.socket_group, err)) < 0 ||
+		    (r = get_u32(o, "idempotency_ttl_s", "$.api", 1, 365u * 86400, &c->api.idempotency_ttl_s, err)) < 0 ||
+		    (r = get_u64(o, "max_image_bytes", "$.api", &c->api.max_image_bytes, err)) < 0 ||
+		    (r = get_object(o, "tls", "$.api", &t, err)) < 0)
+			return r;
+		if (mode) {
+			char *end;
+			unsigned long m = strtoul(mode, &end, 8);
+			if (*mode == 0 || *end != 0 || m > 0777 || (m & 0600) != 0600)
+				return fail(err, "$.api", "\"socket_mode\": \"%s\" is not an octal mode that lets the owner read and write", mode);
+			c->api.socket_mode = (unsigned)m;
+		}
+		if (c->api.max_image_bytes < 4096 || c->api.max_image_bytes > (16ull << 30))
+			return fail(err, "$.api", "\"max_image_bytes\" must be between 4096 and 16 GiB");
+		if (t && ((r = check_keys(t, "$.api.tls", tkeys, err)) < 0 ||
+		          (r = get_strdup(t, "cert", "$.api.tls", &c->api.tls_cert, err)) < 0 ||
+		          (r = get_strdup(t, "key", "$.api.tls", &c->api.tls_key, err)) < 0))
+			return r;
+		if (!c->api.tls_cert != !c->api.tls_key)
+			return fail(err, "$.api.tls", "\"cert\" and \"key\" go together");
+	}
+
 	arr = json_object_get(root, "cells");
 	if (arr && !json_is_array(arr))
 		return fail(err, "$.cells", "must be an array, not %s", json_type_name(arr));
@@ -868,6 +905,10 @@ Config *config_free(Config *c) {
 	free(c->qemu_binary);
 	free(c->qemu_accel);
 	free(c->qemu_machine);
+	free(c->api.tokens_file);
+	free(c->api.socket_group);
+	free(c->api.tls_cert);
+	free(c->api.tls_key);
 	free(c);
 	return NULL;
 }

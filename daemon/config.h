@@ -105,6 +105,17 @@ typedef struct CellSpec {
 	RecoverySpec recovery;
 } CellSpec;
 
+typedef struct ApiConfig {
+	char *tokens_file;        /* NAME ROLE SHA256HEX per line */
+	bool anonymous_metrics;   /* /health and /metrics without a token */
+	unsigned socket_mode;     /* unix listeners, default 0660 */
+	char *socket_group;       /* unix listeners' group, NULL: unchanged */
+	char *tls_cert;           /* PEM files; both: TLS on TCP listeners */
+	char *tls_key;
+	uint32_t idempotency_ttl_s;
+	uint64_t max_image_bytes;
+} ApiConfig;
+
 typedef struct Config {
 	char *listen[CONFIG_MAX_LISTEN];
 	size_t n_listen;
@@ -120,6 +131,7 @@ typedef struct Config {
 	size_t max_body_bytes;
 	size_t max_header_bytes;
 	unsigned max_connections;
+	ApiConfig api;
 	CellSpec *cells[CONFIG_MAX_CELLS];
 	size_t n_cells;
 } Config;

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -29,14 +30,34 @@ typedef struct Listener {
 	sd_event_source *io;
 	sd_event_source *timer;
 	bool is_unix;
+	bool tls;
 	char name[128];
 } Listener;
+
+typedef struct HttpStream HttpStream;
+struct HttpStream {
+	Listener *listener;
+	struct MHD_Connection *connection;
+	HttpStreamRead read;
+	void (*free_fn)(void *);
+	void *userdata;
+	bool parked;
+	bool closing;
+	HttpStream *prev, *next;
+};
 
 struct Http {
 	Manager *manager;
 	HttpLimits limits;
+	HttpSocketOptions so;
+	char *tls_cert, *tls_key;
+	HttpAuthFn auth;
+	void *auth_userdata;
 	Listener listeners[HTTP_MAX_LISTENERS];
 	size_t n_listeners;
+	HttpStream *streams;
+	HttpRequest *parked; /* suspended requests, for shutdown */
+	bool closing;
 };
 
 struct HttpRequest {
@@ -48,6 +69,27 @@ struct HttpRequest {
 	size_t body_size;
 	bool body_too_large;
 	bool replied;
+	bool has_credentials;
+	HttpRole role;
+	char principal[64];
+	/* streamed upload */
+	bool has_sink;
+	HttpSink sink;
+	size_t sink_size;
+	int sink_error;
+	/* parked while waiting */
+	bool suspended;
+	bool resumed;
+	void (*on_resume)(HttpRequest *r, void *userdata);
+	void *resume_userdata;
+	HttpRequest *park_prev, *park_next;
+	char tag[64]; /* the API's note on the request (an operation id) */
+	/* a copy of the reply, for Idempotency-Key records */
+	bool capture;
+	unsigned cap_status;
+	char cap_type[64];
+	char *cap_body;
+	size_t cap_len;
 	char *extra[HTTP_MAX_EXTRA_HEADERS][2];
 	size_t n_extra;
 };
@@ -60,6 +102,13 @@ static void listener_update_timer(Listener *l) {
 		sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 	} else
 		sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+}
+
+/* A resumed connection is only served on MHD's next run: ask for one at
+ * once (in external-epoll mode nothing wakes the loop by itself). */
+static void listener_kick(Listener *l) {
+	sd_event_source_set_time(l->timer, 0);
+	sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
 static void listener_run(Listener *l) {
@@ -85,8 +134,11 @@ static int on_listener_timer(sd_event_source *s, uint64_t usec, void *userdata) 
 static void request_free(HttpRequest *r) {
 	if (!r)
 		return;
+	if (r->has_sink && r->sink.abort)
+		r->sink.abort(r->sink.userdata);
 	free(r->path);
 	free(r->body);
+	free(r->cap_body);
 	for (size_t i = 0; i < r->n_extra; i++) {
 		free(r->extra[i][0]);
 		free(r->extra[i][1]);
@@ -113,6 +165,39 @@ static bool path_is_sane(const char *p) {
 	return strstr(p, "//") == NULL && strstr(p, "/../") == NULL && strstr(p, "/./") == NULL;
 }
 
+/* Who is asking: the peer's uid on the unix socket, a token's name on TCP. */
+static void request_identify(HttpRequest *r) {
+	Http *h = r->listener->http;
+	const char *auth = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+	r->has_credentials = auth != NULL;
+	snprintf(r->principal, sizeof r->principal, "anonymous");
+	r->role = HTTP_ROLE_NONE;
+	if (r->listener->is_unix) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct ucred cred;
+		socklen_t len = sizeof cred;
+		if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			snprintf(r->principal, sizeof r->principal, "unix:uid=%u", (unsigned)cred.uid);
+		else
+			snprintf(r->principal, sizeof r->principal, "unix");
+		r->role = HTTP_ROLE_OPERATOR;
+		return;
+	}
+	if (auth && h->auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+		const char *tok = auth + 7;
+		char name[sizeof r->principal];
+		HttpRole role;
+		while (*tok == ' ')
+			tok++;
+		if (*tok && h->auth(h->auth_userdata, tok, name, sizeof name, &role) == 0) {
+			snprintf(r->principal, sizeof r->principal, "%s", name);
+			r->role = role;
+		}
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
@@ -134,14 +219,52 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			return MHD_NO;
 		}
 		*con_cls = r;
-		/* Refuse an announced oversized body before reading it. */
-		cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > l->http->limits.max_body_bytes) {
-			r->body_too_large = true;
-			http_reply_problem(r, 413, "Payload Too Large", "request body of %s bytes exceeds the limit of %zu",
-			                   cl, l->http->limits.max_body_bytes);
+		request_identify(r);
+		if (!path_is_sane(r->path)) {
+			http_reply_problem(r, 400, "Bad Request", "malformed request path");
 			return MHD_YES;
 		}
+		api_begin(l->http->manager, r);
+		if (r->replied)
+			return MHD_YES;
+		/* Refuse an announced oversized body before reading it. */
+		cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		size_t limit = r->has_sink ? r->sink.max_bytes : l->http->limits.max_body_bytes;
+		if (cl && strtoull(cl, NULL, 10) > limit) {
+			r->body_too_large = true;
+			http_reply_problem(r, 413, "Payload Too Large", "request body of %s bytes exceeds the limit of %zu",
+			                   cl, limit);
+			return MHD_YES;
+		}
+		return MHD_YES;
+	}
+
+	if (r->suspended) {
+		/* resumed: the waiter replies now */
+		r->suspended = false;
+		if (l->http->closing)
+			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
+		else if (r->on_resume)
+			r->on_resume(r, r->resume_userdata);
+		if (!r->replied)
+			http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
+		return MHD_YES;
+	}
+
+	if (*upload_data_size > 0 && r->has_sink) {
+		size_t n = *upload_data_size;
+		if (!r->replied && !r->body_too_large && r->sink_error == 0) {
+			if (r->sink_size + n > r->sink.max_bytes)
+				r->body_too_large = true;
+			else {
+				int k = r->sink.write(r->sink.userdata, upload_data, n);
+				if (k < 0)
+					r->sink_error = -k;
+				else
+					r->sink_size += n;
+			}
+		}
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
 
@@ -170,12 +293,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 		return MHD_YES;
 	if (r->body_too_large)
 		return http_reply_problem(r, 413, "Payload Too Large", "request body exceeds the limit of %zu bytes",
-		                          l->http->limits.max_body_bytes) < 0 ? MHD_NO : MHD_YES;
-	if (!path_is_sane(r->path))
-		return http_reply_problem(r, 400, "Bad Request", "malformed request path") < 0 ? MHD_NO : MHD_YES;
+		                          r->has_sink ? r->sink.max_bytes : l->http->limits.max_body_bytes) < 0 ?
+		               MHD_NO :
+		               MHD_YES;
 
 	api_handle(l->http->manager, r);
-	if (!r->replied)
+	if (!r->replied && !r->suspended)
 		http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
 	return MHD_YES;
 }
@@ -217,19 +340,50 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 	log_debug("libmicrohttpd: %s", buf);
 }
 
-int http_new(Manager *m, const HttpLimits *limits, Http **ret) {
+int http_new(Manager *m, const HttpLimits *limits, const HttpSocketOptions *so, Http **ret) {
 	Http *h = calloc(1, sizeof *h);
 	if (!h)
 		return -ENOMEM;
 	h->manager = m;
 	h->limits = *limits;
+	h->so = *so;
+	if (so->tls_cert && so->tls_key) {
+		h->tls_cert = strdup(so->tls_cert);
+		h->tls_key = strdup(so->tls_key);
+		if (!h->tls_cert || !h->tls_key) {
+			http_free(h);
+			return -ENOMEM;
+		}
+	}
+	h->so.tls_cert = h->tls_cert;
+	h->so.tls_key = h->tls_key;
 	*ret = h;
 	return 0;
+}
+
+void http_set_auth(Http *h, HttpAuthFn fn, void *userdata) {
+	h->auth = fn;
+	h->auth_userdata = userdata;
 }
 
 Http *http_free(Http *h) {
 	if (!h)
 		return NULL;
+	/* Parked requests and streams get their answer (or their end) before
+	 * the daemons go: libmicrohttpd does not close suspended connections. */
+	h->closing = true;
+	while (h->parked)
+		http_request_resume(h->parked);
+	for (HttpStream *st = h->streams; st; st = st->next) {
+		st->closing = true;
+		if (st->parked) {
+			st->parked = false;
+			MHD_resume_connection(st->connection);
+		}
+	}
+	for (size_t i = 0; i < h->n_listeners; i++)
+		if (h->listeners[i].mhd)
+			MHD_run(h->listeners[i].mhd);
 	for (size_t i = 0; i < h->n_listeners; i++) {
 		Listener *l = &h->listeners[i];
 		sd_event_source_disable_unref(l->io);
@@ -237,6 +391,8 @@ Http *http_free(Http *h) {
 		if (l->mhd)
 			MHD_stop_daemon(l->mhd);
 	}
+	free(h->tls_cert);
+	free(h->tls_key);
 	free(h);
 	return NULL;
 }
@@ -259,19 +415,23 @@ int http_listen_fd(Http *h, int fd) {
 		return -errno;
 	l = &h->listeners[h->n_listeners];
 	*l = (Listener){ .http = h, .is_unix = ss.ss_family == AF_UNIX };
+	l->tls = !l->is_unix && h->tls_cert && h->tls_key;
 	if (l->is_unix)
 		snprintf(l->name, sizeof l->name, "unix:%s", ((struct sockaddr_un *)&ss)->sun_path);
 	else {
 		char host[64], port[16];
 		if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
 		                NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-			snprintf(l->name, sizeof l->name, "tcp:%s:%s", host, port);
+			snprintf(l->name, sizeof l->name, "%s:%s:%s", l->tls ? "tls" : "tcp", host, port);
 	}
 
 	/* External epoll, no threads: MHD's epoll fd becomes one of our
 	 * event sources. Suspend/resume is for requests that wait. */
-	l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-	                          on_request, l,
+	l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                                  (l->tls ? MHD_USE_TLS : 0),
+	                          0, NULL, NULL, on_request, l,
+	                          MHD_OPTION_HTTPS_MEM_CERT, l->tls ? h->tls_cert : NULL,
+	                          MHD_OPTION_HTTPS_MEM_KEY, l->tls ? h->tls_key : NULL,
 	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 2,
 	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->limits.max_connections,
@@ -301,7 +461,7 @@ int http_listen_fd(Http *h, int fd) {
 	return 0;
 }
 
-static int listen_unix(const char *path) {
+static int listen_unix(const char *path, const HttpSocketOptions *so) {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1;
 
@@ -314,8 +474,10 @@ static int listen_unix(const char *path) {
 	(void)unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
 		return -errno;
-	/* Trusted by its permissions: owner and group only. */
-	if (chmod(path, 0660) < 0 || listen(fd, 64) < 0)
+	/* Trusted by its permissions: owner and group only, by default. */
+	if (so->unix_gid >= 0 && chown(path, (uid_t)-1, (gid_t)so->unix_gid) < 0)
+		return -errno;
+	if (chmod(path, so->unix_mode ? so->unix_mode : 0660) < 0 || listen(fd, 64) < 0)
 		return -errno;
 	return TAKE_FD(fd);
 }
@@ -360,7 +522,7 @@ int http_listen(Http *h, const char *spec) {
 	int fd, r;
 
 	if (strncmp(spec, "unix:", 5) == 0)
-		fd = listen_unix(spec + 5);
+		fd = listen_unix(spec + 5, &h->so);
 	else if (strncmp(spec, "tcp:", 4) == 0)
 		fd = listen_tcp(spec + 4);
 	else
@@ -401,6 +563,171 @@ const char *http_request_body(const HttpRequest *r, size_t *ret_size) {
 bool http_request_is_unix(const HttpRequest *r) {
 	return r->listener->is_unix;
 }
+const char *http_request_principal(const HttpRequest *r) {
+	return r->principal;
+}
+HttpRole http_request_role(const HttpRequest *r) {
+	return r->role;
+}
+bool http_request_has_credentials(const HttpRequest *r) {
+	return r->has_credentials;
+}
+
+void *http_request_sink_userdata(const HttpRequest *r) {
+	return r->has_sink ? r->sink.userdata : NULL;
+}
+
+bool http_request_replied(const HttpRequest *r) {
+	return r->replied;
+}
+
+void http_request_set_tag(HttpRequest *r, const char *tag) {
+	snprintf(r->tag, sizeof r->tag, "%s", tag);
+}
+
+const char *http_request_tag(const HttpRequest *r) {
+	return r->tag;
+}
+
+void http_request_capture(HttpRequest *r) {
+	r->capture = true;
+}
+
+const char *http_request_captured(const HttpRequest *r, unsigned *ret_status, const char **ret_type, size_t *ret_len) {
+	if (!r->cap_body)
+		return NULL;
+	*ret_status = r->cap_status;
+	*ret_type = r->cap_type;
+	*ret_len = r->cap_len;
+	return r->cap_body;
+}
+
+const char *http_reply_header_get(const HttpRequest *r, const char *name) {
+	for (size_t i = 0; i < r->n_extra; i++)
+		if (strcasecmp(r->extra[i][0], name) == 0)
+			return r->extra[i][1];
+	return NULL;
+}
+
+void http_request_set_sink(HttpRequest *r, const HttpSink *sink) {
+	r->sink = *sink;
+	r->has_sink = true;
+}
+void http_request_clear_sink(HttpRequest *r) {
+	r->has_sink = false;
+}
+size_t http_request_sink_size(const HttpRequest *r, bool *ret_too_large, int *ret_error) {
+	if (ret_too_large)
+		*ret_too_large = r->body_too_large;
+	if (ret_error)
+		*ret_error = r->sink_error;
+	return r->sink_size;
+}
+
+void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata), void *userdata) {
+	Http *h = r->listener->http;
+	r->on_resume = on_resume;
+	r->resume_userdata = userdata;
+	r->suspended = true;
+	r->park_next = h->parked;
+	r->park_prev = NULL;
+	if (h->parked)
+		h->parked->park_prev = r;
+	h->parked = r;
+	MHD_suspend_connection(r->connection);
+}
+
+void http_request_resume(HttpRequest *r) {
+	Http *h = r->listener->http;
+	if (!r->suspended || r->resumed)
+		return;
+	r->resumed = true;
+	if (r->park_prev)
+		r->park_prev->park_next = r->park_next;
+	else
+		h->parked = r->park_next;
+	if (r->park_next)
+		r->park_next->park_prev = r->park_prev;
+	r->park_next = r->park_prev = NULL;
+	MHD_resume_connection(r->connection);
+	listener_kick(r->listener);
+}
+
+static ssize_t on_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+	HttpStream *st = cls;
+	ssize_t n;
+
+	(void)pos;
+	if (st->closing)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	n = st->read(st->userdata, buf, max);
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n == 0) {
+		/* Nothing yet: park instead of letting MHD poll us in a loop. */
+		st->parked = true;
+		MHD_suspend_connection(st->connection);
+	}
+	return n;
+}
+
+static void on_stream_free(void *cls) {
+	HttpStream *st = cls;
+	Http *h = st->listener->http;
+
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		h->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	if (st->free_fn)
+		st->free_fn(st->userdata);
+	free(st);
+}
+
+int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead read, void (*free_fn)(void *),
+                      void *userdata) {
+	Http *h = r->listener->http;
+	struct MHD_Response *resp;
+	HttpStream *st;
+	enum MHD_Result ok;
+
+	st = calloc(1, sizeof *st);
+	if (!st) {
+		free_fn(userdata);
+		return -ENOMEM;
+	}
+	*st = (HttpStream){ .listener = r->listener, .connection = r->connection, .read = read, .free_fn = free_fn,
+		            .userdata = userdata };
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, on_stream_read, st, on_stream_free);
+	if (!resp) {
+		free_fn(userdata);
+		free(st);
+		return -ENOMEM;
+	}
+	st->next = h->streams;
+	if (h->streams)
+		h->streams->prev = st;
+	h->streams = st;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	for (size_t i = 0; i < r->n_extra; i++)
+		MHD_add_response_header(resp, r->extra[i][0], r->extra[i][1]);
+	ok = MHD_queue_response(r->connection, 200, resp);
+	MHD_destroy_response(resp);
+	r->replied = true;
+	return ok == MHD_YES ? 0 : -EIO;
+}
+
+void http_streams_wake(Http *h) {
+	for (HttpStream *st = h->streams; st; st = st->next)
+		if (st->parked) {
+			st->parked = false;
+			MHD_resume_connection(st->connection);
+			listener_kick(st->listener);
+		}
+}
 
 int http_reply_header(HttpRequest *r, const char *name, const char *value) {
 	if (r->n_extra >= HTTP_MAX_EXTRA_HEADERS)
@@ -420,6 +747,17 @@ int http_reply_text(HttpRequest *r, unsigned status, const char *content_type, c
 	if (r->replied) {
 		free(body);
 		return -EALREADY;
+	}
+	if (r->capture) {
+		free(r->cap_body);
+		r->cap_body = malloc(size + 1);
+		if (r->cap_body) {
+			memcpy(r->cap_body, body, size);
+			r->cap_body[size] = 0;
+			r->cap_len = size;
+			r->cap_status = status;
+			snprintf(r->cap_type, sizeof r->cap_type, "%s", content_type);
+		}
 	}
 	resp = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
@@ -469,6 +807,7 @@ static const char *status_title(unsigned status) {
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
+	case 412: return "Precondition Failed";
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
 	case 422: return "Unprocessable Content";

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -21,7 +22,37 @@ typedef struct HttpLimits {
 	unsigned max_connections;
 } HttpLimits;
 
-int http_new(Manager *m, const HttpLimits *limits, Http **ret);
+/* Who may do what; unix-socket peers are trusted as operators (the socket's
+ * permissions decide who gets in). */
+typedef enum HttpRole {
+	HTTP_ROLE_NONE,
+	HTTP_ROLE_MONITOR,
+	HTTP_ROLE_OPERATOR,
+} HttpRole;
+
+typedef struct HttpSocketOptions {
+	unsigned unix_mode;     /* e.g. 0660 */
+	long unix_gid;          /* -1: leave the group alone */
+	const char *tls_cert;   /* PEM text; both set: TLS on TCP listeners */
+	const char *tls_key;
+} HttpSocketOptions;
+
+/* Receives a request body chunk by chunk instead of buffering it. */
+typedef struct HttpSink {
+	/* < 0: stop accepting (the error is kept for the final call) */
+	int (*write)(void *userdata, const void *data, size_t n);
+	/* the request ended before the final call, or was refused */
+	void (*abort)(void *userdata);
+	size_t max_bytes;
+	void *userdata;
+} HttpSink;
+
+/* A streamed response (server-sent events). read() returns the bytes it
+ * put into buf, 0 when it has nothing yet (the connection is parked until
+ * http_streams_wake()), or -1 to end the stream. */
+typedef ssize_t (*HttpStreamRead)(void *userdata, char *buf, size_t max);
+
+int http_new(Manager *m, const HttpLimits *limits, const HttpSocketOptions *so, Http **ret);
 Http *http_free(Http *h);
 /* "unix:/path" or "tcp:HOST:PORT" */
 int http_listen(Http *h, const char *spec);
@@ -38,6 +69,37 @@ const char *http_request_header(const HttpRequest *r, const char *name);
 const char *http_request_query(const HttpRequest *r, const char *name);
 const char *http_request_body(const HttpRequest *r, size_t *ret_size);
 bool http_request_is_unix(const HttpRequest *r);
+/* "unix:uid=N", a token's name, or "anonymous" */
+const char *http_request_principal(const HttpRequest *r);
+HttpRole http_request_role(const HttpRequest *r);
+/* Whether the request carried an Authorization header at all. */
+bool http_request_has_credentials(const HttpRequest *r);
+/* The upload so far: size taken by the sink, and whether it overflowed
+ * max_bytes or failed to write (errno in *ret_error). */
+size_t http_request_sink_size(const HttpRequest *r, bool *ret_too_large, int *ret_error);
+/* Detaches the sink (the API has taken over its data): no abort call. */
+void http_request_clear_sink(HttpRequest *r);
+void http_request_set_sink(HttpRequest *r, const HttpSink *sink);
+void *http_request_sink_userdata(const HttpRequest *r);
+bool http_request_replied(const HttpRequest *r);
+/* A note the API keeps on the request (the operation it started). */
+void http_request_set_tag(HttpRequest *r, const char *tag);
+const char *http_request_tag(const HttpRequest *r);
+/* Keep a copy of the reply to come (status, type, body). */
+void http_request_capture(HttpRequest *r);
+const char *http_request_captured(const HttpRequest *r, unsigned *ret_status, const char **ret_type, size_t *ret_len);
+/* A header added with http_reply_header(), or NULL. */
+const char *http_reply_header_get(const HttpRequest *r, const char *name);
+
+/* Park a request that waits (?wait=): the loop goes on. After
+ * http_request_resume(), on_resume runs inside libmicrohttpd's handler and
+ * must reply. */
+void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata), void *userdata);
+void http_request_resume(HttpRequest *r);
+
+/* Token table: check a bearer token, filling name and role. */
+typedef int (*HttpAuthFn)(void *userdata, const char *token, char *name, size_t name_size, HttpRole *role);
+void http_set_auth(Http *h, HttpAuthFn fn, void *userdata);
 
 /* --- replies; each takes ownership of what it is given --- */
 int http_reply_json(HttpRequest *r, unsigned status, json_t *body);
@@ -48,5 +110,14 @@ int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const
 /* Extra header on the reply being built (Allow, Location, ETag). */
 int http_reply_header(HttpRequest *r, const char *name, const char *value);
 
-/* The API layer's entry point (daemon/api.c). */
+/* Sends a streamed response; free_fn(userdata) runs when it ends. */
+int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead read, void (*free_fn)(void *),
+                      void *userdata);
+/* New data for every parked stream. */
+void http_streams_wake(Http *h);
+
+/* The API layer's entry points (daemon/api.c): api_begin() sees the
+ * headers before any body is read (access checks, upload sinks) and may
+ * reply at once; api_handle() sees the complete request. */
+void api_begin(Manager *m, HttpRequest *r);
 void api_handle(Manager *m, HttpRequest *r);

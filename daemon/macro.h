@@ -45,6 +45,7 @@ static inline void fclosep(FILE **f) {
 #define NSEC_PER_SEC 1000000000ULL
 #define NSEC_PER_MSEC 1000000ULL
 #define NSEC_PER_USEC 1000ULL
+#define USEC_PER_SEC 1000000ULL
 
 static inline uint64_t now_ns(clockid_t clock) {
 	struct timespec ts;

@@ -18,18 +18,21 @@ static void help(void) {
 	       "     --state-dir DIR     durable state (default /var/lib/warden)\n"
 	       "     --runtime-dir DIR   runtime state shared with cell runners\n"
 	       "                         (default /run/warden)\n"
+	       "     --reseed            forget the cells stored in the state directory\n"
+	       "                         and seed them again from the config file\n"
 	       "  -v --verbose           debug logging\n"
 	       "     --version           print the version and exit\n"
 	       "  -h --help              this help\n");
 }
 
 int main(int argc, char **argv) {
-	enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_VERSION };
+	enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_VERSION, ARG_RESEED };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "state-dir", required_argument, NULL, ARG_STATE_DIR },
 		{ "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
+		{ "reseed", no_argument, NULL, ARG_RESEED },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{ "help", no_argument, NULL, 'h' },
@@ -61,6 +64,9 @@ int main(int argc, char **argv) {
 			break;
 		case ARG_RUNTIME_DIR:
 			o.runtime_dir = optarg;
+			break;
+		case ARG_RESEED:
+			o.reseed = true;
 			break;
 		case 'v':
 			log_set_max_level(LOG_DEBUG);

@@ -2,6 +2,7 @@
 #include "manager.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,10 +12,15 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "auth.h"
+#include "events.h"
 #include "http.h"
+#include "idempotency.h"
 #include "log.h"
 #include "macro.h"
+#include "operation.h"
 #include "persist.h"
+#include "store.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/warden"
 #define DEFAULT_RUNTIME_DIR "/run/warden"
@@ -112,9 +118,38 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 		.max_header_bytes = m->config->max_header_bytes,
 		.max_connections = m->config->max_connections,
 	};
-	r = http_new(m, &limits, &m->http);
+	HttpSocketOptions so = { .unix_mode = m->config->api.socket_mode, .unix_gid = -1 };
+	_cleanup_free_ char *cert = NULL, *key = NULL;
+	if (m->config->api.socket_group) {
+		struct group *g = getgrnam(m->config->api.socket_group);
+		if (!g)
+			return log_error_errno(ENOENT, "api.socket_group: no group named \"%s\"", m->config->api.socket_group);
+		so.unix_gid = (long)g->gr_gid;
+	}
+	if (m->config->api.tls_cert) {
+		if ((r = read_text_file(m->config->api.tls_cert, &cert)) < 0)
+			return log_error_errno(r, "api.tls.cert: cannot read %s: %m", m->config->api.tls_cert);
+		if ((r = read_text_file(m->config->api.tls_key, &key)) < 0)
+			return log_error_errno(r, "api.tls.key: cannot read %s: %m", m->config->api.tls_key);
+		so.tls_cert = cert;
+		so.tls_key = key;
+	}
+	r = http_new(m, &limits, &so, &m->http);
+	if (key)
+		explicit_bzero(key, strlen(key));
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up HTTP: %m");
+	if (m->config->api.tokens_file) {
+		char terr[512];
+		r = tokens_load(m->config->api.tokens_file, &m->tokens, terr, sizeof terr);
+		if (r < 0)
+			return log_error_errno(r, "api.tokens_file: %s", terr);
+		log_info("Loaded %zu API tokens from %s", tokens_count(m->tokens), m->config->api.tokens_file);
+	}
+	http_set_auth(m->http, tokens_check, m->tokens);
+	if ((r = events_new(m, &m->events)) < 0 || (r = operations_new(m, &m->operations)) < 0)
+		return log_error_errno(r, "Failed to set up operations and events: %m");
+	m->reseed = o->reseed;
 
 	/* Listeners: systemd's sockets if it passed any, otherwise the
 	 * command line's, otherwise the config's. */
@@ -144,6 +179,11 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 	}
 	if (http_n_listeners(m->http) == 0)
 		log_warning("No listeners configured: the API is unreachable (use --listen)");
+	for (size_t i = 0; i < http_n_listeners(m->http); i++)
+		if (strncmp(http_listener_name(m->http, i), "unix:", 5) != 0 && tokens_count(m->tokens) == 0)
+			log_warning("%s needs bearer tokens and api.tokens_file names none: it will answer 401%s",
+			            http_listener_name(m->http, i),
+			            m->config->api.anonymous_metrics ? " (but to /health and /metrics)" : "");
 
 	*ret = TAKE_PTR(m);
 	return 0;
@@ -156,6 +196,10 @@ Manager *manager_free(Manager *m) {
 	for (size_t i = 0; i < m->n_cells; i++)
 		cell_free(m->cells[i]);
 	http_free(m->http);
+	operations_free(m->operations);
+	events_free(m->events);
+	tokens_free(m->tokens);
+	sd_event_source_disable_unref(m->prune_timer);
 	backend_free(m->kvm);
 	backend_free(m->qemu);
 	sd_event_source_disable_unref(m->watchdog_timer);
@@ -226,6 +270,187 @@ int manager_restart_hypervisor(Manager *m, const char *reason) {
 	return 0;
 }
 
+static int on_prune(sd_event_source *s, uint64_t usec, void *userdata) {
+	Manager *m = userdata;
+	unsigned n = idempotency_prune(m);
+	if (n)
+		log_debug("Dropped %u expired Idempotency-Key records", n);
+	sd_event_source_set_time(s, usec + 3600 * USEC_PER_SEC);
+	return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+/* With on >= 0 sets the "hypervisor disabled" mark, else reads it. */
+static bool hypervisor_disabled_mark(Manager *m, int on) {
+	char p[4096];
+	snprintf(p, sizeof p, "%s/hypervisor-disabled", m->state_dir);
+	if (on < 0)
+		return access(p, F_OK) == 0;
+	if (on) {
+		static const char text[] = "POST /hypervisor/enable turns the partition set back on.\n";
+		if (write_file_atomic(p, text, sizeof text - 1, 0644) < 0)
+			log_warning("Failed to record that the hypervisor is disabled");
+	} else if (unlink(p) == 0)
+		(void)fsync_dir_of(p);
+	return on;
+}
+
+static int cmp_cells(const void *a, const void *b) {
+	return strcmp((*(Cell *const *)a)->spec->name, (*(Cell *const *)b)->spec->name);
+}
+
+/* The store is authoritative once seeded; the config seeds it once. */
+static int load_cells(Manager *m) {
+	_cleanup_(json_decrefp) json_t *stored = NULL;
+	ConfigEnv env;
+	json_t *e;
+	size_t i;
+	int r;
+
+	config_env_host(&env);
+	if (m->reseed) {
+		r = store_reset(m);
+		if (r < 0)
+			return log_error_errno(r, "Failed to clear the stored specs for --reseed: %m");
+		log_notice("--reseed: forgot the stored specs, seeding again from the config file");
+	}
+	store_sweep(m);
+	if (!store_is_seeded(m)) {
+		for (i = 0; i < m->config->n_cells; i++)
+			if ((r = store_save_spec(m, m->config->cells[i], 1)) < 0)
+				return log_error_errno(r, "Failed to store the spec of cell \"%s\": %m",
+				                       m->config->cells[i]->name);
+		if ((r = store_mark_seeded(m)) < 0)
+			return log_error_errno(r, "Failed to mark the store seeded: %m");
+		log_info("Seeded %s from the config file: %zu cells", m->state_dir, m->config->n_cells);
+	} else if (m->config->n_cells)
+		log_info("%s is authoritative: the config file's cells only seeded it (wardend --reseed starts over)",
+		         m->state_dir);
+	for (i = 0; i < m->config->n_cells; i++)
+		m->config->cells[i] = cell_spec_free(m->config->cells[i]);
+	m->config->n_cells = 0;
+
+	r = store_load_specs(m, &stored);
+	if (r < 0)
+		return log_error_errno(r, "Failed to read the stored specs: %m");
+	json_array_foreach(stored, i, e) {
+		char err[CONFIG_ERROR_MAX], path[64];
+		CellSpec *others[CONFIG_MAX_CELLS], *spec = NULL;
+		json_int_t rev = json_integer_value(json_object_get(e, "revision"));
+		Cell *c;
+		size_t n;
+
+		snprintf(path, sizeof path, "$stored[%zu]", i);
+		r = cell_spec_parse(json_object_get(e, "spec"), path, &env, &spec, err);
+		if (r >= 0) {
+			n = manager_other_specs(m, spec->name, others);
+			r = cell_spec_check_partition(spec, path, others, n, m->config->root_cpus, m->config->n_root_cpus,
+			                              m->config->cpu_sharing, err);
+		}
+		if (r < 0) {
+			log_error("Ignoring a stored cell spec: %s", err);
+			cell_spec_free(spec);
+			continue;
+		}
+		r = manager_add_cell(m, spec, rev > 0 ? (uint64_t)rev : 1, &c);
+		if (r < 0)
+			return log_error_errno(r, "Failed to set up cell: %m");
+	}
+	qsort(m->cells, m->n_cells, sizeof m->cells[0], cmp_cells);
+	return 0;
+}
+
+size_t manager_other_specs(Manager *m, const char *except, CellSpec **out) {
+	size_t n = 0;
+	for (size_t i = 0; i < m->n_cells; i++)
+		if (!except || strcmp(m->cells[i]->spec->name, except) != 0)
+			out[n++] = (CellSpec *)cell_latest_spec(m->cells[i]);
+	return n;
+}
+
+int manager_add_cell(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) {
+	Cell *c;
+	int r;
+
+	if (m->n_cells >= CONFIG_MAX_CELLS) {
+		cell_spec_free(spec);
+		return -E2BIG;
+	}
+	r = cell_new(m, spec, &c);
+	if (r < 0) {
+		cell_spec_free(spec);
+		return r;
+	}
+	c->revision = revision;
+	m->cells[m->n_cells++] = c;
+	r = persist_load_cell(c);
+	if (r < 0 && r != -ENOENT)
+		log_cell_errno(LOG_WARNING, r, c->spec->name, NULL,
+		               "Ignoring unreadable supervision state of cell \"%s\": %m", c->spec->name);
+	if (ret)
+		*ret = c;
+	return 0;
+}
+
+void manager_remove_cell(Manager *m, Cell *c) {
+	char name[CELL_NAME_MAX + 1];
+	size_t i;
+
+	snprintf(name, sizeof name, "%s", c->spec->name);
+	cell_stop(c, "cell deleted");
+	for (i = 0; i < m->n_cells && m->cells[i] != c; i++)
+		;
+	if (i == m->n_cells)
+		return;
+	memmove(&m->cells[i], &m->cells[i + 1], (m->n_cells - i - 1) * sizeof m->cells[0]);
+	m->n_cells--;
+	cell_free(c);
+	operations_cell_removed(m->operations, name);
+	manager_update_status(m);
+}
+
+void manager_cell_event(Manager *m, Cell *c, const CellEvent *e) {
+	json_t *d = json_pack("{s:s, s:s, s:s, s:I}", "cell", c->spec->name, "state", cell_state_to_string(c->state),
+	                      "reason", e->reason, "cell_event", (json_int_t)e->id);
+	if (strcmp(e->type, "failure") == 0 && c->has_failure)
+		json_object_set_new(d, "kind", json_string(failure_kind_to_string(c->last_failure_kind)));
+	events_emit_json(m, e->type, d);
+	if (m->operations)
+		operations_cell_changed(m->operations, c);
+}
+
+int manager_disable_hypervisor(Manager *m) {
+	for (size_t i = 0; i < m->n_cells; i++)
+		if (m->cells[i]->state != CELL_STOPPED)
+			cell_stop(m->cells[i], "hypervisor disabled");
+	if (m->kvm)
+		(void)backend_disable(m->kvm);
+	if (m->qemu)
+		(void)backend_disable(m->qemu);
+	m->hypervisor_enabled = hypervisor_disabled_mark(m, 1) == false;
+	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor disabled: every cell is stopped");
+	return 0;
+}
+
+int manager_enable_hypervisor(Manager *m) {
+	int r;
+
+	for (int i = 0; i < 2; i++) {
+		Backend *b = i == 0 ? m->kvm : m->qemu;
+		if (b && (r = backend_enable(b)) < 0)
+			return log_error_errno(r, "Failed to enable the %s backend: %m", backend_kind(b));
+	}
+	m->hypervisor_enabled = !hypervisor_disabled_mark(m, 0);
+	for (size_t i = 0; i < m->n_cells; i++)
+		if (m->cells[i]->spec->autostart && m->cells[i]->state == CELL_STOPPED) {
+			r = cell_start(m->cells[i]);
+			if (r < 0)
+				log_cell_errno(LOG_ERR, r, m->cells[i]->spec->name, MSGID_CELL_FAILED,
+				               "Failed to start cell \"%s\": %m", m->cells[i]->spec->name);
+		}
+	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor enabled");
+	return 0;
+}
+
 int manager_startup(Manager *m) {
 	const char *runner = m->config->kvm_runner ? m->config->kvm_runner : DEFAULT_KVM_RUNNER;
 	BackendConfig bc = { .runtime_dir = m->runtime_dir, .runner_path = runner };
@@ -253,19 +478,10 @@ int manager_startup(Manager *m) {
 	} else if (r < 0)
 		log_warning_errno(r, "No qemu backend (%m); qemu cells will fail to start");
 
-	for (size_t i = 0; i < m->config->n_cells; i++) {
-		Cell *c;
-		r = cell_new(m, m->config->cells[i], &c);
-		if (r < 0)
-			return log_error_errno(r, "Failed to set up cell: %m");
-		m->config->cells[i] = NULL;
-		m->cells[m->n_cells++] = c;
-		r = persist_load_cell(c);
-		if (r < 0 && r != -ENOENT)
-			log_cell_errno(LOG_WARNING, r, c->spec->name, NULL,
-			               "Ignoring unreadable supervision state of cell \"%s\": %m", c->spec->name);
-	}
-	m->config->n_cells = 0;
+	r = load_cells(m);
+	if (r < 0)
+		return r;
+	m->hypervisor_enabled = !hypervisor_disabled_mark(m, -1);
 
 	for (size_t i = 0; i < m->n_cells; i++) {
 		Cell *c = m->cells[i];
@@ -282,7 +498,7 @@ int manager_startup(Manager *m) {
 		c->failed_ns = 0;
 		if (c->state == CELL_FAILED)
 			c->state = CELL_STOPPED;
-		if (!c->spec->autostart)
+		if (!c->spec->autostart || !m->hypervisor_enabled)
 			continue;
 		r = cell_start(c);
 		if (r < 0)
@@ -296,6 +512,10 @@ int manager_startup(Manager *m) {
 		if (r < 0)
 			return log_error_errno(r, "Failed to arm the watchdog: %m");
 	}
+
+	r = sd_event_add_time_relative(m->event, &m->prune_timer, CLOCK_MONOTONIC, 0, USEC_PER_SEC, on_prune, m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to arm the idempotency record pruning: %m");
 
 	m->ready = true;
 	sd_notify(false, "READY=1");

@@ -16,6 +16,9 @@
 #include "hypervisor/backend.h"
 
 typedef struct Http Http;
+typedef struct Tokens Tokens;
+typedef struct Operations Operations;
+typedef struct Events Events;
 
 typedef struct ManagerOptions {
 	const char *config_path;
@@ -23,6 +26,7 @@ typedef struct ManagerOptions {
 	size_t n_listen;
 	const char *state_dir;
 	const char *runtime_dir;
+	bool reseed; /* forget the stored specs, seed again from the config */
 } ManagerOptions;
 
 typedef struct Manager {
@@ -33,8 +37,14 @@ typedef struct Manager {
 	Backend *kvm;
 	Backend *qemu; /* NULL when QEMU is not installed */
 	Http *http;
+	Tokens *tokens;
+	Operations *operations;
+	Events *events;
 	Cell *cells[CONFIG_MAX_CELLS];
 	size_t n_cells;
+	bool reseed;
+	bool hypervisor_enabled;
+	sd_event_source *prune_timer; /* expired Idempotency-Key records */
 
 	uint64_t next_event_id;
 	uint64_t started_mono_ns;
@@ -55,6 +65,20 @@ Backend *manager_backend_for(Manager *m, const char *kind);
 void manager_update_status(Manager *m);
 /* Restart every cell and the backends (policy on_exhausted). */
 int manager_restart_hypervisor(Manager *m, const char *reason);
+/* Stop every cell and disable the backends / enable them and start the
+ * autostart cells. The state is kept across daemon restarts. */
+int manager_disable_hypervisor(Manager *m);
+int manager_enable_hypervisor(Manager *m);
+
+/* Every cell event: the event stream and the operations hear of it. */
+void manager_cell_event(Manager *m, Cell *c, const CellEvent *e);
+/* A new cell from an accepted spec (consumed). */
+int manager_add_cell(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret);
+/* Stops the cell and forgets it (the store is the caller's). */
+void manager_remove_cell(Manager *m, Cell *c);
+/* The specs a new or replaced spec must live beside: every cell's latest
+ * spec but the one named `except`. Returns the count. */
+size_t manager_other_specs(Manager *m, const char *except, CellSpec **out);
 
 static inline void manager_freep(Manager **m) {
 	manager_free(*m);

@@ -34,7 +34,43 @@ int mkdir_p(const char *path, unsigned mode) {
 	return 0;
 }
 
-static int fsync_dir_of(const char *path) {
+int read_text_file(const char *path, char **ret) {
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!f)
+		return -errno;
+	for (;;) {
+		if (n + 4096 + 1 > cap) {
+			char *nb;
+			cap = cap ? cap * 2 : 8192;
+			if (cap > (16u << 20)) {
+				free(buf);
+				return -EFBIG;
+			}
+			nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+		}
+		size_t k = fread(buf + n, 1, 4096, f);
+		n += k;
+		if (k < 4096)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		return -EIO;
+	}
+	buf[n] = 0;
+	*ret = buf;
+	return 0;
+}
+
+int fsync_dir_of(const char *path) {
 	char buf[4096];
 	_cleanup_close_ int fd = -1;
 

@@ -15,6 +15,10 @@ typedef struct Cell Cell;
 int write_file_atomic(const char *path, const void *data, size_t size, unsigned mode);
 int write_json_atomic(const char *path, json_t *j);
 int mkdir_p(const char *path, unsigned mode);
+/* Reads a whole (small) file, NUL-terminated. */
+int read_text_file(const char *path, char **ret);
+/* fsync the directory holding `path` (after a rename or unlink there). */
+int fsync_dir_of(const char *path);
 
 /* Supervision state of one cell (restarts, failures, policy, a pending
  * restart) in STATE_DIR/cells/NAME/supervision.json. */
