@@ -1,0 +1,102 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# /init of the warden Linux inmate image (see README.md): mount the pseudo
+# file systems, load warden.ko with the warden.* parameters of the kernel
+# command line, start the demo application if asked to, then wait. halt,
+# poweroff and reboot (and the module's orderly_poweroff() on SHUTDOWN)
+# signal this process, which then stops the machine.
+#
+# Kernel command line:
+#   warden.period_ms=N warden.allow_inject=0|1 warden.phys_addr=A
+#   warden.phys_size=N    passed to insmod as period_ms=N ...
+#   warden_app=NAME,PERIOD_MS,PERIODS
+#                         demo application: registers NAME, stays on time
+#                         for PERIODS periods, then stops beating with
+#                         /dev/warden still open (the cell goes DEGRADED)
+#   warden_shell          a shell on the console
+
+set -f
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+params=
+app=
+shell=
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	warden.period_ms=* | warden.allow_inject=* | warden.phys_addr=* | \
+	warden.phys_size=*)
+		params="$params ${arg#warden.}"
+		;;
+	warden_app=*)
+		app=${arg#warden_app=}
+		;;
+	warden_shell | warden_shell=1)
+		shell=1
+		;;
+	esac
+done
+
+is_number() {
+	case "$1" in
+	'' | *[!0-9]*) return 1 ;;
+	esac
+	[ "$1" -gt 0 ]
+}
+
+# Beats twice per period so that shell and scheduling delays never make it
+# late while it is meant to be on time.
+demo_app() {
+	name=${1%%,*}
+	rest=${1#*,}
+	period=${rest%%,*}
+	periods=${rest#*,}
+	if ! is_number "$period" || ! is_number "$periods" ||
+		[ "$name" = "$1" ]; then
+		echo "warden: bad warden_app=$1, want NAME,PERIOD_MS,PERIODS"
+		return 1
+	fi
+	exec 3>/dev/warden || return 1
+	echo "register $name $period" >&3 || return 1
+	echo "warden: app $name registered, period $period ms"
+	i=0
+	while [ $i -lt $((periods * 2)) ]; do
+		echo beat >&3 || return 1
+		usleep $((period * 500))
+		i=$((i + 1))
+	done
+	echo "warden: app $name stopped beating"
+	# Keep the registration (and the file) open, silent.
+	while :; do
+		sleep 3600
+	done
+}
+
+if insmod /lib/modules/warden.ko $params; then
+	echo "warden: module loaded"
+else
+	echo "warden: module failed to load"
+fi
+
+if [ -n "$app" ]; then
+	demo_app "$app" &
+fi
+
+trap 'sync; halt -f' USR1
+trap 'sync; poweroff -f' USR2
+trap 'sync; reboot -f' TERM
+
+if [ -n "$shell" ]; then
+	(while :; do setsid cttyhack sh; done) &
+fi
+
+# PID 1 must never exit; `wait` returns to run the traps at once.
+while :; do
+	sleep 3600 &
+	wait $!
+done

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""mkinitramfs.py: layout, reproducibility, and the built image; speaks TAP.
+
+usage: test-mkinitramfs.py MKINITRAMFS_PY
+           [INITRAMFS INIT_SH BUSYBOX WARDEN_KO]
+
+With the last four, the built initramfs must be byte-identical to a fresh
+build from the same inputs.
+"""
+import gzip
+import importlib.util
+import os
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True
+_spec = importlib.util.spec_from_file_location("mkinitramfs", sys.argv[1])
+mk = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mk)
+
+WORK = tempfile.mkdtemp(prefix="test-mkinitramfs.")
+
+
+def elf64(interp=False):
+    """An ELF64 header with one program header: PT_INTERP or PT_LOAD."""
+    ehdr = (b"\x7fELF\x02\x01\x01" + b"\0" * 9 +
+            struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56, 1,
+                        64, 0, 0))
+    phdr = struct.pack("<IIQQQQQQ", 3 if interp else 1, 4, 0, 0, 0, 0, 0, 1)
+    return ehdr + phdr + b"busybox" * 100
+
+
+def inputs(busybox=None):
+    paths = {}
+    for name, data in (("init.sh", b"#!/bin/sh\necho hi\n"),
+                       ("busybox", busybox or elf64()),
+                       ("warden.ko", b"\x7fELF module")):
+        paths[name] = os.path.join(WORK, name)
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    return paths["init.sh"], paths["busybox"], paths["warden.ko"]
+
+
+def unpack(blob):
+    return mk.read_cpio(gzip.decompress(blob))
+
+
+def test_reproducible():
+    a = mk.build(*inputs())
+    os.utime(os.path.join(WORK, "init.sh"), (1, 1))  # mtimes must not matter
+    b = mk.build(*inputs())
+    assert a == b, "two builds differ"
+
+
+def test_layout():
+    entries = unpack(mk.build(*inputs()))
+    mode, data, _, _ = entries["init"]
+    assert stat.S_ISREG(mode) and mode & 0o777 == 0o755, oct(mode)
+    assert data == b"#!/bin/sh\necho hi\n"
+    mode, data, _, _ = entries["bin/sh"]
+    assert stat.S_ISLNK(mode) and data == b"busybox", (oct(mode), data)
+    mode, _, major, minor = entries["dev/console"]
+    assert stat.S_ISCHR(mode) and (major, minor) == (5, 1)
+    assert entries["lib/modules/warden.ko"][1] == b"\x7fELF module"
+    assert entries["bin/busybox"][1] == elf64()
+    for path in entries:
+        assert not path.startswith("/"), path
+        parent = os.path.dirname(path)
+        assert parent == "" or stat.S_ISDIR(entries[parent][0]), path
+
+
+def test_sorted_root_owned():
+    blob = gzip.decompress(mk.build(*inputs()))
+    names, pos = [], 0
+    while True:
+        f = [int(blob[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        name = blob[pos + 110:pos + 110 + f[11] - 1].decode()
+        if name == mk.TRAILER:
+            break
+        assert f[2] == f[3] == 0, "uid/gid of %s" % name
+        assert f[5] == 0, "mtime of %s" % name
+        names.append(name)
+        pos += 110 + f[11] + (-(110 + f[11]) % 4)
+        pos += f[6] + (-f[6] % 4)
+    assert names == sorted(names), names
+    assert len(blob) % 512 == 0
+
+
+def test_rejects_dynamic_busybox():
+    try:
+        mk.build(*inputs(busybox=elf64(interp=True)))
+    except SystemExit as e:
+        assert "busybox-static" in str(e), e
+        return None
+    raise AssertionError("a dynamic busybox was accepted")
+
+
+def test_cpio_tool_agrees():
+    cpio = shutil.which("cpio")
+    if not cpio:
+        return "SKIP no cpio program"
+    raw = gzip.decompress(mk.build(*inputs()))
+    listed = subprocess.run([cpio, "-it", "--quiet"], input=raw,
+                            stdout=subprocess.PIPE, check=True).stdout
+    assert sorted(listed.decode().split()) == sorted(mk.read_cpio(raw)), listed
+    return None
+
+
+def test_built_image():
+    if len(sys.argv) < 6:
+        return "SKIP no built initramfs"
+    image, init, busybox, module = sys.argv[2:6]
+    with open(image, "rb") as f:
+        built = f.read()
+    assert built == mk.build(init, busybox, module), \
+        "the built initramfs differs from a fresh build of the same inputs"
+    entries = unpack(built)
+    with open(init, "rb") as f:
+        assert entries["init"][1] == f.read()
+    with open(module, "rb") as f:
+        assert entries["lib/modules/warden.ko"][1] == f.read()
+    return None
+
+
+def main():
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_")]
+    print("1..%d" % len(tests))
+    failed = 0
+    for i, (name, fn) in enumerate(tests, start=1):
+        try:
+            skip = fn()
+        except Exception as e:  # noqa: BLE001 -- report every failure
+            failed += 1
+            print("not ok %d - %s" % (i, name))
+            print("# %s: %s" % (type(e).__name__, e))
+            continue
+        print("ok %d - %s%s" % (i, name, " # " + skip if skip else ""))
+    shutil.rmtree(WORK, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
