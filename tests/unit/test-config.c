@@ -199,6 +199,63 @@ static void test_reject_bad_health_and_recovery(void **state) {
 	expect_reject(bad, "$.cells[0].recovery", "unknown action \"panic\"");
 }
 
+#define LINUX_CELL(extra) \
+	"{\"cells\":[{\"name\":\"linux\",\"backend\":\"qemu\",\"cpus\":[1],\"memory\":[{\"name\":\"ram\"," \
+	"\"phys_start\":\"0x80000000\",\"virt_start\":0,\"size\":\"0x10000000\",\"flags\":[\"read\",\"write\"]}]," \
+	"\"comm\":{\"virt_start\":\"0xfe000000\",\"size\":4096}" extra "}]}"
+
+static void test_linux_cell(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	json_t *j;
+	(void)state;
+	assert_int_equal(parse(LINUX_CELL(",\"linux\":{\"kernel\":\"/k\",\"initrd\":\"rd.gz\",\"cmdline\":\"quiet\"}"),
+	                       &c, err), 0);
+	assert_string_equal(c->cells[0]->kernel, "/k");
+	assert_string_equal(c->cells[0]->initrd, "rd.gz");
+	assert_string_equal(c->cells[0]->cmdline, "quiet");
+	/* the spec's JSON form round-trips the linux object, without images */
+	j = cell_spec_to_json(c->cells[0]);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "linux"), "initrd")), "rd.gz");
+	assert_null(json_object_get(j, "images"));
+	json_decref(j);
+	config_free(c);
+
+	expect_reject(LINUX_CELL(""), "$.cells[0]", "\"images\" must name at least one image (or \"linux\" a kernel)");
+	expect_reject(LINUX_CELL(",\"linux\":{\"initrd\":\"x\"}"), "$.cells[0].linux", "\"kernel\" is required");
+	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"/k\",\"append\":\"x\"}"), "$.cells[0].linux",
+	              "unknown key \"append\"");
+	expect_reject("{\"cells\":[{\"name\":\"l\",\"cpus\":[1],\"memory\":[],\"comm\":{\"virt_start\":0,\"size\":4096},"
+	              "\"linux\":{\"kernel\":\"/k\"}}]}",
+	              "$.cells[0]", "use \"backend\": \"qemu\"");
+}
+
+static void test_api_section(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	(void)state;
+	assert_int_equal(parse("{}", &c, err), 0);
+	assert_int_equal(c->api.socket_mode, 0660);
+	assert_int_equal(c->api.idempotency_ttl_s, 86400);
+	assert_false(c->api.anonymous_metrics);
+	config_free(c);
+	assert_int_equal(parse("{\"api\":{\"tokens_file\":\"/t\",\"anonymous_metrics\":true,\"socket_mode\":\"0600\","
+	                       "\"tls\":{\"cert\":\"/c\",\"key\":\"/k\"},\"max_image_bytes\":1048576},"
+	                       "\"backends\":{\"qemu\":{\"accel\":\"kvm\",\"machine\":\"q35\"}}}",
+	                       &c, err), 0);
+	assert_int_equal(c->api.socket_mode, 0600);
+	assert_string_equal(c->api.tls_key, "/k");
+	assert_int_equal(c->api.max_image_bytes, 1048576);
+	assert_string_equal(c->qemu_accel, "kvm");
+	config_free(c);
+	expect_reject("{\"api\":{\"socket_mode\":\"0066\"}}", "$.api", "lets the owner read and write");
+	expect_reject("{\"api\":{\"socket_mode\":\"rw\"}}", "$.api", "not an octal mode");
+	expect_reject("{\"api\":{\"tls\":{\"cert\":\"/c\"}}}", "$.api.tls", "go together");
+	expect_reject("{\"api\":{\"max_image_bytes\":10}}", "$.api", "between 4096");
+	expect_reject("{\"api\":{\"tokens\":\"x\"}}", "$.api", "unknown key \"tokens\"");
+	expect_reject("{\"backends\":{\"qemu\":{\"accel\":\"hvf\"}}}", "$.backends.qemu", "neither");
+}
+
 static void test_tables_complete(void **state) {
 	(void)state;
 	for (int k = 0; k < _FAILURE_KIND_MAX; k++) {
@@ -229,6 +286,8 @@ int main(void) {
 		cmocka_unit_test(test_shared_region_allowed),
 		cmocka_unit_test(test_reject_bad_regions),
 		cmocka_unit_test(test_reject_bad_health_and_recovery),
+		cmocka_unit_test(test_linux_cell),
+		cmocka_unit_test(test_api_section),
 		cmocka_unit_test(test_tables_complete),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
