@@ -495,6 +495,7 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
 	char name[CELL_NAME_MAX + 1];
 	double wait = query_wait(r);
+	uint64_t revision = c->revision;
 	Operation *op;
 	int k;
 
@@ -514,7 +515,8 @@ static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
 		return;
 	}
 	manager_remove_cell(m, c);
-	events_emit_json(m, "spec", json_pack("{s:s, s:s}", "cell", name, "change", "deleted"));
+	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", name, "change", "deleted", "revision",
+	                                      (json_int_t)revision));
 	operation_issued(m->operations, op);
 	reply_operation(m, r, op, wait);
 }

@@ -64,6 +64,7 @@ static void cell_emit(Cell *c, const char *type, const char *reason) {
 		.mono_ns = now_ns(CLOCK_MONOTONIC),
 		.realtime_ns = now_ns(CLOCK_REALTIME),
 		.state = c->state,
+		.previous = c->previous_state,
 	};
 	snprintf(e->type, sizeof e->type, "%s", type);
 	snprintf(e->reason, sizeof e->reason, "%s", reason ? reason : "");
@@ -79,6 +80,7 @@ void cell_set_state(Cell *c, CellState s, const char *reason) {
 	log_cell(s == CELL_FAILED ? LOG_WARNING : LOG_INFO, c->spec->name, MSGID_CELL_STATE,
 	         "Cell \"%s\" %s -> %s%s%s", c->spec->name, cell_state_to_string(c->state), cell_state_to_string(s),
 	         reason && *reason ? ": " : "", reason ? reason : "");
+	c->previous_state = c->state;
 	c->state = s;
 	if (s == CELL_RUNNING)
 		c->healthy_since_ns = now_ns(CLOCK_MONOTONIC);

@@ -43,6 +43,7 @@ typedef struct CellEvent {
 	uint64_t realtime_ns;
 	char type[16]; /* "state", "failure", "action", "recovered" */
 	CellState state;
+	CellState previous; /* for "state": the state left */
 	char reason[CELL_REASON_MAX];
 } CellEvent;
 
@@ -63,6 +64,7 @@ typedef struct Cell {
 	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
 	uint64_t revision;   /* of the newest accepted spec */
 	CellState state;
+	CellState previous_state; /* before the last transition */
 	BackendCell *backend;
 
 	sd_event_source *event_source;  /* doorbell / backend state changes */

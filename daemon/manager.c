@@ -411,8 +411,13 @@ void manager_remove_cell(Manager *m, Cell *c) {
 void manager_cell_event(Manager *m, Cell *c, const CellEvent *e) {
 	json_t *d = json_pack("{s:s, s:s, s:s, s:I}", "cell", c->spec->name, "state", cell_state_to_string(c->state),
 	                      "reason", e->reason, "cell_event", (json_int_t)e->id);
-	if (strcmp(e->type, "failure") == 0 && c->has_failure)
+	if (strcmp(e->type, "state") == 0)
+		json_object_set_new(d, "previous", json_string(cell_state_to_string(e->previous)));
+	if (strcmp(e->type, "failure") == 0 && c->has_failure) {
 		json_object_set_new(d, "kind", json_string(failure_kind_to_string(c->last_failure_kind)));
+		json_object_set_new(d, "action",
+		                    json_string(recovery_action_to_string(c->spec->recovery.on[c->last_failure_kind])));
+	}
 	events_emit_json(m, e->type, d);
 	if (m->operations)
 		operations_cell_changed(m->operations, c);
