@@ -61,6 +61,11 @@ def health_and_cells():
         assert r.status == 200 and r.body == "" and r.ctype == "application/json"
 
 
+def auth(d):
+    """The Authorization header line for raw_request()."""
+    return b"Authorization: Bearer " + d.operator_token.encode() + b"\r\n"
+
+
 @test
 def unknown_paths_and_methods():
     with Daemon(CONFIG) as d:
@@ -78,11 +83,13 @@ def unknown_paths_and_methods():
         r = d.request("PATCH", "/metrics")
         problem(r, 405)
         # an unknown method token
-        st, hdr, body = raw_request(d.port, b"BREW /cells HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        st, hdr, body = raw_request(d.port, b"BREW /cells HTTP/1.1\r\nHost: x\r\n" + auth(d) +
+                                    b"Connection: close\r\n\r\n")
         assert st is not None and 400 <= st < 500, (st, body)
         # malformed paths
         for path in (b"/cells//alpha", b"/cells/../health", b"/cells/%00x"):
-            st, hdr, body = raw_request(d.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            st, hdr, body = raw_request(d.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + auth(d) +
+                                        b"Connection: close\r\n\r\n")
             assert st in (400, 404), (path, st, body)
             assert hdr.get("content-type", "").startswith("application/problem+json"), (path, hdr)
         assert d.get("/health").status == 200
@@ -93,19 +100,21 @@ def bad_requests_leave_daemon_up():
     with Daemon(CONFIG) as d:
         # huge header
         big = b"X-Big: " + b"a" * 200000 + b"\r\n"
-        st, hdr, body = raw_request(d.port, b"GET /cells HTTP/1.1\r\nHost: x\r\n" + big + b"Connection: close\r\n\r\n")
+        st, hdr, body = raw_request(d.port, b"GET /cells HTTP/1.1\r\nHost: x\r\n" + auth(d) + big +
+                                    b"Connection: close\r\n\r\n")
         assert st is None or 400 <= st < 500, (st, body[:200])
         # garbage request line
         st, hdr, body = raw_request(d.port, b"\x00\x01\x02 garbage\r\n\r\n")
         assert st is None or 400 <= st < 500, st
         # oversized body, announced
-        st, hdr, body = raw_request(d.port, b"POST /cells/beta/inject HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n"
+        st, hdr, body = raw_request(d.port, b"POST /cells/beta/inject HTTP/1.1\r\nHost: x\r\n" + auth(d) + b"Content-Length: 999999999\r\n"
                                     b"Content-Type: application/json\r\nConnection: close\r\n\r\n{")
         assert st == 413, (st, body)
         assert hdr.get("content-type") == "application/problem+json"
         # oversized body, chunked (not announced)
         chunk = b"a" * 65536
-        data = b"POST /cells/beta/inject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        data = (b"POST /cells/beta/inject HTTP/1.1\r\nHost: x\r\n" + auth(d) +
+                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         data += (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 20 + b"0\r\n\r\n"
         st, hdr, body = raw_request(d.port, data)
         assert st == 413, (st, body[:200])
@@ -301,7 +310,9 @@ def systemd_units_verify():
 def wardenctl_basics():
     with Daemon(CONFIG) as d:
         def ctl(*args):
-            return subprocess.run([WARDENCTL, "--socket", d.sock] + list(args), capture_output=True, timeout=30)
+            # --socket and --url exclude each other (docs/wardenctl.md, synopsis)
+            where = [] if "--url" in args else ["--socket", d.sock]
+            return subprocess.run([WARDENCTL] + where + list(args), capture_output=True, timeout=30)
         p = ctl("cells")
         out = p.stdout.decode()
         assert p.returncode == 0 and out.splitlines()[0].split()[:2] == ["NAME", "STATE"], out
@@ -310,14 +321,23 @@ def wardenctl_basics():
         assert p.returncode == 0 and [c["name"] for c in json.loads(p.stdout)] == ["alpha", "beta"]
         p = ctl("--json", "cell", "show", "beta")
         assert p.returncode == 0 and json.loads(p.stdout)["spec"]["name"] == "beta"
+        # TCP listeners need a bearer token (docs/wardenctl.md: --token-file; 401 is exit 6);
+        # JSON only with --json, tables otherwise
+        p = ctl("--url", "http://127.0.0.1:%d" % d.port, "--token-file", d.token_file(), "--json", "health")
+        assert p.returncode == 0 and json.loads(p.stdout)["status"] == "ok", p
+        p = ctl("--url", "http://127.0.0.1:%d" % d.port, "--token-file", d.token_file(), "health")
+        assert p.returncode == 0 and p.stdout.decode().split()[:2] == ["status:", "ok"], p
         p = ctl("--url", "http://127.0.0.1:%d" % d.port, "health")
-        assert p.returncode == 0 and json.loads(p.stdout)["status"] == "ok"
+        assert p.returncode == 6 and b"Unauthorized" in p.stderr, p
+        # not found: exit 4; not allowed: exit 6 (docs/wardenctl.md, "Exit codes")
         p = ctl("cell", "show", "gamma")
-        assert p.returncode == 1 and b"no cell named" in p.stderr, p
+        assert p.returncode == 4 and b"no cell named" in p.stderr, p
         p = ctl("cell", "inject", "alpha", "panic")
-        assert p.returncode == 1 and b"403" in p.stderr, p
+        assert p.returncode == 6 and b"Forbidden" in p.stderr and b"allow_inject" in p.stderr, p
         p = ctl("cell", "frobnicate", "alpha")
         assert p.returncode == 2, p
+        p = ctl("--socket", d.sock, "--url", "http://127.0.0.1:%d" % d.port, "health")
+        assert p.returncode == 2 and b"exclude each other" in p.stderr, p
         p = subprocess.run([WARDENCTL, "--socket", d.dir + "/nope.sock", "cells"], capture_output=True, timeout=30)
         assert p.returncode == 3 and b"cannot reach wardend" in p.stderr, p
 

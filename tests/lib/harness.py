@@ -5,9 +5,15 @@ Speaks TAP (meson counts it), starts the real wardend on a temporary unix
 socket and a free TCP port, and talks real HTTP to it. Standard library
 only, so a fresh Debian machine needs nothing but python3.
 """
+import base64
+import hashlib
 import http.client
 import json
 import os
+import queue
+import secrets
+import ssl
+import threading
 import shutil
 import signal
 import socket
@@ -121,18 +127,108 @@ def demo_cell(name, image, cpu=1, phys=0x40000000, comm_phys=0x7f000000, period=
     return spec
 
 
-class Daemon:
-    """A real wardend in temporary directories. Use as a context manager."""
+def sha256_hex(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()
 
-    def __init__(self, config=None, env=None, tcp=True, args=(), keep_dirs=None):
+
+def content_digest(data):
+    """RFC 9530 Content-Digest of data: sha-256=:BASE64:"""
+    return "sha-256=:%s:" % base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def is_temp_name(name):
+    """Names the daemon uses while it writes a file (swept at startup)."""
+    return ".tmp." in name or name.startswith(".upload-")
+
+
+def temp_leftovers(root):
+    """Paths under root that are half-written files."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        found += [os.path.join(dirpath, n) for n in filenames + dirnames if is_temp_name(n)]
+    return found
+
+
+def poll(pred, timeout=10, what="condition", interval=0.02):
+    """Calls pred() until it returns something true; returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("%s not reached in %ss (last: %r)" % (what, timeout, v))
+        time.sleep(interval)
+
+
+# request(token=...) default: the daemon's operator token on TCP
+OPERATOR = object()
+
+
+class Daemon:
+    """A real wardend in temporary directories. Use as a context manager.
+
+    TCP listeners need bearer tokens: unless tokens=False, the daemon gets a
+    tokens file (d.tokens_path) with an operator token (d.operator_token,
+    principal "ops") and a monitor token (d.monitor_token, principal "mon").
+    Its path goes into the config as api.tokens_file unless the config's own
+    "api" section names a tokens_file itself (a None value drops the key).
+    The tokens are kept in the directory, so Daemon(keep_dirs=d.dir) on the
+    same directory knows them again. request(..., tcp=True) sends the
+    operator token; token=None sends none, token="..." that one.
+    """
+
+    OPERATOR_NAME = "ops"
+    MONITOR_NAME = "mon"
+
+    def __init__(self, config=None, env=None, tcp=True, args=(), keep_dirs=None, tokens=True, port=None):
         self.dir = keep_dirs or tempfile.mkdtemp(prefix="warden-test-")
         self.sock = os.path.join(self.dir, "api.sock")
-        self.port = free_port() if tcp else None
+        self.port = (port or free_port()) if tcp else None
         self.config = config if config is not None else {"cells": []}
         self.env = env
         self.args = list(args)
         self.proc = None
         self.log_path = os.path.join(self.dir, "wardend.log")
+        self.tokens = tokens
+        self.tokens_path = os.path.join(self.dir, "tokens")
+        self.operator_token = self.monitor_token = None
+        if tokens:
+            self._init_tokens()
+
+    def _init_tokens(self):
+        plain = os.path.join(self.dir, "tokens.plain.json")
+        try:
+            with open(plain) as f:
+                t = json.load(f)
+        except (OSError, ValueError):
+            t = {"operator": "op-" + secrets.token_hex(16), "monitor": "mon-" + secrets.token_hex(16)}
+            with open(plain, "w") as f:
+                json.dump(t, f)
+        self.operator_token, self.monitor_token = t["operator"], t["monitor"]
+        with open(self.tokens_path, "w") as f:
+            f.write("# NAME ROLE SHA256HEX, written by tests/lib/harness.py\n")
+            f.write("%s operator %s\n" % (self.OPERATOR_NAME, sha256_hex(self.operator_token)))
+            f.write("%s monitor %s\n" % (self.MONITOR_NAME, sha256_hex(self.monitor_token)))
+
+    def token_file(self, role="operator", token=None):
+        """A file holding one token (for wardenctl --token-file)."""
+        tok = token if token is not None else (self.operator_token if role == "operator" else self.monitor_token)
+        path = os.path.join(self.dir, "token-%s" % sha256_hex(tok)[:12])
+        with open(path, "w") as f:
+            f.write(tok + "\n")
+        return path
+
+    @property
+    def tls(self):
+        api = self.config.get("api") or {}
+        return bool(api.get("tls"))
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
     @property
     def state_dir(self):
@@ -145,6 +241,13 @@ class Daemon:
     def start(self, wait=True):
         cfg = dict(self.config)
         cfg.setdefault("backends", {"kvm": {"runner": os.path.abspath(WARDEN_KVM)}})
+        if self.tokens:
+            api = dict(cfg.get("api") or {})
+            if "tokens_file" not in api:
+                api["tokens_file"] = self.tokens_path
+            elif api["tokens_file"] is None:
+                del api["tokens_file"]
+            cfg["api"] = api
         cfg.setdefault("cpu_sharing", True)
         path = os.path.join(self.dir, "config.json")
         with open(path, "w") as f:
@@ -185,12 +288,26 @@ class Daemon:
         except OSError:
             return ""
 
-    def request(self, method, path, body=None, headers=None, tcp=False, timeout=30):
-        if tcp:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        else:
-            conn = UnixHTTPConnection(self.sock, timeout=timeout)
+    def connection(self, tcp=False, timeout=30, cafile=None):
+        """An http.client connection to the unix socket or the TCP listener
+        (https when the config has api.tls; cafile defaults to its cert)."""
+        if not tcp:
+            return UnixHTTPConnection(self.sock, timeout=timeout)
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=cafile or self.config["api"]["tls"]["cert"])
+            return http.client.HTTPSConnection("localhost", self.port, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def auth_headers(self, token=OPERATOR):
+        if token is OPERATOR:
+            token = self.operator_token
+        return {"Authorization": "Bearer " + token} if token else {}
+
+    def request(self, method, path, body=None, headers=None, tcp=False, timeout=30, token=OPERATOR):
+        conn = self.connection(tcp, timeout)
         hdrs = dict(headers or {})
+        if tcp and not any(k.lower() == "authorization" for k in hdrs):
+            hdrs.update(self.auth_headers(token))
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
             hdrs.setdefault("Content-Type", "application/json")
@@ -206,6 +323,51 @@ class Daemon:
 
     def post(self, path, body=None, **kw):
         return self.request("POST", path, body=body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body=body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def upload(self, cell, name, data, digest=None, headers=None, **kw):
+        """PUT /cells/CELL/images/NAME; digest: None computes it, False
+        sends none, a string is sent as it is."""
+        h = {"Content-Type": "application/octet-stream"}
+        if digest is None:
+            digest = content_digest(data)
+        if digest is not False:
+            h["Content-Digest"] = digest
+        h.update(headers or {})
+        return self.request("PUT", "/cells/%s/images/%s" % (cell, name), body=data, headers=h, **kw)
+
+    def images_dir(self, cell):
+        return os.path.join(self.state_dir, "cells", cell, "images")
+
+    def operation(self, op_id, wait=None, **kw):
+        """GET /operations/ID[?wait=S]; returns the Response."""
+        q = "" if wait is None else "?wait=%s" % wait
+        return self.get("/operations/%s%s" % (op_id, q), timeout=(wait or 0) + 30, **kw)
+
+    def wait_operation(self, op_id, timeout=60):
+        """Waits until the operation ends; returns it (a dict)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            r = self.operation(op_id, wait=round(min(left, 300), 3))
+            assert r.status in (200, 202), r
+            op = r.json()
+            if op["phase"] != "running" or time.monotonic() >= deadline:
+                return op
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stops (or kills) wardend and starts it again on the same dirs."""
+        if sig == signal.SIGTERM:
+            self.stop()
+        else:
+            self.kill(sig)
+        self.logf.close()
+        return self.start()
 
     def cell(self, name):
         r = self.get("/cells/" + name)
@@ -301,3 +463,124 @@ def raw_request(port, data, timeout=5):
         k, _, v = l.partition(":")
         headers[k.strip().lower()] = v.strip()
     return status, headers, body
+
+
+def raw_unix(path, data, timeout=5):
+    """raw_request() over a unix socket."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    return _raw_exchange(s, data)
+
+
+def _raw_exchange(s, data):
+    try:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        s.close()
+    raw = b"".join(chunks).decode(errors="replace")
+    if not raw:
+        return None, {}, ""
+    head, _, body = raw.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+class EventStream:
+    """GET /events, read by a thread: self.events is the list of
+    {"id": int, "event": str, "data": object} received so far."""
+
+    def __init__(self, d, last_id=None, tcp=False, token=OPERATOR, query="", timeout=120):
+        self.events = []
+        self.comments = []
+        self.closed = False
+        self._cv = threading.Condition()
+        self.conn = d.connection(tcp, timeout=timeout)
+        hdrs = {"Accept": "text/event-stream"}
+        if tcp:
+            hdrs.update(d.auth_headers(token))
+        if last_id is not None:
+            hdrs["Last-Event-ID"] = str(last_id)
+        self.conn.request("GET", "/events" + query, headers=hdrs)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = dict(self.resp.getheaders())
+        if self.status != 200:
+            self.body = self.resp.read().decode(errors="replace")
+            self.conn.close()
+            self.closed = True
+            return
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        cur = {}
+        try:
+            while True:
+                line = self.resp.readline()
+                if not line:
+                    break
+                line = line.decode().rstrip("\r\n")
+                if line == "":
+                    if "data" in cur:
+                        ev = {"id": int(cur["id"]) if "id" in cur else None, "event": cur.get("event", "message"),
+                              "data": json.loads(cur["data"])}
+                        with self._cv:
+                            self.events.append(ev)
+                            self._cv.notify_all()
+                    cur = {}
+                elif line.startswith(":"):
+                    self.comments.append(line)
+                else:
+                    k, _, v = line.partition(":")
+                    v = v[1:] if v.startswith(" ") else v
+                    cur[k] = cur[k] + "\n" + v if k == "data" and k in cur else v
+        except Exception:
+            pass
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
+
+    def wait_for(self, pred, timeout=10, what="event"):
+        """Waits for an event with pred(event) true; returns it."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            seen = 0
+            while True:
+                for ev in self.events[seen:]:
+                    if pred(ev):
+                        return ev
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError("%s not seen in %ss; got %s" % (
+                        what, timeout, json.dumps(self.events)[-3000:]))
+                self._cv.wait(min(left, 0.5))
+
+    def close(self):
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
