@@ -47,6 +47,7 @@ struct BackendCell {
 
 /* Backend constructors, one per kind. */
 int kvm_backend_new(const BackendConfig *cfg, Backend **ret);
+int qemu_backend_new(const BackendConfig *cfg, Backend **ret);
 
 /* Post a mailbox command per comm.h: cmd and cmd_arg, then cmd_seq with
  * release semantics. Shared by backends whose comm region is plain memory. */

@@ -42,8 +42,10 @@ int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret)
 		return -EINVAL;
 	if (strcmp(kind, "kvm") == 0)
 		return kvm_backend_new(cfg, ret);
-	/* qemu and jailhouse are planned, anything else is unknown: the
-	 * caller cannot do more with either answer than report it. */
+	if (strcmp(kind, "qemu") == 0)
+		return qemu_backend_new(cfg, ret);
+	/* jailhouse is planned, anything else is unknown: the caller cannot
+	 * do more with either answer than report it. */
 	return -EOPNOTSUPP;
 }
 
