@@ -628,8 +628,14 @@ static uint64_t cell_check(Cell *c, uint64_t now) {
 		uint64_t ev = 0;
 		char why[WARDEN_COMM_REASON_LEN];
 		comm_read_reason(cm, why, sizeof why, &code, &ev);
+		/* Without the host's clock in the comm region, the hypervisor's
+		 * own report of the panic (QEMU's pvpanic event) is the best
+		 * time we have; the last beat otherwise. */
 		if (!(flags & WARDEN_FLAG_HOST_CLOCK) || ev > now || ev == 0)
-			ev = c->hb_changed_ns;
+			ev = (st.state == BACKEND_CELL_FAILED || st.state == BACKEND_CELL_SHUTDOWN) && st.state_mono_ns &&
+			                     st.state_mono_ns <= now ?
+			             st.state_mono_ns :
+			             c->hb_changed_ns;
 		snprintf(reason, sizeof reason, "inmate panicked: %s", why);
 		cell_fail(c, FAILURE_PANIC, reason, ev, now);
 		return 0;

@@ -82,6 +82,10 @@ if insmod /lib/modules/warden.ko $params; then
 else
 	echo "warden: module failed to load"
 fi
+# After warden.ko, so that its panic notifier runs first (see meson.build).
+for m in pvpanic pvpanic-mmio; do
+	[ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
+done
 
 if [ -n "$app" ]; then
 	demo_app "$app" &

@@ -97,7 +97,7 @@ def is_static_elf(data):
                for i in range(phnum))
 
 
-def build(init, busybox, module):
+def build(init, busybox, module, extra_modules=()):
     with open(busybox, "rb") as f:
         bb = f.read()
     if not is_static_elf(bb):
@@ -115,6 +115,9 @@ def build(init, busybox, module):
     a.add_file("bin/busybox", bb, 0o755)
     with open(module, "rb") as f:
         a.add_file("lib/modules/warden.ko", f.read(), 0o644)
+    for path in sorted(extra_modules, key=os.path.basename):
+        with open(path, "rb") as f:
+            a.add_file("lib/modules/" + os.path.basename(path), f.read(), 0o644)
     return gzip.compress(a.cpio(), compresslevel=9, mtime=0)
 
 
@@ -123,10 +126,12 @@ def main():
     ap.add_argument("--init", required=True)
     ap.add_argument("--busybox", required=True)
     ap.add_argument("--module", required=True)
+    ap.add_argument("--extra-module", action="append", default=[],
+                    help="another module to put into /lib/modules (init.sh loads pvpanic*.ko)")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
 
-    blob = build(args.init, args.busybox, args.module)
+    blob = build(args.init, args.busybox, args.module, args.extra_module)
     tmp = args.output + ".tmp"
     with open(tmp, "wb") as f:
         f.write(blob)
