@@ -176,7 +176,7 @@ static void route_inject(Cell *c, HttpRequest *r) {
 	const char *fault;
 	int k;
 
-	j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+	j = json_loadb(body, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!j) {
 		http_reply_problem(r, 400, NULL, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
 		return;
@@ -270,7 +270,9 @@ static json_t *parse_body(HttpRequest *r) {
 		http_reply_problem(r, 400, NULL, "the request needs a JSON body");
 		return NULL;
 	}
-	j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+	/* Any JSON value parses; what is not an object is refused later as
+	 * well-formed but wrong (422), not as malformed (400). */
+	j = json_loadb(body, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!j)
 		http_reply_problem(r, 400, NULL, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
 	return j;
@@ -836,8 +838,10 @@ static void replay(Manager *m, HttpRequest *r, const IdemRecord *rec) {
 	if (rec->etag[0])
 		http_reply_header(r, "ETag", rec->etag);
 	if (op) {
-		/* the operation's state now, not as it was then */
-		http_reply_json(r, rec->status, operation_to_json(op));
+		/* the operation's state now, not as it was then; answered as
+		 * the first request was: 200 once done if it waited */
+		http_reply_json(r, rec->waited && op->phase != OP_RUNNING ? 200 : rec->status == 200 ? 200 : 202,
+		                operation_to_json(op));
 		return;
 	}
 	body = malloc(rec->body_len + 1);
@@ -847,6 +851,53 @@ static void replay(Manager *m, HttpRequest *r, const IdemRecord *rec) {
 	}
 	memcpy(body, rec->body, rec->body_len + 1);
 	http_reply_text(r, rec->status, rec->content_type, body, rec->body_len);
+}
+
+/* A replay is answered once the body has been read (and dropped): a
+ * server that answers and closes while the client still sends may have
+ * its answer lost to a reset, and the client would retry for ever. */
+static int discard_write(void *userdata, const void *data, size_t n) {
+	(void)userdata;
+	(void)data;
+	(void)n;
+	return 0;
+}
+
+static void discard_abort(void *userdata) {
+	IdemRecord *rec = userdata;
+	idem_record_clear(rec);
+	free(rec);
+}
+
+static bool inflight_add(Manager *m, HttpRequest *r, const char *key) {
+	size_t free_slot = ELEMENTSOF(m->inflight);
+	for (size_t i = 0; i < ELEMENTSOF(m->inflight); i++) {
+		if (m->inflight[i].request && strcmp(m->inflight[i].key, key) == 0) {
+			http_reply_problem(r, 409, "Conflict",
+			                   "a request with Idempotency-Key \"%s\" is still in progress; retry when it has "
+			                   "been answered", key);
+			return false;
+		}
+		if (!m->inflight[i].request && free_slot == ELEMENTSOF(m->inflight))
+			free_slot = i;
+	}
+	if (free_slot == ELEMENTSOF(m->inflight)) {
+		http_reply_problem(r, 503, "Service Unavailable", "too many requests with Idempotency-Keys in progress");
+		return false;
+	}
+	m->inflight[free_slot].request = r;
+	snprintf(m->inflight[free_slot].key, sizeof m->inflight[free_slot].key, "%s", key);
+	return true;
+}
+
+static void inflight_remove(Manager *m, const HttpRequest *r) {
+	for (size_t i = 0; i < ELEMENTSOF(m->inflight); i++)
+		if (m->inflight[i].request == r)
+			m->inflight[i].request = NULL;
+}
+
+void api_end(Manager *m, HttpRequest *r) {
+	inflight_remove(m, r);
 }
 
 void api_begin(Manager *m, HttpRequest *r) {
@@ -881,17 +932,28 @@ void api_begin(Manager *m, HttpRequest *r) {
 			return;
 		}
 		if (idempotency_lookup(m, key, &rec) == 0) {
-			if (strcmp(rec.method, http_request_method(r)) != 0 || strcmp(rec.path, path) != 0)
+			IdemRecord *keep;
+			if (strcmp(rec.method, http_request_method(r)) != 0 || strcmp(rec.path, path) != 0) {
 				http_reply_problem(r, 422, NULL,
 				                   "Idempotency-Key \"%s\" was used for %s %s; use a new key for a new request",
 				                   key, rec.method, rec.path);
-			else {
-				replay(m, r, &rec);
-				audit(r, cell_of_path(path, cbuf), "replayed the stored response (Idempotency-Key)");
+				idem_record_clear(&rec);
+				return;
 			}
-			idem_record_clear(&rec);
+			keep = malloc(sizeof *keep);
+			if (!keep) {
+				idem_record_clear(&rec);
+				http_reply_problem(r, 500, NULL, "out of memory");
+				return;
+			}
+			*keep = rec;
+			http_request_set_tag(r, "replay");
+			http_request_set_sink(r, &(HttpSink){ .write = discard_write, .abort = discard_abort,
+			                                      .max_bytes = m->config->api.max_image_bytes, .userdata = keep });
 			return;
 		}
+		if (!inflight_add(m, r, key))
+			return;
 	}
 
 	/* Uploads stream to a temp file; refuse before reading a byte. */
@@ -939,6 +1001,15 @@ void api_handle(Manager *m, HttpRequest *r) {
 
 	_cleanup_free_ char *parked = NULL;
 
+	if (strcmp(http_request_tag(r), "replay") == 0) {
+		IdemRecord *rec = http_request_sink_userdata(r);
+		http_request_clear_sink(r);
+		http_request_set_tag(r, "");
+		replay(m, r, rec);
+		audit(r, cell_of_path(http_request_path(r), cbuf), "replayed the stored response (Idempotency-Key)");
+		discard_abort(rec);
+		return;
+	}
 	dispatch(m, r);
 	if (!is_mutation(r))
 		return;
@@ -979,9 +1050,12 @@ void api_handle(Manager *m, HttpRequest *r) {
 			snprintf(rec.location, sizeof rec.location, "/operations/%s", http_request_tag(r));
 		snprintf(rec.etag, sizeof rec.etag, "%s", etag ? etag : "");
 		snprintf(rec.operation, sizeof rec.operation, "%s", http_request_tag(r));
+		rec.waited = http_request_query(r, "wait") != NULL;
 		k = idempotency_store(m, key, &rec);
 		if (k < 0)
 			log_warning_errno(k, "Failed to store the Idempotency-Key record for %s %s: %m",
 			                  http_request_method(r), http_request_path(r));
 	}
+	/* Answered (or stored): a retry now gets the record, not a 409. */
+	inflight_remove(m, r);
 }

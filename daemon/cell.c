@@ -277,6 +277,8 @@ static int cell_create_backend(Cell *c) {
 	r = backend_cell_create(b, &cfg, &c->backend);
 	if (r < 0)
 		return r;
+	c->backend_revision = c->revision;
+	cell_save(c);
 	r = cell_watch(c);
 	if (r >= 0)
 		r = backend_cell_load(c->backend);
@@ -296,11 +298,11 @@ static int cell_boot(Cell *c) {
 
 	if (c->backend && (backend_cell_status(c->backend, &st) < 0 || st.state == BACKEND_CELL_GONE))
 		cell_drop_backend(c, true);
+	/* A spec accepted while the cell ran (also before a daemon restart)
+	 * takes effect now, on a new backend cell: its layout may differ. */
+	if (c->backend && c->backend_revision != c->revision)
+		cell_drop_backend(c, true);
 	if (c->next_spec) {
-		/* A spec accepted while the cell ran takes effect now, on a
-		 * new backend cell: its layout may have changed. */
-		if (c->backend)
-			cell_drop_backend(c, true);
 		cell_spec_free(c->spec);
 		c->spec = TAKE_PTR(c->next_spec);
 	}
@@ -913,7 +915,8 @@ json_t *cell_to_json(Cell *c, bool full) {
 		else
 			json_object_set_new(o, "hypervisor", json_null());
 		json_object_set_new(o, "spec", cell_spec_to_json(cell_latest_spec(c)));
-		json_object_set_new(o, "spec_pending", json_boolean(c->next_spec != NULL));
+		json_object_set_new(o, "spec_pending",
+		                    json_boolean(c->next_spec || (c->backend && c->backend_revision != c->revision)));
 		json_object_set_new(o, "missing_images", cell_missing_images(c));
 	}
 	return o;

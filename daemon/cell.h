@@ -63,6 +63,7 @@ typedef struct Cell {
 	CellSpec *spec;      /* what the cell runs (or will run at its next start) */
 	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
 	uint64_t revision;   /* of the newest accepted spec */
+	uint64_t backend_revision; /* of the spec the backend cell was made from */
 	CellState state;
 	CellState previous_state; /* before the last transition */
 	BackendCell *backend;

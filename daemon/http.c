@@ -57,6 +57,8 @@ struct Http {
 	size_t n_listeners;
 	HttpStream *streams;
 	HttpRequest *parked; /* suspended requests, for shutdown */
+	HttpRequest *uploads; /* requests streaming into a sink */
+	sd_event_source *upload_sweep;
 	bool closing;
 };
 
@@ -77,6 +79,8 @@ struct HttpRequest {
 	HttpSink sink;
 	size_t sink_size;
 	int sink_error;
+	uint64_t sink_progress_ns;
+	HttpRequest *up_prev, *up_next;
 	/* parked while waiting */
 	bool suspended;
 	bool resumed;
@@ -131,9 +135,24 @@ static int on_listener_timer(sd_event_source *s, uint64_t usec, void *userdata) 
 	return 0;
 }
 
+static void upload_unlink(HttpRequest *r) {
+	Http *h = r->listener->http;
+	if (!r->up_prev && h->uploads != r)
+		return;
+	if (r->up_prev)
+		r->up_prev->up_next = r->up_next;
+	else
+		h->uploads = r->up_next;
+	if (r->up_next)
+		r->up_next->up_prev = r->up_prev;
+	r->up_prev = r->up_next = NULL;
+}
+
 static void request_free(HttpRequest *r) {
 	if (!r)
 		return;
+	upload_unlink(r);
+	api_end(r->listener->http->manager, r);
 	if (r->has_sink && r->sink.abort)
 		r->sink.abort(r->sink.userdata);
 	free(r->path);
@@ -262,6 +281,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 					r->sink_error = -k;
 				else
 					r->sink_size += n;
+				r->sink_progress_ns = now_ns(CLOCK_MONOTONIC);
 			}
 		}
 		*upload_data_size = 0;
@@ -391,6 +411,7 @@ Http *http_free(Http *h) {
 		if (l->mhd)
 			MHD_stop_daemon(l->mhd);
 	}
+	sd_event_source_disable_unref(h->upload_sweep);
 	free(h->tls_cert);
 	free(h->tls_key);
 	free(h);
@@ -427,11 +448,15 @@ int http_listen_fd(Http *h, int fd) {
 
 	/* External epoll, no threads: MHD's epoll fd becomes one of our
 	 * event sources. Suspend/resume is for requests that wait. */
+	struct MHD_OptionItem tls_opts[] = {
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert },
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 	                                  (l->tls ? MHD_USE_TLS : 0),
 	                          0, NULL, NULL, on_request, l,
-	                          MHD_OPTION_HTTPS_MEM_CERT, l->tls ? h->tls_cert : NULL,
-	                          MHD_OPTION_HTTPS_MEM_KEY, l->tls ? h->tls_key : NULL,
+	                          MHD_OPTION_ARRAY, l->tls ? tls_opts : tls_opts + 2,
 	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 2,
 	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->limits.max_connections,
@@ -609,12 +634,57 @@ const char *http_reply_header_get(const HttpRequest *r, const char *name) {
 	return NULL;
 }
 
+/* A client that closes in the middle of an upload whose data arrived with
+ * its FIN is not noticed by libmicrohttpd in external-epoll mode until the
+ * connection times out (the end of stream is never read once the data is).
+ * Once a second, uploads that made no progress for a second are checked:
+ * a peer at end of stream cannot complete its body, so the socket is shut
+ * down, which libmicrohttpd does notice, and the upload is dropped. */
+#define UPLOAD_STALL_NS NSEC_PER_SEC
+static int on_upload_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+	Http *h = userdata;
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	bool any = false;
+
+	for (HttpRequest *r = h->uploads; r; r = r->up_next) {
+		const union MHD_ConnectionInfo *ci;
+		char b;
+		any = true;
+		if (r->replied || now - r->sink_progress_ns < UPLOAD_STALL_NS)
+			continue;
+		ci = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (ci && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+			log_debug("Upload to %s: the client left after %zu bytes; dropping it", r->path, r->sink_size);
+			shutdown(ci->connect_fd, SHUT_RDWR);
+			listener_kick(r->listener);
+		}
+	}
+	if (!any)
+		return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	sd_event_source_set_time(s, usec + USEC_PER_SEC);
+	return 0;
+}
+
 void http_request_set_sink(HttpRequest *r, const HttpSink *sink) {
+	Http *h = r->listener->http;
 	r->sink = *sink;
 	r->has_sink = true;
+	r->sink_progress_ns = now_ns(CLOCK_MONOTONIC);
+	r->up_prev = NULL;
+	r->up_next = h->uploads;
+	if (h->uploads)
+		h->uploads->up_prev = r;
+	h->uploads = r;
+	if (!h->upload_sweep &&
+	    sd_event_add_time_relative(h->manager->event, &h->upload_sweep, CLOCK_MONOTONIC, USEC_PER_SEC,
+	                               USEC_PER_SEC / 10, on_upload_sweep, h) < 0)
+		return;
+	sd_event_source_set_time_relative(h->upload_sweep, USEC_PER_SEC);
+	sd_event_source_set_enabled(h->upload_sweep, SD_EVENT_ON);
 }
 void http_request_clear_sink(HttpRequest *r) {
 	r->has_sink = false;
+	upload_unlink(r);
 }
 size_t http_request_sink_size(const HttpRequest *r, bool *ret_too_large, int *ret_error) {
 	if (ret_too_large)

@@ -121,3 +121,5 @@ void http_streams_wake(Http *h);
  * reply at once; api_handle() sees the complete request. */
 void api_begin(Manager *m, HttpRequest *r);
 void api_handle(Manager *m, HttpRequest *r);
+/* The request is gone (answered and sent, or its client left). */
+void api_end(Manager *m, HttpRequest *r);

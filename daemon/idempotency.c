@@ -79,6 +79,7 @@ int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret) {
 	copy_str(j, "location", ret->location, sizeof ret->location);
 	copy_str(j, "etag", ret->etag, sizeof ret->etag);
 	copy_str(j, "operation", ret->operation, sizeof ret->operation);
+	ret->waited = json_is_true(json_object_get(j, "waited"));
 	ret->body = strdup(body);
 	ret->body_len = ret->body ? strlen(ret->body) : 0;
 	json_decref(j);
@@ -101,6 +102,7 @@ int idempotency_store(Manager *m, const char *key, const IdemRecord *rec) {
 	              rec->body_len, "created_s", (json_int_t)(now_ns(CLOCK_REALTIME) / NSEC_PER_SEC));
 	if (!j)
 		return -ENOMEM;
+	json_object_set_new(j, "waited", json_boolean(rec->waited));
 	r = write_json_atomic(p, j);
 	json_decref(j);
 	return r;

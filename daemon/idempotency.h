@@ -23,6 +23,7 @@ typedef struct IdemRecord {
 	char location[128];
 	char etag[32];
 	char operation[48]; /* the operation the request started, or "" */
+	bool waited;        /* the request asked to ?wait= for it */
 	char *body;
 	size_t body_len;
 } IdemRecord;

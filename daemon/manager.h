@@ -45,6 +45,12 @@ typedef struct Manager {
 	bool reseed;
 	bool hypervisor_enabled;
 	sd_event_source *prune_timer; /* expired Idempotency-Key records */
+	/* Idempotency-Keys of requests being received or handled, so that a
+	 * retry racing its original is refused rather than run twice. */
+	struct {
+		const void *request;
+		char key[129];
+	} inflight[64];
 
 	uint64_t next_event_id;
 	uint64_t started_mono_ns;

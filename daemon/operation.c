@@ -37,7 +37,7 @@ struct Operations {
 	OperationSlot *slots[OPERATIONS_MAX]; /* ring, oldest at head */
 	size_t head, n;
 	uint64_t next_seq;
-	uint32_t boot_tag;
+	uint64_t boot_tag;
 	sd_event_source *timer;
 };
 
@@ -104,7 +104,7 @@ int operations_new(Manager *m, Operations **ret) {
 	o->manager = m;
 	/* Ids stay unique across daemon restarts: a retried request that
 	 * replays a stored 202 must not name somebody else's operation. */
-	o->boot_tag = (uint32_t)(now_ns(CLOCK_REALTIME) / NSEC_PER_SEC);
+	o->boot_tag = now_ns(CLOCK_REALTIME) / NSEC_PER_USEC;
 	r = sd_event_add_time(m->event, &o->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, o);
 	if (r < 0) {
 		free(o);
@@ -154,7 +154,7 @@ Operation *operation_new(Operations *o, const char *kind, const char *cell, Oper
 	sl->op.created_mono_ns = now_ns(CLOCK_MONOTONIC);
 	sl->op.created_real_ns = now_ns(CLOCK_REALTIME);
 	sl->op.deadline_mono_ns = deadline_ns ? sl->op.created_mono_ns + deadline_ns : 0;
-	snprintf(sl->op.id, sizeof sl->op.id, "op-%08" PRIx32 "-%" PRIu64, o->boot_tag, ++o->next_seq);
+	snprintf(sl->op.id, sizeof sl->op.id, "op-%" PRIx64 "-%" PRIu64, o->boot_tag, ++o->next_seq);
 	snprintf(sl->op.kind, sizeof sl->op.kind, "%s", kind);
 	snprintf(sl->op.cell, sizeof sl->op.cell, "%s", cell ? cell : "");
 	if (cell)

@@ -166,6 +166,7 @@ int persist_save_cell(Cell *c) {
 	              "has_failure", c->has_failure);
 	if (!j)
 		return -ENOMEM;
+	json_object_set_new(j, "backend_revision", json_integer((json_int_t)c->backend_revision));
 	if (c->has_failure) {
 		json_object_set_new(j, "last_failure_kind", json_string(failure_kind_to_string(c->last_failure_kind)));
 		json_object_set_new(j, "last_failure_reason", json_string(c->last_failure_reason));
@@ -190,6 +191,7 @@ int persist_load_cell(Cell *c) {
 	if (!j)
 		return access(path, F_OK) < 0 ? -ENOENT : -EBADMSG;
 	c->restarts = (unsigned)json_integer_value(json_object_get(j, "restarts"));
+	c->backend_revision = (uint64_t)json_integer_value(json_object_get(j, "backend_revision"));
 	c->restart_due_ns = (uint64_t)json_integer_value(json_object_get(j, "restart_due_ns"));
 	c->failed_ns = (uint64_t)json_integer_value(json_object_get(j, "failed_ns"));
 	c->policy.consecutive = (unsigned)json_integer_value(json_object_get(j, "consecutive"));
