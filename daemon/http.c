@@ -261,10 +261,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	if (r->suspended) {
 		/* resumed: the waiter replies now */
 		r->suspended = false;
-		if (l->http->closing)
-			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
-		else if (r->on_resume)
+		/* Also when wardend is going down: the waiter answers with what
+		 * it has (an operation still running is a 202). */
+		if (r->on_resume)
 			r->on_resume(r, r->resume_userdata);
+		else if (l->http->closing)
+			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
 		if (!r->replied)
 			http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
 		return MHD_YES;
