@@ -300,7 +300,8 @@ static int cell_boot(Cell *c) {
 		cell_drop_backend(c, true);
 	/* A spec accepted while the cell ran (also before a daemon restart)
 	 * takes effect now, on a new backend cell: its layout may differ. */
-	if (c->backend && c->backend_revision != c->revision)
+	if (c->backend && (c->backend_revision != c->revision ||
+	                   !manager_restarts_in_place(c->manager, c->spec->backend)))
 		cell_drop_backend(c, true);
 	if (c->next_spec) {
 		cell_spec_free(c->spec);

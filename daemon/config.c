@@ -751,7 +751,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
 	static const char *const bkeys[] = { "kvm", "qemu", NULL };
 	static const char *const kkeys[] = { "runner", NULL };
-	static const char *const qkeys[] = { "binary", "accel", "machine", NULL };
+	static const char *const qkeys[] = { "binary", "accel", "machine", "restart", NULL };
 	_cleanup_(config_freep) Config *c = NULL;
 	json_t *arr, *v, *o;
 	char p[300];
@@ -769,6 +769,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	c->max_header_bytes = 16 << 10;
 	c->max_connections = 64;
 	c->api.socket_mode = 0660;
+	c->qemu_restart_in_place = -1;
 	c->api.idempotency_ttl_s = 86400;
 	c->api.max_image_bytes = 256ull << 20;
 
@@ -823,6 +824,16 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		          (r = get_strdup(k, "accel", "$.backends.qemu", &c->qemu_accel, err)) < 0 ||
 		          (r = get_strdup(k, "machine", "$.backends.qemu", &c->qemu_machine, err)) < 0))
 			return r;
+		if (k) {
+			const char *restart = NULL;
+			if ((r = get_string(k, "restart", "$.backends.qemu", &restart, err)) < 0)
+				return r;
+			if (restart && strcmp(restart, "fresh") != 0 && strcmp(restart, "in-place") != 0)
+				return fail(err, "$.backends.qemu", "\"restart\": \"%s\" is neither \"fresh\" nor \"in-place\"",
+				            restart);
+			if (restart)
+				c->qemu_restart_in_place = strcmp(restart, "in-place") == 0;
+		}
 		if (c->qemu_accel && strcmp(c->qemu_accel, "tcg") != 0 && strcmp(c->qemu_accel, "kvm") != 0)
 			return fail(err, "$.backends.qemu", "\"accel\": \"%s\" is neither \"tcg\" nor \"kvm\"",
 			            c->qemu_accel);

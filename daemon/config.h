@@ -125,6 +125,7 @@ typedef struct Config {
 	char *qemu_binary;
 	char *qemu_accel;
 	char *qemu_machine;
+	int qemu_restart_in_place; /* -1: the backend's choice (fresh), 0, 1 */
 	bool cpu_sharing;
 	unsigned root_cpus[BACKEND_MAX_CPUS];
 	size_t n_root_cpus;

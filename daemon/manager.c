@@ -229,6 +229,12 @@ Backend *manager_backend_for(Manager *m, const char *kind) {
 	return NULL;
 }
 
+bool manager_restarts_in_place(Manager *m, const char *kind) {
+	if (strcmp(kind, "qemu") == 0 && m->config->qemu_restart_in_place >= 0)
+		return m->config->qemu_restart_in_place;
+	return backend_restarts_in_place(manager_backend_for(m, kind));
+}
+
 void manager_update_status(Manager *m) {
 	unsigned counts[_CELL_STATE_MAX] = { 0 };
 	char buf[256];

@@ -67,6 +67,8 @@ int manager_run(Manager *m);
 
 Cell *manager_find_cell(Manager *m, const char *name);
 Backend *manager_backend_for(Manager *m, const char *kind);
+/* Restart cells of this backend in place (reset) rather than anew. */
+bool manager_restarts_in_place(Manager *m, const char *kind);
 /* STATUS= line for systemd, refreshed on every cell state change. */
 void manager_update_status(Manager *m);
 /* Restart every cell and the backends (policy on_exhausted). */

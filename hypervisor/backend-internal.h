@@ -12,6 +12,9 @@
 
 typedef struct BackendOps {
 	const char *kind;
+	/* Whether the daemon restarts a cell with reset() or by destroying it
+	 * and creating a new one, whichever was measured faster. */
+	bool restart_in_place;
 	void (*free)(Backend *b);
 	int (*enable)(Backend *b);
 	int (*disable)(Backend *b);

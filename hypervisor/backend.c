@@ -61,6 +61,11 @@ const char *backend_kind(const Backend *b)
 	return b ? b->ops->kind : NULL;
 }
 
+bool backend_restarts_in_place(const Backend *b)
+{
+	return b && b->ops->restart_in_place;
+}
+
 int backend_enable(Backend *b)
 {
 	if (!b)

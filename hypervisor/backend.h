@@ -110,6 +110,9 @@ BackendCellState backend_cell_state_from_string(const char *s);
 int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret);
 Backend *backend_free(Backend *b);
 const char *backend_kind(const Backend *b);
+/* true: restart a cell with backend_cell_reset(); false: destroy it and
+ * create a new one, which this backend does faster (both work). */
+bool backend_restarts_in_place(const Backend *b);
 int backend_enable(Backend *b);
 int backend_disable(Backend *b);
 

@@ -829,6 +829,8 @@ static int kvm_cell_pidfd(BackendCell *base)
 
 static const BackendOps kvm_backend_ops = {
 	.kind = "kvm",
+	/* in place: 0.2 ms against 2.8 ms for a new runner */
+	.restart_in_place = true,
 	.free = kvm_backend_free,
 	.enable = kvm_backend_enable,
 	.disable = kvm_backend_disable,

@@ -10,7 +10,10 @@ driver/linux, period 100 ms, timeout 1000 ms, boot timeout 30 s, restart on
 every failure, no backoff. Then --runs times each:
 
   panic    POST /cells/linux/inject {"fault": "panic"}; the daemon restarts
-           the cell in place (QMP stop, comm cleared, system_reset, cont).
+           the cell the way backends.qemu.restart says (--restart): "fresh"
+           (the default: destroy QEMU, start a new one) or "in-place" (QMP
+           stop, comm cleared, system_reset, cont). Run the script once with
+           each to compare the two strategies on panics.
            This script watches the comm file (mmap) and console.log every
            --poll-ms and notes when the inmate's PANICKED write and the
            kernel's "Kernel panic" line appear; the daemon's failure event
@@ -221,6 +224,8 @@ def main():
     ap.add_argument("--cpu", type=int, default=1, help="host CPU of the cell; default 1")
     ap.add_argument("--poll-ms", type=float, default=1.0, help="comm/console poll interval; default 1")
     ap.add_argument("--hang-s", type=float, default=60.0, help="a boot slower than this counts as hung; default 60")
+    ap.add_argument("--restart", default="fresh", choices=["fresh", "in-place"],
+                    help="how wardend restarts the panicked cell (backends.qemu.restart); default fresh")
     args = ap.parse_args()
 
     if not os.access(args.qemu, os.X_OK):
@@ -239,7 +244,8 @@ def main():
     if others:
         os.sched_setaffinity(0, others)  # wardend inherits it (and pins itself to root_cpus)
         pinned = "wardend and script on CPUs %s" % ",".join(map(str, sorted(others)))
-    cfg = {"backends": {"qemu": {"binary": args.qemu, "accel": args.accel, "machine": "pc"}},
+    cfg = {"backends": {"qemu": {"binary": args.qemu, "accel": args.accel, "machine": "pc",
+                                 "restart": args.restart}},
            "root_cpus": sorted(others)[:1] if others else [], "cpu_sharing": not others,
            "cells": [cell_spec(args.cpu, os.path.abspath(args.kernel), os.path.abspath(args.initrd))]}
     d = harness.Daemon(cfg, keep_dirs=tempfile.mkdtemp(prefix="warden-bench-linux-", dir="/dev/shm"))
@@ -255,8 +261,8 @@ def main():
         b.boots += 1
         b.launch.append(c["timings"]["boot_ms"])
         qemu_pids.append(c["hypervisor"]["pid"])
-        print("wardend up, linux cell running; %d panics (restart in place), then %d fresh restarts" %
-              (args.runs, args.runs), file=log, flush=True)
+        print("wardend up, linux cell running; %d panics (restart %s), then %d API stop+start" %
+              (args.runs, args.restart, args.runs), file=log, flush=True)
         for i in range(args.runs):
             b.panic_once(i)
             if i % 5 == 4:
@@ -302,13 +308,14 @@ def main():
     print(row("declared -> running again (recovery_ms)", [s["recovery"] for s in P if s["recovery"] is not None]))
     print()
     print("restart strategies, restart request -> first running beat (the daemon's boot_ms):")
-    inplace = [s["restart_to_beat"] for s in P if s["restart_to_beat"] is not None]
+    policy = [s["restart_to_beat"] for s in P if s["restart_to_beat"] is not None]
     fresh = [s["restart_to_beat"] for s in F if s["restart_to_beat"] is not None]
-    print(row("in place: QMP stop, system_reset, cont", inplace))
-    print(row("fresh: destroy (QMP quit) + new QEMU", fresh))
-    print(row("fresh, stop+start as an API client sees it", [s["seen"] for s in F]))
-    if inplace and fresh:
-        a, f = median(inplace), median(fresh)
+    how = {"fresh": "destroy (QMP quit) + new QEMU", "in-place": "QMP stop, system_reset, cont"}[args.restart]
+    print(row("after a panic (%s): %s" % (args.restart, how)[:46], policy))
+    print(row("API stop + start: destroy + new QEMU", fresh))
+    print(row("API stop + start, as the client sees it", [s["seen"] for s in F]))
+    if policy and fresh and args.restart == "in-place":
+        a, f = median(policy), median(fresh)
         print("faster: %s, by %.0f ms (median)" % ("in place" if a < f else "fresh", abs(f - a)))
     print()
     rec = [s["recovery"] for s in P if s["recovery"] is not None]

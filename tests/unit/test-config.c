@@ -254,6 +254,14 @@ static void test_api_section(void **state) {
 	expect_reject("{\"api\":{\"max_image_bytes\":10}}", "$.api", "between 4096");
 	expect_reject("{\"api\":{\"tokens\":\"x\"}}", "$.api", "unknown key \"tokens\"");
 	expect_reject("{\"backends\":{\"qemu\":{\"accel\":\"hvf\"}}}", "$.backends.qemu", "neither");
+	expect_reject("{\"backends\":{\"qemu\":{\"restart\":\"reboot\"}}}", "$.backends.qemu",
+	              "neither \"fresh\" nor \"in-place\"");
+	assert_int_equal(parse("{\"backends\":{\"qemu\":{\"restart\":\"in-place\"}}}", &c, err), 0);
+	assert_int_equal(c->qemu_restart_in_place, 1);
+	config_free(c);
+	assert_int_equal(parse("{}", &c, err), 0);
+	assert_int_equal(c->qemu_restart_in_place, -1);
+	config_free(c);
 }
 
 static void test_tables_complete(void **state) {
