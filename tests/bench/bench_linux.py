@@ -310,8 +310,8 @@ def main():
     print("restart strategies, restart request -> first running beat (the daemon's boot_ms):")
     policy = [s["restart_to_beat"] for s in P if s["restart_to_beat"] is not None]
     fresh = [s["restart_to_beat"] for s in F if s["restart_to_beat"] is not None]
-    how = {"fresh": "destroy (QMP quit) + new QEMU", "in-place": "QMP stop, system_reset, cont"}[args.restart]
-    print(row("after a panic (%s): %s" % (args.restart, how)[:46], policy))
+    how = {"fresh": "destroy + new QEMU", "in-place": "system_reset"}[args.restart]
+    print(row("after a panic: %s" % how, policy))
     print(row("API stop + start: destroy + new QEMU", fresh))
     print(row("API stop + start, as the client sees it", [s["seen"] for s in F]))
     if policy and fresh and args.restart == "in-place":
