@@ -52,6 +52,19 @@ struct BackendCell {
 int kvm_backend_new(const BackendConfig *cfg, Backend **ret);
 int qemu_backend_new(const BackendConfig *cfg, Backend **ret);
 
+/* Small pieces every backend implementation needs. */
+void backend_close_fd(int *fd);
+/* A pidfd for pid, or -errno. */
+int backend_pidfd_open(pid_t pid);
+/* fd polls readable (or hung up) within timeout_ms (0: now). */
+bool backend_fd_readable(int fd, int timeout_ms);
+/* Cell names become directory names: 1..64 of [A-Za-z0-9._-], no leading dot. */
+bool backend_name_valid(const char *s);
+/* mkdir -p with mode 0755. */
+int backend_mkdir_p(const char *path);
+/* argv[*n] = the formatted string, keeping argv[max - 1] for the NULL. */
+int backend_append_arg(char **argv, size_t *n, size_t max, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Post a mailbox command per comm.h: cmd and cmd_arg, then cmd_seq with
  * release semantics. Shared by backends whose comm region is plain memory. */
 int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t arg);

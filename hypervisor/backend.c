@@ -1,11 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Dispatch of the backend interface (backend.h) to the backend kinds, plus
- * the pieces every backend shares: the state name table and the mailbox
- * write. Never logs; returns negative errno.
+ * the pieces every backend shares: the state name table, the mailbox write
+ * and small process and file helpers. Never logs; returns negative errno.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "backend-internal.h"
 
@@ -188,5 +197,73 @@ int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t 
 	comm->cmd = cmd;
 	comm->cmd_arg = arg;
 	__atomic_store_n(&comm->cmd_seq, comm->cmd_seq + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void backend_close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+int backend_pidfd_open(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+bool backend_fd_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return fd >= 0 && poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP));
+}
+
+bool backend_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
+			return false;
+	return true;
+}
+
+int backend_mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == 0) {
+			char ch = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return -errno;
+			*p = ch;
+			if (!ch)
+				return 0;
+		}
+	}
+}
+
+int backend_append_arg(char **argv, size_t *n, size_t max, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*n + 1 >= max)
+		return -E2BIG;
+	va_start(ap, fmt);
+	r = vasprintf(&argv[*n], fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		argv[*n] = NULL;
+		return -ENOMEM;
+	}
+	(*n)++;
 	return 0;
 }

@@ -9,14 +9,12 @@
  * Runs inside the single-threaded daemon: no threads, no logging, every
  * wait bounded.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,60 +63,8 @@ typedef struct KvmCell {
 	char exit_reason[64];
 } KvmCell;
 
-
 static const BackendOps kvm_backend_ops;
 static const BackendCellOps kvm_cell_ops;
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static int pidfd_open_(pid_t pid)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return fd < 0 ? -errno : fd;
-}
-
-static bool fd_readable(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP));
-}
-
-/* Cell names become directory names: keep them tame. */
-static bool name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 64 || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
-			return false;
-	return true;
-}
-
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1; ; p++) {
-		if (*p == '/' || *p == 0) {
-			char c = *p;
-			*p = 0;
-			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-				return -errno;
-			*p = c;
-			if (!c)
-				return 0;
-		}
-	}
-}
 
 /* ---- backend ------------------------------------------------------- */
 
@@ -162,7 +108,7 @@ static int kvm_backend_enable(Backend *base)
 		return -errno;
 	if (access(b->runner_path, X_OK) < 0)
 		return -errno;
-	return mkdir_p(b->cells_dir);
+	return backend_mkdir_p(b->cells_dir);
 }
 
 static int kvm_backend_disable(Backend *base)
@@ -280,7 +226,7 @@ static int request(KvmCell *c, const char *req, char *reply, size_t n, int *fds,
 broken:
 	/* A late reply must never be taken for the answer to the next
 	 * request: start over on a fresh connection. */
-	close_fd(&c->ctl_fd);
+	backend_close_fd(&c->ctl_fd);
 	if (r == -EPIPE || r == -ECONNRESET)
 		r = -ESRCH;
 	return r;
@@ -311,7 +257,7 @@ static void cell_reap(KvmCell *c)
 {
 	siginfo_t si = { 0 };
 
-	if (c->exited || c->pidfd < 0 || !fd_readable(c->pidfd))
+	if (c->exited || c->pidfd < 0 || !backend_fd_readable(c->pidfd, 0))
 		return;
 	c->exited = true;
 	if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
@@ -336,10 +282,10 @@ static void kvm_cell_free(BackendCell *base)
 		munmap((void *)c->comm, c->comm_size);
 	if (c->status)
 		munmap((void *)c->status, sizeof(*c->status));
-	close_fd(&c->ctl_fd);
-	close_fd(&c->event_fd);
-	close_fd(&c->pidfd);
-	close_fd(&c->dir_fd);
+	backend_close_fd(&c->ctl_fd);
+	backend_close_fd(&c->event_fd);
+	backend_close_fd(&c->pidfd);
+	backend_close_fd(&c->dir_fd);
 	free(c->name);
 	free(c->dir);
 	free(c);
@@ -385,24 +331,6 @@ out:
 	return r;
 }
 
-static int append_arg(char **argv, size_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int append_arg(char **argv, size_t *n, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	if (*n + 1 >= MAX_ARGS)
-		return -E2BIG;
-	va_start(ap, fmt);
-	r = vasprintf(&argv[*n], fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		return -ENOMEM;
-	(*n)++;
-	return 0;
-}
-
 static int build_argv(KvmBackend *b, const KvmCell *c, const BackendCellConfig *cfg,
 		      char **argv)
 {
@@ -413,38 +341,38 @@ static int build_argv(KvmBackend *b, const KvmCell *c, const BackendCellConfig *
 	for (size_t i = 0; i < cfg->n_cpus; i++)
 		len += (size_t)snprintf(cpus + len, sizeof(cpus) - len, "%s%u",
 					i ? "," : "", cfg->cpus[i]);
-	r |= append_arg(argv, &n, "%s", b->runner_path);
-	r |= append_arg(argv, &n, "--name=%s", c->name);
-	r |= append_arg(argv, &n, "--dir=%s", c->dir);
-	r |= append_arg(argv, &n, "--cpus=%s", cpus);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", b->runner_path);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--name=%s", c->name);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--dir=%s", c->dir);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--cpus=%s", cpus);
 	for (size_t i = 0; i < cfg->n_regions; i++) {
 		const BackendRegion *m = &cfg->regions[i];
 		/* The comm region is the runner's shared file, not RAM. */
 		if (m->virt_start == cfg->comm_addr)
 			continue;
-		r |= append_arg(argv, &n, "--ram=0x%llx:0x%llx:0x%llx",
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "--ram=0x%llx:0x%llx:0x%llx",
 				(unsigned long long)m->virt_start, (unsigned long long)m->size,
 				(unsigned long long)m->phys_start);
 	}
-	r |= append_arg(argv, &n, "--comm=0x%llx:0x%llx", (unsigned long long)cfg->comm_addr,
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--comm=0x%llx:0x%llx", (unsigned long long)cfg->comm_addr,
 			(unsigned long long)cfg->comm_size);
 	for (size_t i = 0; i < cfg->n_images; i++)
-		r |= append_arg(argv, &n, "--image=%s@0x%llx", cfg->images[i].path,
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "--image=%s@0x%llx", cfg->images[i].path,
 				(unsigned long long)cfg->images[i].addr);
-	r |= append_arg(argv, &n, "--entry=0x%llx", (unsigned long long)cfg->entry);
-	r |= append_arg(argv, &n, "--period-ms=%u", cfg->period_ms ? cfg->period_ms : 100);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--entry=0x%llx", (unsigned long long)cfg->entry);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--period-ms=%u", cfg->period_ms ? cfg->period_ms : 100);
 	if (cfg->allow_inject)
-		r |= append_arg(argv, &n, "--inject");
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "--inject");
 	if (cfg->args)
-		r |= append_arg(argv, &n, "--args=%s", cfg->args);
-	r |= append_arg(argv, &n, "--ready-fd=3");
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "--args=%s", cfg->args);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "--ready-fd=3");
 	argv[n] = NULL;
 	return r ? -ENOMEM : 0;
 }
 
 static int validate_config(const BackendCellConfig *cfg)
 {
-	if (!name_valid(cfg->name))
+	if (!backend_name_valid(cfg->name))
 		return -EINVAL;
 	if (cfg->n_cpus == 0 || cfg->n_cpus > BACKEND_MAX_CPUS || !cfg->cpus)
 		return -EINVAL;
@@ -538,12 +466,12 @@ static int spawn_runner(KvmBackend *b, KvmCell *c, const BackendCellConfig *cfg)
 	r = -posix_spawn(&c->pid, b->runner_path, &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	close_fd(&pipefd[1]);
+	backend_close_fd(&pipefd[1]);
 	if (r < 0)
 		goto out_pipe;
 
 	/* The child is ours and unreaped, so its pid cannot be recycled yet. */
-	r = pidfd_open_(c->pid);
+	r = backend_pidfd_open(c->pid);
 	if (r < 0) {
 		kill(c->pid, SIGKILL);
 		(void)waitpid(c->pid, NULL, 0);
@@ -563,9 +491,9 @@ static int spawn_runner(KvmBackend *b, KvmCell *c, const BackendCellConfig *cfg)
 		c->exited = true;
 	}
 out_pipe:
-	close_fd(&pipefd[0]);
-	close_fd(&pipefd[1]);
-	close_fd(&log_fd);
+	backend_close_fd(&pipefd[0]);
+	backend_close_fd(&pipefd[1]);
+	backend_close_fd(&log_fd);
 out_argv:
 	for (size_t i = 0; argv[i]; i++)
 		free(argv[i]);
@@ -575,7 +503,7 @@ out_argv:
 static int open_cell_dir(KvmCell *c, bool create)
 {
 	if (create) {
-		int r = mkdir_p(c->dir);
+		int r = backend_mkdir_p(c->dir);
 		if (r < 0)
 			return r;
 	}
@@ -621,7 +549,7 @@ static int kvm_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 	KvmCell *c;
 	int r;
 
-	if (!name_valid(name))
+	if (!backend_name_valid(name))
 		return -EINVAL;
 	c = cell_new(b, name);
 	if (!c)
@@ -640,7 +568,7 @@ static int kvm_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 		goto fail;
 	}
 	c->pid = cred.pid;
-	r = pidfd_open_(c->pid);
+	r = backend_pidfd_open(c->pid);
 	if (r < 0) {
 		r = r == -ESRCH ? -ENOENT : r;
 		goto fail;
@@ -717,7 +645,7 @@ static int kvm_cell_destroy(BackendCell *base)
 		r = 0; /* died meanwhile: just as gone */
 	if (r == 0) {
 		c->destroyed = true;
-		close_fd(&c->ctl_fd);
+		backend_close_fd(&c->ctl_fd);
 	}
 	return r;
 }

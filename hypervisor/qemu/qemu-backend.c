@@ -21,7 +21,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,13 +123,6 @@ static const BackendCellOps qemu_cell_ops;
 
 /* ---- small helpers ------------------------------------------------- */
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
 static uint64_t now_ns(clockid_t clk)
 {
 	struct timespec ts;
@@ -148,31 +140,6 @@ static int remaining_ms(uint64_t deadline)
 	return (int)((deadline - now + 999999) / 1000000);
 }
 
-static int pidfd_open_(pid_t pid)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return fd < 0 ? -errno : fd;
-}
-
-static bool fd_readable(int fd, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	return fd >= 0 && poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP));
-}
-
-/* Cell names become directory names: keep them tame. */
-static bool name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 64 || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
-			return false;
-	return true;
-}
-
 /* A QEMU option value we put inside a comma-separated list. */
 static bool option_value_valid(const char *s)
 {
@@ -182,25 +149,6 @@ static bool option_value_valid(const char *s)
 		if (!isalnum((unsigned char)*s) && !strchr("-_.", *s))
 			return false;
 	return true;
-}
-
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || *p == 0) {
-			char ch = *p;
-			*p = 0;
-			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-				return -errno;
-			*p = ch;
-			if (!ch)
-				return 0;
-		}
-	}
 }
 
 static int image_id(const char *path, ImageId *ret)
@@ -883,7 +831,7 @@ static int qemu_backend_enable(Backend *base)
 		return -errno;
 	free(b->firmware);
 	b->firmware = find_qboot(b->binary);
-	return mkdir_p(b->cells_dir);
+	return backend_mkdir_p(b->cells_dir);
 }
 
 static int qemu_backend_disable(Backend *base)
@@ -919,7 +867,7 @@ static void cell_reap(QemuCell *c, int timeout_ms)
 {
 	siginfo_t si = { 0 };
 
-	if (c->exited || c->pidfd < 0 || !fd_readable(c->pidfd, timeout_ms))
+	if (c->exited || c->pidfd < 0 || !backend_fd_readable(c->pidfd, timeout_ms))
 		return;
 	c->exited = true;
 	if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
@@ -942,35 +890,15 @@ static void qemu_cell_free(BackendCell *base)
 	cell_reap(c, 0);
 	if (c->comm)
 		munmap((void *)c->comm, c->comm_size);
-	close_fd(&c->qmp_fd);
-	close_fd(&c->pidfd);
-	close_fd(&c->console_fd);
-	close_fd(&c->dir_fd);
+	backend_close_fd(&c->qmp_fd);
+	backend_close_fd(&c->pidfd);
+	backend_close_fd(&c->console_fd);
+	backend_close_fd(&c->dir_fd);
 	free(c->kernel);
 	free(c->initrd);
 	free(c->name);
 	free(c->dir);
 	free(c);
-}
-
-static int append_arg(char **argv, size_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int append_arg(char **argv, size_t *n, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	if (*n + 1 >= MAX_ARGS)
-		return -E2BIG;
-	va_start(ap, fmt);
-	r = vasprintf(&argv[*n], fmt, ap);
-	va_end(ap);
-	if (r < 0) {
-		argv[*n] = NULL;
-		return -ENOMEM;
-	}
-	(*n)++;
-	return 0;
 }
 
 /* Guest RAM: every memory region but the comm region, in MiB. */
@@ -995,63 +923,63 @@ static int build_argv(QemuBackend *b, const QemuCell *c, const BackendCellConfig
 	size_t n = 0;
 	int r = 0;
 
-	r |= append_arg(argv, &n, "%s", b->binary);
-	r |= append_arg(argv, &n, "-name");
-	r |= append_arg(argv, &n, "guest=%s,debug-threads=on", c->name);
-	r |= append_arg(argv, &n, "-M");
-	r |= append_arg(argv, &n, "%s", b->machine);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", b->binary);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-name");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "guest=%s,debug-threads=on", c->name);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-M");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", b->machine);
 	if (b->firmware) {
-		r |= append_arg(argv, &n, "-bios");
-		r |= append_arg(argv, &n, "%s", b->firmware);
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "-bios");
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", b->firmware);
 	}
-	r |= append_arg(argv, &n, "-accel");
-	r |= append_arg(argv, &n, "%s", b->accel);
-	r |= append_arg(argv, &n, "-cpu");
-	r |= append_arg(argv, &n, "%s", kvm ? "host" : "max");
-	r |= append_arg(argv, &n, "-smp");
-	r |= append_arg(argv, &n, "%zu", cfg->n_cpus);
-	r |= append_arg(argv, &n, "-m");
-	r |= append_arg(argv, &n, "%" PRIu64 "M", ram_mib(cfg));
-	r |= append_arg(argv, &n, "-mem-prealloc");
-	r |= append_arg(argv, &n, "-nodefaults");
-	r |= append_arg(argv, &n, "-no-user-config");
-	r |= append_arg(argv, &n, "-nographic");
-	r |= append_arg(argv, &n, "-display");
-	r |= append_arg(argv, &n, "none");
-	r |= append_arg(argv, &n, "-vga");
-	r |= append_arg(argv, &n, "none");
-	r |= append_arg(argv, &n, "-net");
-	r |= append_arg(argv, &n, "none");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-accel");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", b->accel);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-cpu");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", kvm ? "host" : "max");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-smp");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%zu", cfg->n_cpus);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-m");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%" PRIu64 "M", ram_mib(cfg));
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-mem-prealloc");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-nodefaults");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-no-user-config");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-nographic");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-display");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "none");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-vga");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "none");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-net");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "none");
 	/* Up but not running until start; a guest power-off pauses rather
 	 * than exits (the daemon sees "halted", not a dead process). No
 	 * -no-reboot: it turns QMP system_reset into a shutdown. */
-	r |= append_arg(argv, &n, "-S");
-	r |= append_arg(argv, &n, "-no-shutdown");
-	r |= append_arg(argv, &n, "-pidfile");
-	r |= append_arg(argv, &n, FILE_PID);
-	r |= append_arg(argv, &n, "-object");
-	r |= append_arg(argv, &n, "memory-backend-file,id=warden-comm,share=on,mem-path=" FILE_COMM
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-S");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-no-shutdown");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-pidfile");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, FILE_PID);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-object");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "memory-backend-file,id=warden-comm,share=on,mem-path=" FILE_COMM
 			",size=%zu", (size_t)cfg->comm_size);
-	r |= append_arg(argv, &n, "-device");
-	r |= append_arg(argv, &n, "ivshmem-plain,memdev=warden-comm");
-	r |= append_arg(argv, &n, "-device");
-	r |= append_arg(argv, &n, "pvpanic");
-	r |= append_arg(argv, &n, "-chardev");
-	r |= append_arg(argv, &n, "file,id=warden-console,path=" FILE_CONSOLE ",append=on");
-	r |= append_arg(argv, &n, "-serial");
-	r |= append_arg(argv, &n, "chardev:warden-console");
-	r |= append_arg(argv, &n, "-chardev");
-	r |= append_arg(argv, &n, "socket,id=warden-qmp,fd=%d,server=on,wait=off", qmp_fd);
-	r |= append_arg(argv, &n, "-mon");
-	r |= append_arg(argv, &n, "chardev=warden-qmp,mode=control");
-	r |= append_arg(argv, &n, "-kernel");
-	r |= append_arg(argv, &n, "%s", cfg->kernel);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-device");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "ivshmem-plain,memdev=warden-comm");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-device");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "pvpanic");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-chardev");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "file,id=warden-console,path=" FILE_CONSOLE ",append=on");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-serial");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "chardev:warden-console");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-chardev");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "socket,id=warden-qmp,fd=%d,server=on,wait=off", qmp_fd);
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-mon");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "chardev=warden-qmp,mode=control");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-kernel");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", cfg->kernel);
 	if (cfg->initrd) {
-		r |= append_arg(argv, &n, "-initrd");
-		r |= append_arg(argv, &n, "%s", cfg->initrd);
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "-initrd");
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "%s", cfg->initrd);
 	}
-	r |= append_arg(argv, &n, "-append");
-	r |= append_arg(argv, &n, "%s%swarden.period_ms=%u warden.allow_inject=%d",
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "-append");
+	r |= backend_append_arg(argv, &n, MAX_ARGS, "%s%swarden.period_ms=%u warden.allow_inject=%d",
 			cfg->cmdline ? cfg->cmdline : "", cfg->cmdline && *cfg->cmdline ? " " : "",
 			cfg->period_ms ? cfg->period_ms : 100, cfg->allow_inject ? 1 : 0);
 	argv[n] = NULL;
@@ -1065,7 +993,7 @@ static bool power_of_two(uint64_t x)
 
 static int validate_config(const BackendCellConfig *cfg)
 {
-	if (!name_valid(cfg->name))
+	if (!backend_name_valid(cfg->name))
 		return -EINVAL;
 	if (cfg->n_cpus == 0 || cfg->n_cpus > BACKEND_MAX_CPUS || !cfg->cpus)
 		return -EINVAL;
@@ -1174,11 +1102,11 @@ static int spawn_qemu(QemuBackend *b, QemuCell *c, const BackendCellConfig *cfg)
 	}
 	if (pid == 0)
 		child_exec(b->binary, argv, &cpus, c->dir_fd, null_fd, log_fd, listen_fd, pipefd[1]);
-	close_fd(&pipefd[1]);
+	backend_close_fd(&pipefd[1]);
 	c->pid = pid;
 
 	/* The child is ours and unreaped, so its pid cannot be recycled yet. */
-	r = pidfd_open_(pid);
+	r = backend_pidfd_open(pid);
 	if (r < 0) {
 		kill(pid, SIGKILL);
 		(void)waitpid(pid, NULL, 0);
@@ -1189,7 +1117,7 @@ static int spawn_qemu(QemuBackend *b, QemuCell *c, const BackendCellConfig *cfg)
 	r = 0;
 
 	/* EOF on the pipe: exec succeeded. An errno: it did not. */
-	if (fd_readable(pipefd[0], QMP_TIMEOUT_MS)) {
+	if (backend_fd_readable(pipefd[0], QMP_TIMEOUT_MS)) {
 		ssize_t n = read(pipefd[0], &e, sizeof(e));
 		if (n == (ssize_t)sizeof(e))
 			r = e > 0 ? -e : -ECHILD;
@@ -1197,11 +1125,11 @@ static int spawn_qemu(QemuBackend *b, QemuCell *c, const BackendCellConfig *cfg)
 		r = -ETIMEDOUT;
 	}
 out:
-	close_fd(&pipefd[0]);
-	close_fd(&pipefd[1]);
-	close_fd(&listen_fd);
-	close_fd(&null_fd);
-	close_fd(&log_fd);
+	backend_close_fd(&pipefd[0]);
+	backend_close_fd(&pipefd[1]);
+	backend_close_fd(&listen_fd);
+	backend_close_fd(&null_fd);
+	backend_close_fd(&log_fd);
 	for (size_t i = 0; argv[i]; i++)
 		free(argv[i]);
 	return r;
@@ -1227,7 +1155,7 @@ static int cell_kill(QemuCell *c, bool polite)
 static int open_cell_dir(QemuCell *c, bool create)
 {
 	if (create) {
-		int r = mkdir_p(c->dir);
+		int r = backend_mkdir_p(c->dir);
 		if (r < 0)
 			return r;
 	}
@@ -1353,7 +1281,7 @@ static int qemu_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 	QemuCell *c;
 	int r;
 
-	if (!name_valid(name))
+	if (!backend_name_valid(name))
 		return -EINVAL;
 	c = cell_new(b, name);
 	if (!c)
@@ -1365,7 +1293,7 @@ static int qemu_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 	r = pidfile_holder(c->dir_fd, &pid);
 	if (r < 0)
 		goto fail;
-	r = pidfd_open_(pid);
+	r = backend_pidfd_open(pid);
 	if (r < 0) {
 		r = r == -ESRCH ? -ENOENT : r;
 		goto fail;
@@ -1572,7 +1500,7 @@ static int qemu_cell_destroy(BackendCell *base)
 	r = cell_kill(c, true);
 	if (r < 0)
 		return r;
-	close_fd(&c->qmp_fd);
+	backend_close_fd(&c->qmp_fd);
 	unlink_runtime_files(c);
 	c->destroyed = true;
 	set_state(c, BACKEND_CELL_GONE, "destroyed", 0);
