@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "hypervisor/backend.h"
+#include "backend-test.h"
 
 #define PERIOD_MS 10
 #define BEAT_TIMEOUT_MS 5000
@@ -44,14 +45,6 @@ static struct {
 	unsigned cpu; /* a CPU for single-vCPU cells */
 	long n_online;
 } T;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -73,21 +66,6 @@ static double median_ms(uint64_t *v, size_t n)
 		}                                                          \
 	} while (0)
 
-static uint64_t seq_of(BackendCell *c)
-{
-	return __atomic_load_n(&backend_cell_comm(c)->seq, __ATOMIC_ACQUIRE);
-}
-
-/* Wait on the event fd (doorbells, state changes) with a short period so
- * the beat counter is checked often; the deadline bounds the whole wait. */
-static void wait_event_or(BackendCell *c, int ms)
-{
-	struct pollfd p = { .fd = backend_cell_event_fd(c), .events = POLLIN };
-
-	if (poll(&p, 1, ms) > 0)
-		(void)backend_cell_event_ack(c);
-}
-
 static bool wait_seq_at_least(BackendCell *c, uint64_t target, int timeout_ms)
 {
 	uint64_t t0 = now_ns();
@@ -106,25 +84,6 @@ static bool wait_seq_at_least(BackendCell *c, uint64_t target, int timeout_ms)
 			wait_event_or(c, 1);
 	}
 	return true;
-}
-
-/* The counter has not moved for `quiet_ms`; false if it never settles. */
-static bool wait_seq_stalls(BackendCell *c, int quiet_ms, int timeout_ms)
-{
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	uint64_t last = seq_of(c), since = now_ns();
-
-	while (now_ns() < deadline) {
-		wait_event_or(c, 5);
-		uint64_t s = seq_of(c);
-		if (s != last) {
-			last = s;
-			since = now_ns();
-		} else if (now_ns() - since >= (uint64_t)quiet_ms * 1000000ull) {
-			return true;
-		}
-	}
-	return false;
 }
 
 static BackendCellState wait_state_not(BackendCell *c, BackendCellState s, int timeout_ms,

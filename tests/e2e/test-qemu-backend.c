@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "hypervisor/backend.h"
+#include "backend-test.h"
 
 #define PERIOD_MS 100
 #define BOOT_TIMEOUT_MS 90000 /* TCG on a loaded 2-core machine */
@@ -53,14 +54,6 @@ static struct {
 	int marker_fd; /* an fd QEMU must not inherit */
 } T;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 #define REQUIRE_IMAGE()                                       \
 	do {                                                  \
 		if (T.skip) {                                 \
@@ -75,19 +68,6 @@ static uint64_t now_ns(void)
 		if (!T.cell)                                                   \
 			fail_msg("no cell: an earlier test did not create it"); \
 	} while (0)
-
-static uint64_t seq_of(BackendCell *c)
-{
-	return __atomic_load_n(&backend_cell_comm(c)->seq, __ATOMIC_ACQUIRE);
-}
-
-static void wait_event_or(BackendCell *c, int ms)
-{
-	struct pollfd p = { .fd = backend_cell_event_fd(c), .events = POLLIN };
-
-	if (poll(&p, 1, ms) > 0)
-		(void)backend_cell_event_ack(c);
-}
 
 /* The inmate's comm header is up (magic) and its counter reached target. */
 static bool wait_beats(BackendCell *c, uint64_t target, int timeout_ms)
@@ -117,24 +97,6 @@ static bool wait_inmate_state(BackendCell *c, uint32_t state, int timeout_ms)
 		wait_event_or(c, 10);
 	}
 	return true;
-}
-
-static bool wait_seq_stalls(BackendCell *c, int quiet_ms, int timeout_ms)
-{
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	uint64_t last = seq_of(c), since = now_ns();
-
-	while (now_ns() < deadline) {
-		wait_event_or(c, 10);
-		uint64_t s = seq_of(c);
-		if (s != last) {
-			last = s;
-			since = now_ns();
-		} else if (now_ns() - since >= (uint64_t)quiet_ms * 1000000ull) {
-			return true;
-		}
-	}
-	return false;
 }
 
 static void assert_state(BackendCell *c, BackendCellState want, BackendCellStatus *st)

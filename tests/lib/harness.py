@@ -453,31 +453,7 @@ class Daemon:
 
 def raw_request(port, data, timeout=5):
     """Sends raw bytes to the TCP listener; returns (status, headers, body)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                b = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        s.close()
-    raw = b"".join(chunks).decode(errors="replace")
-    if not raw:
-        return None, {}, ""
-    head, _, body = raw.partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for l in lines[1:]:
-        k, _, v = l.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return status, headers, body
+    return _raw_exchange(socket.create_connection(("127.0.0.1", port), timeout=timeout), data)
 
 
 def raw_unix(path, data, timeout=5):

@@ -4,6 +4,7 @@
 
 usage: test-extract-vmlinux.py EXTRACT_VMLINUX_PY
 """
+import atexit
 import bz2
 import gzip
 import lzma
@@ -13,6 +14,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "lib"))
+from harness import Skip, run_tests, test  # noqa: E402  (the project's TAP runner)
 
 SCRIPT = sys.argv[1]
 WORK = tempfile.mkdtemp(prefix="test-extract-vmlinux.")
@@ -71,10 +75,12 @@ def roundtrip(name, compress, header=True):
     assert err == "", err
 
 
+@test
 def test_gzip_by_header():
     roundtrip("gzip", lambda d: gzip.compress(d, mtime=0))
 
 
+@test
 def test_xz_by_header():
     # As the kernel packs it: xz with the x86 BCJ filter and a CRC32.
     roundtrip("xz", lambda d: lzma.compress(
@@ -82,19 +88,22 @@ def test_xz_by_header():
         filters=[{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2}]))
 
 
+@test
 def test_bzip2_by_scan():
     roundtrip("bzip2", bz2.compress, header=False)
 
 
+@test
 def test_lzma_by_scan():
     roundtrip("lzma", lambda d: lzma.compress(d, format=lzma.FORMAT_ALONE),
               header=False)
 
 
+@test
 def test_zstd_by_header():
     zstd = shutil.which("zstd")
     if not zstd:
-        return "SKIP no zstd program"
+        raise Skip("no zstd program")
 
     def compress(d):
         return subprocess.run([zstd, "-q", "-c"], input=d,
@@ -102,6 +111,7 @@ def test_zstd_by_header():
     roundtrip("zstd", compress)
 
 
+@test
 def test_warns_without_pvh_note():
     elf = elf64(pvh=False)
     rc, out, err = extract("nopvh", bzimage(gzip.compress(elf, mtime=0)))
@@ -109,33 +119,19 @@ def test_warns_without_pvh_note():
     assert "no PVH entry note" in err, err
 
 
+@test
 def test_rejects_non_elf_payload():
     rc, _, err = extract("notelf", bzimage(gzip.compress(b"hello" * 100)))
     assert rc == 1, rc
     assert "no compressed ELF" in err, err
 
 
+@test
 def test_rejects_garbage():
     rc, _, err = extract("garbage", b"MZ" + b"\0" * 4096)
     assert rc == 1, rc
 
 
-def main():
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_")]
-    print("1..%d" % len(tests))
-    failed = 0
-    for i, (name, fn) in enumerate(tests, start=1):
-        try:
-            skip = fn()
-        except Exception as e:  # noqa: BLE001 -- report every failure
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            print("# %s: %s" % (type(e).__name__, e))
-            continue
-        print("ok %d - %s%s" % (i, name, " # " + skip if skip else ""))
-    shutil.rmtree(WORK, ignore_errors=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    atexit.register(shutil.rmtree, WORK, ignore_errors=True)
+    run_tests()

@@ -8,6 +8,7 @@ usage: test-mkinitramfs.py MKINITRAMFS_PY
 With the last four, the built initramfs must be byte-identical to a fresh
 build from the same inputs.
 """
+import atexit
 import gzip
 import importlib.util
 import os
@@ -17,6 +18,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "lib"))
+from harness import Skip, run_tests, test  # noqa: E402  (the project's TAP runner)
 
 sys.dont_write_bytecode = True
 _spec = importlib.util.spec_from_file_location("mkinitramfs", sys.argv[1])
@@ -50,6 +54,7 @@ def unpack(blob):
     return mk.read_cpio(gzip.decompress(blob))
 
 
+@test
 def test_reproducible():
     a = mk.build(*inputs())
     os.utime(os.path.join(WORK, "init.sh"), (1, 1))  # mtimes must not matter
@@ -57,6 +62,7 @@ def test_reproducible():
     assert a == b, "two builds differ"
 
 
+@test
 def test_layout():
     entries = unpack(mk.build(*inputs()))
     mode, data, _, _ = entries["init"]
@@ -74,6 +80,7 @@ def test_layout():
         assert parent == "" or stat.S_ISDIR(entries[parent][0]), path
 
 
+@test
 def test_sorted_root_owned():
     blob = gzip.decompress(mk.build(*inputs()))
     names, pos = [], 0
@@ -91,6 +98,7 @@ def test_sorted_root_owned():
     assert len(blob) % 512 == 0
 
 
+@test
 def test_rejects_dynamic_busybox():
     try:
         mk.build(*inputs(busybox=elf64(interp=True)))
@@ -100,10 +108,11 @@ def test_rejects_dynamic_busybox():
     raise AssertionError("a dynamic busybox was accepted")
 
 
+@test
 def test_cpio_tool_agrees():
     cpio = shutil.which("cpio")
     if not cpio:
-        return "SKIP no cpio program"
+        raise Skip("no cpio program")
     raw = gzip.decompress(mk.build(*inputs()))
     listed = subprocess.run([cpio, "-it", "--quiet"], input=raw,
                             stdout=subprocess.PIPE, check=True).stdout
@@ -111,9 +120,10 @@ def test_cpio_tool_agrees():
     return None
 
 
+@test
 def test_built_image():
     if len(sys.argv) < 6:
-        return "SKIP no built initramfs"
+        raise Skip("no built initramfs")
     image, init, busybox, module = sys.argv[2:6]
     extra = sys.argv[6:]  # the pvpanic modules, where the kernel has them
     with open(image, "rb") as f:
@@ -128,22 +138,6 @@ def test_built_image():
     return None
 
 
-def main():
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_")]
-    print("1..%d" % len(tests))
-    failed = 0
-    for i, (name, fn) in enumerate(tests, start=1):
-        try:
-            skip = fn()
-        except Exception as e:  # noqa: BLE001 -- report every failure
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            print("# %s: %s" % (type(e).__name__, e))
-            continue
-        print("ok %d - %s%s" % (i, name, " # " + skip if skip else ""))
-    shutil.rmtree(WORK, ignore_errors=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    atexit.register(shutil.rmtree, WORK, ignore_errors=True)
+    run_tests()
