@@ -18,6 +18,7 @@
  * request that will be refused. Every mutation is audit-logged.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +324,22 @@ static Operation *new_operation(Manager *m, HttpRequest *r, const char *kind, Ce
 	return op;
 }
 
+/* The operation fails, and the request that started it answers with the
+ * same problem. */
+static void fail_operation(Manager *m, HttpRequest *r, Operation *op, unsigned status, const char *title,
+                           const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void fail_operation(Manager *m, HttpRequest *r, Operation *op, unsigned status, const char *title,
+                           const char *fmt, ...) {
+	char detail[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	operation_fail(m->operations, op, status, title, "%s", detail);
+	http_reply_problem(r, status, title, "%s", detail);
+}
+
 /* How long a cell may take to come up, or to go down, before its
  * operation fails. */
 static uint64_t boot_deadline(const Cell *c) {
@@ -384,16 +401,13 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 	else
 		k = cell_shutdown(c);
 	if (k == -EALREADY || k == -EBUSY) {
-		operation_fail(m->operations, op, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb,
-		               c->spec->name, cell_state_to_string(c->state));
-		http_reply_problem(r, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb, c->spec->name,
-		                   cell_state_to_string(c->state));
+		fail_operation(m, r, op, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb, c->spec->name,
+		               cell_state_to_string(c->state));
 		return;
 	}
 	if (k < 0) {
-		operation_fail(m->operations, op, 500, "Internal Server Error", "%s of cell \"%s\" failed: %s", verb,
+		fail_operation(m, r, op, 500, "Internal Server Error", "%s of cell \"%s\" failed: %s", verb,
 		               c->spec->name, strerror(-k));
-		http_reply_problem(r, 500, NULL, "%s of cell \"%s\" failed: %s", verb, c->spec->name, strerror(-k));
 		return;
 	}
 	operation_issued(m->operations, op);
@@ -482,8 +496,8 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 			return;
 		k = cell_restart(c, "spec replaced, applied at once");
 		if (k < 0) {
-			operation_fail(m->operations, op, 500, "Internal Server Error", "restart failed: %s", strerror(-k));
-			http_reply_problem(r, 500, NULL, "the spec is stored, but the restart failed: %s", strerror(-k));
+			fail_operation(m, r, op, 500, "Internal Server Error",
+			               "the spec is stored, but the restart failed: %s", strerror(-k));
 			return;
 		}
 		set_etag(r, c->revision);
@@ -511,9 +525,8 @@ static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
 	 * if the daemon dies before the rest is cleaned up. */
 	k = store_remove_cell(m, name);
 	if (k < 0) {
-		operation_fail(m->operations, op, 500, "Internal Server Error", "removing the stored cell failed: %s",
+		fail_operation(m, r, op, 500, "Internal Server Error", "removing the stored cell failed: %s",
 		               strerror(-k));
-		http_reply_problem(r, 500, NULL, "removing the stored cell failed: %s", strerror(-k));
 		return;
 	}
 	manager_remove_cell(m, c);
@@ -526,10 +539,13 @@ static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
 /* --- images ------------------------------------------------------------- */
 
 static bool image_in_use(const CellSpec *s, const char *file) {
-	for (size_t i = 0; i < s->n_images; i++)
-		if (strcmp(s->images[i].file, file) == 0)
+	const char *refs[SPEC_MAX_IMAGE_REFS];
+	size_t n = cell_spec_image_refs(s, refs);
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(refs[i], file) == 0)
 			return true;
-	return (s->kernel && strcmp(s->kernel, file) == 0) || (s->initrd && strcmp(s->initrd, file) == 0);
+	return false;
 }
 
 static void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) {
@@ -717,13 +733,9 @@ static void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r
 		k = manager_disable_hypervisor(m);
 	else {
 		k = manager_restart_hypervisor(m, "restart requested through the API");
-		if (k >= 0 && !m->hypervisor_enabled)
-			k = manager_enable_hypervisor(m);
 	}
 	if (k < 0) {
-		operation_fail(m->operations, op, 500, "Internal Server Error", "hypervisor %s failed: %s", verb,
-		               strerror(-k));
-		http_reply_problem(r, 500, NULL, "hypervisor %s failed: %s", verb, strerror(-k));
+		fail_operation(m, r, op, 500, "Internal Server Error", "hypervisor %s failed: %s", verb, strerror(-k));
 		return;
 	}
 	operation_issued(m->operations, op);

@@ -35,21 +35,11 @@ void sha256_hex(const uint8_t digest[SHA256_LEN], char hex[2 * SHA256_LEN + 1]) 
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 }
 
-static int hexval(char c) {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int sha256_from_hex(const char *hex, uint8_t digest[SHA256_LEN]) {
 	if (strlen(hex) != 2 * SHA256_LEN)
 		return -EINVAL;
 	for (size_t i = 0; i < SHA256_LEN; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		digest[i] = (uint8_t)(hi * 16 + lo);

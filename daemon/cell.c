@@ -230,15 +230,9 @@ void cell_replace_spec(Cell *c, CellSpec *spec, uint64_t revision) {
 json_t *cell_missing_images(Cell *c) {
 	const CellSpec *s = cell_latest_spec(c);
 	json_t *a = json_array();
-	const char *refs[BACKEND_MAX_IMAGES + 2];
-	size_t n = 0;
+	const char *refs[SPEC_MAX_IMAGE_REFS];
+	size_t n = cell_spec_image_refs(s, refs);
 
-	for (size_t i = 0; i < s->n_images; i++)
-		refs[n++] = s->images[i].file;
-	if (s->kernel)
-		refs[n++] = s->kernel;
-	if (s->initrd)
-		refs[n++] = s->initrd;
 	for (size_t i = 0; i < n; i++)
 		if (refs[i][0] != '/' && !store_image_exists(c->manager, s->name, refs[i]))
 			json_array_append_new(a, json_string(refs[i]));

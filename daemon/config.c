@@ -704,6 +704,18 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 	return o;
 }
 
+size_t cell_spec_image_refs(const CellSpec *s, const char *refs[SPEC_MAX_IMAGE_REFS]) {
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_images; i++)
+		refs[n++] = s->images[i].file;
+	if (s->kernel)
+		refs[n++] = s->kernel;
+	if (s->initrd)
+		refs[n++] = s->initrd;
+	return n;
+}
+
 void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegion *regions, BackendImage *images) {
 	for (size_t i = 0; i < s->n_memory; i++)
 		regions[i] = (BackendRegion){

@@ -161,6 +161,11 @@ int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *con
                               const unsigned *root_cpus, size_t n_root_cpus, bool sharing, char *err);
 bool cell_name_is_valid(const char *name);
 
+/* Every file the spec names (images, then kernel and initrd); returns the
+ * count, at most SPEC_MAX_IMAGE_REFS. */
+#define SPEC_MAX_IMAGE_REFS (BACKEND_MAX_IMAGES + 2)
+size_t cell_spec_image_refs(const CellSpec *s, const char *refs[SPEC_MAX_IMAGE_REFS]);
+
 /* Fills a backend config that points into `s` (valid while s lives). */
 void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegion *regions, BackendImage *images);
 

@@ -325,16 +325,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	return MHD_YES;
 }
 
-static int hexval(char c) {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decoding that cannot hide a NUL: "%00" would cut the path short
  * silently, so it becomes DEL, which path_is_sane() refuses. */
 static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
@@ -343,7 +333,7 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
 	(void)c;
 	for (const char *p = s; *p; p++) {
 		int hi, lo;
-		if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+		if (*p == '%' && (hi = hex_digit(p[1])) >= 0 && (lo = hex_digit(p[2])) >= 0) {
 			char v = (char)(hi * 16 + lo);
 			*w++ = v ? v : 0x7f;
 			p += 2;

@@ -251,29 +251,21 @@ void manager_update_status(Manager *m) {
 		sd_notify(false, buf);
 }
 
-int manager_restart_hypervisor(Manager *m, const char *reason) {
-	int r;
+/* Every cell stopped, every backend disabled. */
+static void stop_everything(Manager *m, const char *reason) {
+	Backend *backends[] = { m->kvm, m->qemu };
 
+	for (size_t i = 0; i < m->n_cells; i++)
+		cell_stop(m->cells[i], reason);
+	for (size_t i = 0; i < ELEMENTSOF(backends); i++)
+		if (backends[i])
+			(void)backend_disable(backends[i]);
+}
+
+int manager_restart_hypervisor(Manager *m, const char *reason) {
 	log_warning("Restarting the hypervisor and every cell: %s", reason);
-	for (size_t i = 0; i < m->n_cells; i++)
-		cell_stop(m->cells[i], "hypervisor restart");
-	for (int i = 0; i < 2; i++) {
-		Backend *b = i == 0 ? m->kvm : m->qemu;
-		if (!b)
-			continue;
-		(void)backend_disable(b);
-		r = backend_enable(b);
-		if (r < 0)
-			return log_error_errno(r, "Failed to re-enable the %s backend: %m", backend_kind(b));
-	}
-	for (size_t i = 0; i < m->n_cells; i++)
-		if (m->cells[i]->spec->autostart) {
-			r = cell_start(m->cells[i]);
-			if (r < 0)
-				log_cell_errno(LOG_ERR, r, m->cells[i]->spec->name, MSGID_CELL_FAILED,
-				               "Failed to start cell \"%s\": %m", m->cells[i]->spec->name);
-		}
-	return 0;
+	stop_everything(m, "hypervisor restart");
+	return manager_enable_hypervisor(m);
 }
 
 static int on_prune(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -285,19 +277,27 @@ static int on_prune(sd_event_source *s, uint64_t usec, void *userdata) {
 	return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
-/* With on >= 0 sets the "hypervisor disabled" mark, else reads it. */
-static bool hypervisor_disabled_mark(Manager *m, int on) {
+/* "The hypervisor is disabled" is kept across daemon restarts as a file. */
+static void hypervisor_mark_path(Manager *m, char *buf, size_t n) {
+	snprintf(buf, n, "%s/hypervisor-disabled", m->state_dir);
+}
+
+static bool hypervisor_marked_disabled(Manager *m) {
 	char p[4096];
-	snprintf(p, sizeof p, "%s/hypervisor-disabled", m->state_dir);
-	if (on < 0)
-		return access(p, F_OK) == 0;
-	if (on) {
-		static const char text[] = "POST /hypervisor/enable turns the partition set back on.\n";
-		if (write_file_atomic(p, text, sizeof text - 1, 0644) < 0)
-			log_warning("Failed to record that the hypervisor is disabled");
-	} else if (unlink(p) == 0)
+	hypervisor_mark_path(m, p, sizeof p);
+	return access(p, F_OK) == 0;
+}
+
+static void set_hypervisor_enabled(Manager *m, bool on) {
+	static const char text[] = "POST /hypervisor/enable turns the partition set back on.\n";
+	char p[4096];
+
+	hypervisor_mark_path(m, p, sizeof p);
+	if (!on && write_file_atomic(p, text, sizeof text - 1, 0644) < 0)
+		log_warning("Failed to record that the hypervisor is disabled");
+	else if (on && unlink(p) == 0)
 		(void)fsync_dir_of(p);
-	return on;
+	m->hypervisor_enabled = on;
 }
 
 static int cmp_cells(const void *a, const void *b) {
@@ -410,7 +410,7 @@ void manager_remove_cell(Manager *m, Cell *c) {
 	memmove(&m->cells[i], &m->cells[i + 1], (m->n_cells - i - 1) * sizeof m->cells[0]);
 	m->n_cells--;
 	cell_free(c);
-	operations_cell_removed(m->operations, name);
+	operations_cell_changed(m->operations, name);
 	manager_update_status(m);
 }
 
@@ -426,31 +426,24 @@ void manager_cell_event(Manager *m, Cell *c, const CellEvent *e) {
 	}
 	events_emit_json(m, e->type, d);
 	if (m->operations)
-		operations_cell_changed(m->operations, c);
+		operations_cell_changed(m->operations, c->spec->name);
 }
 
 int manager_disable_hypervisor(Manager *m) {
-	for (size_t i = 0; i < m->n_cells; i++)
-		if (m->cells[i]->state != CELL_STOPPED)
-			cell_stop(m->cells[i], "hypervisor disabled");
-	if (m->kvm)
-		(void)backend_disable(m->kvm);
-	if (m->qemu)
-		(void)backend_disable(m->qemu);
-	m->hypervisor_enabled = hypervisor_disabled_mark(m, 1) == false;
+	stop_everything(m, "hypervisor disabled");
+	set_hypervisor_enabled(m, false);
 	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor disabled: every cell is stopped");
 	return 0;
 }
 
 int manager_enable_hypervisor(Manager *m) {
+	Backend *backends[] = { m->kvm, m->qemu };
 	int r;
 
-	for (int i = 0; i < 2; i++) {
-		Backend *b = i == 0 ? m->kvm : m->qemu;
-		if (b && (r = backend_enable(b)) < 0)
-			return log_error_errno(r, "Failed to enable the %s backend: %m", backend_kind(b));
-	}
-	m->hypervisor_enabled = !hypervisor_disabled_mark(m, 0);
+	for (size_t i = 0; i < ELEMENTSOF(backends); i++)
+		if (backends[i] && (r = backend_enable(backends[i])) < 0)
+			return log_error_errno(r, "Failed to enable the %s backend: %m", backend_kind(backends[i]));
+	set_hypervisor_enabled(m, true);
 	for (size_t i = 0; i < m->n_cells; i++)
 		if (m->cells[i]->spec->autostart && m->cells[i]->state == CELL_STOPPED) {
 			r = cell_start(m->cells[i]);
@@ -492,7 +485,7 @@ int manager_startup(Manager *m) {
 	r = load_cells(m);
 	if (r < 0)
 		return r;
-	m->hypervisor_enabled = !hypervisor_disabled_mark(m, -1);
+	m->hypervisor_enabled = !hypervisor_marked_disabled(m);
 
 	for (size_t i = 0; i < m->n_cells; i++) {
 		Cell *c = m->cells[i];

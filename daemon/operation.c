@@ -253,25 +253,16 @@ void operation_issued(Operations *o, Operation *op) {
 	rearm(o);
 }
 
-void operations_cell_changed(Operations *o, Cell *c) {
+void operations_cell_changed(Operations *o, const char *name) {
 	for (size_t i = 0; i < o->n; i++) {
 		Operation *op = &o->slots[(o->head + i) % OPERATIONS_MAX]->op;
 		if (op->phase != OP_RUNNING)
 			continue;
 		for (size_t k = 0; k < op->n_cells; k++)
-			if (strcmp(op->cells[k], c->spec->name) == 0) {
+			if (strcmp(op->cells[k], name) == 0) {
 				evaluate(o, op);
 				break;
 			}
-	}
-}
-
-void operations_cell_removed(Operations *o, const char *name) {
-	for (size_t i = 0; i < o->n; i++) {
-		Operation *op = &o->slots[(o->head + i) % OPERATIONS_MAX]->op;
-		for (size_t k = 0; op->phase == OP_RUNNING && k < op->n_cells; k++)
-			if (strcmp(op->cells[k], name) == 0)
-				evaluate(o, op);
 	}
 }
 

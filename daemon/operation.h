@@ -74,10 +74,9 @@ void operation_fail(Operations *o, Operation *op, unsigned status, const char *t
 void operation_succeed(Operations *o, Operation *op);
 
 Operation *operation_find(Operations *o, const char *id);
-/* Called on every cell event; finishes what the change settles. */
-void operations_cell_changed(Operations *o, Cell *c);
-/* A cell went away (deleted): operations on it see it as stopped. */
-void operations_cell_removed(Operations *o, const char *name);
+/* Called on every event of the cell `name`, and when it is deleted (then
+ * it counts as stopped); finishes what the change settles. */
+void operations_cell_changed(Operations *o, const char *name);
 
 json_t *operation_to_json(const Operation *op);
 /* Newest first. */

@@ -21,14 +21,14 @@
 
 #define SHA_XATTR "user.warden.sha256"
 
-static int path_of(Manager *m, char *buf, size_t n, const char *fmt1, const char *a, const char *b) {
+/* STATE_DIR/LEAF without a cell; STATE_DIR/cells/CELL[/LEAF[/FILE]] with one. */
+static int path_of(Manager *m, char *buf, size_t n, const char *leaf, const char *cell, const char *file) {
 	int k;
-	if (b)
-		k = snprintf(buf, n, "%s/cells/%s/%s/%s", m->state_dir, a, fmt1, b);
-	else if (a)
-		k = snprintf(buf, n, "%s/cells/%s/%s", m->state_dir, a, fmt1);
+	if (!cell)
+		k = snprintf(buf, n, "%s/%s", m->state_dir, leaf);
 	else
-		k = snprintf(buf, n, "%s/%s", m->state_dir, fmt1);
+		k = snprintf(buf, n, "%s/cells/%s%s%s%s%s", m->state_dir, cell, leaf ? "/" : "", leaf ? leaf : "",
+		             file ? "/" : "", file ? file : "");
 	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
 }
 
@@ -116,7 +116,7 @@ int store_save_spec(Manager *m, const CellSpec *s, uint64_t revision) {
 	json_t *j;
 	int r;
 
-	if ((r = path_of(m, p, sizeof p, "", s->name, NULL)) < 0)
+	if ((r = path_of(m, p, sizeof p, NULL, s->name, NULL)) < 0)
 		return r;
 	if ((r = mkdir_p(p, 0755)) < 0)
 		return r;
@@ -142,9 +142,8 @@ int store_remove_cell(Manager *m, const char *name) {
 		return r;
 	/* From here on the cell is gone for good; the rest is cleanup that a
 	 * restart would also do. */
-	if ((r = path_of(m, p, sizeof p, "", name, NULL)) < 0)
+	if ((r = path_of(m, p, sizeof p, NULL, name, NULL)) < 0)
 		return r;
-	p[strlen(p) - 1] = 0; /* drop the trailing '/' */
 	return rm_rf_at(AT_FDCWD, p);
 }
 
@@ -179,10 +178,8 @@ int store_load_specs(Manager *m, json_t **ret) {
 			else {
 				/* a cell deleted while the daemon died: finish the job */
 				char dir[4096];
-				if (path_of(m, dir, sizeof dir, "", de->d_name, NULL) == 0) {
-					dir[strlen(dir) - 1] = 0;
+				if (path_of(m, dir, sizeof dir, NULL, de->d_name, NULL) == 0)
 					(void)rm_rf_at(AT_FDCWD, dir);
-				}
 			}
 			continue;
 		}
