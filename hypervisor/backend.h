@@ -5,9 +5,23 @@
  * hypervisor/. The operations mirror Jailhouse's (enable, disable, cell
  * create/load/start/shutdown/destroy) so that every backend is driven alike.
  *
- * All calls are synchronous and short: anything that may take long (a
- * graceful shutdown, a boot) is started here and completed by the daemon's
- * event loop, which waits on backend_cell_event_fd() and backend_cell_pidfd().
+ * Two kinds of calls, and a backend author must keep them apart:
+ *
+ *   loop calls    never block and never wait: backend_cell_status(),
+ *                 _comm(), _console_read(), _event_fd(), _event_ack(),
+ *                 _pidfd(), _mail(), _shutdown(), _name(). The daemon calls
+ *                 them on its event loop, sampling heartbeats between them.
+ *   worker calls  may block, each wait bounded by the backend's own
+ *                 deadline: enable, disable, cell create, adopt, load,
+ *                 start, stop, reset, destroy. The daemon never calls them
+ *                 on its loop: it submits them to a BackendQueue (below),
+ *                 whose worker threads run them and deliver the completion
+ *                 back on the loop. Adoption is the one exception: the
+ *                 daemon adopts at start-up, before its loop serves anyone.
+ *
+ * A backend is therefore written as plain synchronous code; what it must
+ * not do is block in a loop call, or keep state that a loop call on one
+ * cell and a worker call on another cell would both change unlocked.
  * Functions return 0 or a negative errno and never log; the caller logs.
  */
 #ifndef WARDEN_BACKEND_H
@@ -150,5 +164,76 @@ int backend_cell_event_ack(BackendCell *c);
 /* A pidfd, readable once the process holding the cell exited; -1 if the
  * backend has no such process. */
 int backend_cell_pidfd(BackendCell *c);
+
+/* ---- asynchronous requests ------------------------------------------
+ *
+ * A BackendQueue runs worker calls on its own threads. Requests for the
+ * same cell name run one after another in submission order; requests for
+ * different cells run side by side, so one cell's slow boot never holds
+ * up another's. Completions are queued and delivered on the thread that
+ * calls backend_queue_dispatch(), which the daemon does when
+ * backend_queue_fd() polls readable: callbacks run on the loop.
+ *
+ * Enable and disable are barriers: one starts once every request queued
+ * before it has finished, and requests queued after it wait for it. So a
+ * disable follows the destroys of its cells, and boots follow an enable.
+ *
+ * Ownership: a request owns the cell handle it was given until its
+ * completion hands a handle back (or none). The caller must not touch the
+ * handle meanwhile, not even with a loop call.
+ */
+typedef struct BackendQueue BackendQueue;
+typedef struct BackendRequest BackendRequest;
+
+typedef enum BackendRequestKind {
+	BACKEND_REQUEST_BOOT,    /* reset in place, or (re)create + load + start */
+	BACKEND_REQUEST_STOP,    /* stop the vCPUs, memory kept */
+	BACKEND_REQUEST_DESTROY, /* tear down and free the handle */
+	BACKEND_REQUEST_ENABLE,
+	BACKEND_REQUEST_DISABLE,
+	_BACKEND_REQUEST_KIND_MAX,
+} BackendRequestKind;
+
+typedef struct BackendCompletion {
+	BackendRequestKind kind;
+	Backend *backend;  /* BOOT, ENABLE, DISABLE: the backend asked */
+	int result;        /* 0 or a negative errno */
+	BackendCell *cell; /* the handle handed back (BOOT: the running cell,
+	                    * NULL if it failed; STOP: the same handle) */
+	bool reused;       /* BOOT: the old cell was reset in place */
+	uint64_t queued_ns, started_ns, finished_ns; /* CLOCK_MONOTONIC */
+} BackendCompletion;
+
+typedef void (*BackendDoneFn)(const BackendCompletion *done, void *userdata);
+
+const char *backend_request_kind_to_string(BackendRequestKind k);
+
+int backend_queue_new(unsigned n_workers, BackendQueue **ret);
+/* Runs what was submitted to its end (each request is bounded), without
+ * callbacks; handles that would have been handed back are freed, not
+ * destroyed, so cells outlive the daemon. */
+BackendQueue *backend_queue_free(BackendQueue *q);
+/* Readable while completions wait for backend_queue_dispatch(). */
+int backend_queue_fd(BackendQueue *q);
+/* Run the callbacks of every completed request; returns how many. */
+unsigned backend_queue_dispatch(BackendQueue *q);
+/* Requests submitted and not yet dispatched. */
+unsigned backend_queue_pending(const BackendQueue *q);
+
+/* Boot the cell cfg describes. With `old`, reset it in place when `reuse`,
+ * and fall back to destroying it and creating a new one if that fails.
+ * cfg is copied; `old` is owned by the request. */
+int backend_boot_async(BackendQueue *q, Backend *b, BackendCell *old, bool reuse, const BackendCellConfig *cfg,
+                       BackendDoneFn done, void *userdata, BackendRequest **ret);
+int backend_stop_async(BackendQueue *q, BackendCell *c, BackendDoneFn done, void *userdata, BackendRequest **ret);
+/* Destroys and frees c, even when the destroy reports an error. */
+int backend_destroy_async(BackendQueue *q, BackendCell *c, BackendDoneFn done, void *userdata,
+                          BackendRequest **ret);
+int backend_enable_async(BackendQueue *q, Backend *b, BackendDoneFn done, void *userdata, BackendRequest **ret);
+int backend_disable_async(BackendQueue *q, Backend *b, BackendDoneFn done, void *userdata, BackendRequest **ret);
+/* The caller is no longer interested (its cell went away): the callback
+ * will not run, and a handle the request hands back is destroyed and freed
+ * when `destroy`, only freed otherwise. Call it on the dispatch thread. */
+void backend_request_abandon(BackendRequest *r, bool destroy);
 
 #endif /* WARDEN_BACKEND_H */
