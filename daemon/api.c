@@ -90,7 +90,7 @@ static void route_health(Manager *m, HttpRequest *r) {
 	json_t *cells = json_object(), *listeners = json_array();
 
 	for (size_t i = 0; i < m->n_cells; i++)
-		counts[m->cells[i]->state]++;
+		counts[cell_state(m->cells[i])]++;
 	for (int s = 0; s < _CELL_STATE_MAX; s++)
 		json_object_set_new(cells, cell_state_to_string(s), json_integer(counts[s]));
 	json_object_set_new(cells, "total", json_integer((json_int_t)m->n_cells));
@@ -127,8 +127,10 @@ static void route_hypervisor(Manager *m, HttpRequest *r) {
 		json_array_append_new(root, json_integer(m->config->root_cpus[i]));
 	for (size_t i = 0; i < m->n_cells; i++)
 		json_array_append_new(cells, json_string(m->cells[i]->spec->name));
-	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available", m->kvm != NULL, "kind",
-	                     "qemu", "available", m->qemu != NULL, "kind", "jailhouse", "available", 0);
+	/* Available: present, and its last enable did not fail. */
+	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available",
+	                     m->kvm != NULL && m->kvm_error >= 0, "kind", "qemu", "available",
+	                     m->qemu != NULL && m->qemu_error >= 0, "kind", "jailhouse", "available", 0);
 	http_reply_json(r, 200,
 	                json_pack("{s:s, s:o, s:b, s:o, s:o, s:s}", "state",
 	                          m->hypervisor_enabled ? "enabled" : "disabled", "backends", backends, "cpu_sharing",
@@ -150,9 +152,9 @@ static void route_console(Cell *c, HttpRequest *r) {
 			return;
 		}
 	}
-	if (!c->backend) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" has no console: it is %s", c->spec->name,
-		                   cell_state_to_string(c->state));
+	if (!cell_has_backend(c)) {
+		http_reply_problem(r, 409, "Conflict", "cell \"%s\" has no console: it is %s%s", c->spec->name,
+		                   cell_state_to_string(cell_state(c)), cell_busy(c) ? " (a backend request is under way)" : "");
 		return;
 	}
 	buf = malloc((size_t)want + 1);
@@ -160,7 +162,7 @@ static void route_console(Cell *c, HttpRequest *r) {
 		http_reply_problem(r, 500, NULL, "out of memory");
 		return;
 	}
-	n = backend_cell_console_read(c->backend, buf, (size_t)want);
+	n = cell_console_read(c, buf, (size_t)want);
 	if (n < 0) {
 		free(buf);
 		http_reply_problem(r, 500, NULL, "reading the console failed: %s", strerror((int)-n));
@@ -199,7 +201,7 @@ static void route_inject(Cell *c, HttpRequest *r) {
 		http_reply_problem(r, 422, NULL, "unknown fault \"%s\" (hang, panic, crash, exit, stall)", fault);
 	else if (k == -ESRCH)
 		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s; faults go to running cells", c->spec->name,
-		                   cell_state_to_string(c->state));
+		                   cell_state_to_string(cell_state(c)));
 	else if (k < 0)
 		http_reply_problem(r, 500, NULL, "injection failed: %s", strerror(-k));
 	else
@@ -374,19 +376,19 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 		}
 		json_decref(missing);
 	}
-	if (strcmp(verb, "start") == 0 && (c->state == CELL_RUNNING || c->state == CELL_DEGRADED ||
-	                                   c->state == CELL_STARTING)) {
+	if (strcmp(verb, "start") == 0 && (cell_state(c) == CELL_RUNNING || cell_state(c) == CELL_DEGRADED ||
+	                                   cell_state(c) == CELL_STARTING)) {
 		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already %s", c->spec->name,
-		                   cell_state_to_string(c->state));
+		                   cell_state_to_string(cell_state(c)));
 		return;
 	}
-	if (strcmp(verb, "stop") == 0 && c->state == CELL_STOPPED && !c->backend) {
+	if (strcmp(verb, "stop") == 0 && cell_state(c) == CELL_STOPPED && !cell_has_backend(c) && !cell_busy(c)) {
 		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already stopped", c->spec->name);
 		return;
 	}
-	if (strcmp(verb, "shutdown") == 0 && (c->state == CELL_STOPPED || !c->backend)) {
+	if (strcmp(verb, "shutdown") == 0 && (cell_state(c) == CELL_STOPPED || !cell_has_backend(c))) {
 		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s: there is nothing to shut down", c->spec->name,
-		                   cell_state_to_string(c->state));
+		                   cell_state_to_string(cell_state(c)));
 		return;
 	}
 	op = new_operation(m, r, verb, c, up ? OP_TARGET_UP : OP_TARGET_STOPPED, up ? boot_deadline(c) : stop_deadline(c));
@@ -395,14 +397,14 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 	if (strcmp(verb, "start") == 0)
 		k = cell_start(c);
 	else if (strcmp(verb, "stop") == 0)
-		k = cell_stop(c, "stop requested");
+		k = cell_stop(c, "stop requested", true);
 	else if (strcmp(verb, "restart") == 0)
 		k = cell_restart(c, "restart requested");
 	else
 		k = cell_shutdown(c);
 	if (k == -EALREADY || k == -EBUSY) {
 		fail_operation(m, r, op, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb, c->spec->name,
-		               cell_state_to_string(c->state));
+		               cell_state_to_string(cell_state(c)));
 		return;
 	}
 	if (k < 0) {
@@ -490,7 +492,7 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 	cell_replace_spec(c, spec, c->revision + 1);
 	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", c->spec->name, "change", "replaced",
 	                                      "revision", (json_int_t)c->revision));
-	if (apply && c->state != CELL_STOPPED && c->state != CELL_STOPPING) {
+	if (apply && cell_state(c) != CELL_STOPPED && cell_state(c) != CELL_STOPPING) {
 		Operation *op = new_operation(m, r, "apply", c, OP_TARGET_UP, boot_deadline(c));
 		if (!op)
 			return;
@@ -754,7 +756,7 @@ static void route_operation(Manager *m, HttpRequest *r, const char *id) {
 		                   OPERATIONS_MAX);
 		return;
 	}
-	operation_reply(m->operations, op, r, wait, 200, wait > 0 ? 202 : 200);
+	operation_reply(m->operations, op, r, wait, 200, 202);
 }
 
 static void route_events(Manager *m, HttpRequest *r) {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A supervised cell: its spec, its backend handle, its state machine, the
- * heartbeat it keeps, its failures, recoveries, events and timings.
- * All transitions go through cell_set_state(), which logs and emits events.
+ * A supervised cell: its spec, its backend handle, its state machine
+ * (cell-machine.h decides every transition; this module carries them out),
+ * its events and timings.
  */
 #pragma once
 
@@ -12,30 +12,14 @@
 #include <jansson.h>
 #include <systemd/sd-event.h>
 
+#include "cell-machine.h"
 #include "config.h"
 #include "hypervisor/backend.h"
 #include "policy.h"
 
 typedef struct Manager Manager;
 
-typedef enum CellState {
-	CELL_STOPPED,
-	CELL_STARTING,
-	CELL_RUNNING,
-	CELL_DEGRADED,
-	CELL_FAILED,
-	CELL_STOPPING,
-	_CELL_STATE_MAX,
-	_CELL_STATE_INVALID = -1,
-} CellState;
-
-const char *cell_state_to_string(CellState s);
-CellState cell_state_from_string(const char *s);
-
-const char *inmate_state_to_string(uint32_t s);
-
 #define CELL_EVENTS_MAX 64
-#define CELL_REASON_MAX 256
 
 typedef struct CellEvent {
 	uint64_t id;
@@ -47,57 +31,27 @@ typedef struct CellEvent {
 	char reason[CELL_REASON_MAX];
 } CellEvent;
 
-/* Latency histogram with fixed buckets fine enough for sub-millisecond
- * values (seconds: 50 us .. 10 s). */
-#define HIST_BUCKETS 16
-extern const double hist_bounds[HIST_BUCKETS];
-typedef struct Histogram {
-	uint64_t bucket[HIST_BUCKETS]; /* cumulative counts are computed at export */
-	uint64_t count;
-	double sum;
-} Histogram;
-void histogram_observe(Histogram *h, double seconds);
-
+/* The executor around a CellMachine (cell-machine.h): it feeds the machine
+ * what the loop sees (samples, timers, process exits, completed backend
+ * requests, operator requests) and carries out the actions it returns.
+ * Only cell.c touches these fields; everyone else uses the verbs and
+ * accessors below. */
 typedef struct Cell {
 	Manager *manager;
 	CellSpec *spec;      /* what the cell runs (or will run at its next start) */
 	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
 	uint64_t revision;   /* of the newest accepted spec */
 	uint64_t backend_revision; /* of the spec the backend cell was made from */
-	CellState state;
-	CellState previous_state; /* before the last transition */
-	BackendCell *backend;
+	CellMachine m;
+	BackendCell *backend;     /* NULL while a request owns it */
+	BackendRequest *request;  /* in flight, or NULL */
 
 	sd_event_source *event_source;  /* doorbell / backend state changes */
 	sd_event_source *pidfd_source;  /* the cell's process exited */
 	sd_event_source *sample_timer;  /* heartbeat sampling and timeouts */
 	sd_event_source *action_timer;  /* backoff, shutdown deadline */
 	sd_event_source *save_source;   /* deferred persist_save_cell() */
-
-	/* heartbeat, as last sampled */
-	bool hb_valid;
-	uint64_t hb_seq;
-	uint32_t hb_inmate_state;
-	uint64_t hb_changed_ns; /* host CLOCK_MONOTONIC of the last new beat */
-	uint64_t hb_uptime_ns;
-
-	/* timestamps (CLOCK_MONOTONIC ns) */
-	uint64_t start_issued_ns; /* boot measured from here */
-	uint64_t failed_ns;       /* last failure declared (0: none pending) */
-	uint64_t healthy_since_ns;
-	uint64_t restart_due_ns;  /* backoff deadline, 0 if none */
-
-	unsigned restarts;
-	uint64_t failures[_FAILURE_KIND_MAX];
-	bool has_failure;
-	FailureKind last_failure_kind;
-	char last_failure_reason[CELL_REASON_MAX];
-	uint64_t last_failure_realtime_ns;
-	double boot_ms, detection_ms, recovery_ms; /* last values, < 0: none */
-	bool shutdown_requested;
-
-	Policy policy;
-	Histogram h_boot, h_recovery, h_detection[_FAILURE_KIND_MAX];
+	uint64_t sample_due_ns;         /* when the armed sample is due */
 
 	CellEvent events[CELL_EVENTS_MAX];
 	unsigned n_events, events_head;
@@ -106,22 +60,45 @@ typedef struct Cell {
 int cell_new(Manager *m, CellSpec *spec, Cell **ret);
 Cell *cell_free(Cell *c);
 
-/* Re-attach to a backend cell that survived a daemon restart. 0 if
- * adopted, -ENOENT if there was none. */
+/* Stop it (a backend request in flight is left to destroy what it
+ * makes) and free it: the cell was deleted. */
+void cell_delete(Cell *c);
+
+/* Re-attach to a backend cell that survived a daemon restart (start-up
+ * only: adoption is a blocking backend call). 0 if adopted, -ENOENT if
+ * there was none; the cell is then stopped. */
 int cell_adopt(Cell *c);
+/* The lifecycle verbs return at once; the backend work they start
+ * completes on the loop. -EALREADY / -EBUSY: refused, see cell_step(). */
 int cell_start(Cell *c);
-/* Immediate stop: tears the backend cell down. */
-int cell_stop(Cell *c, const char *reason);
-/* In place when the backend cell exists, a fresh start otherwise. */
+/* Tear the backend cell down. by_operator: the cell stays stopped across
+ * daemon restarts until started again (autostart notwithstanding). */
+int cell_stop(Cell *c, const char *reason, bool by_operator);
+/* In place when the backend allows it, a fresh boot otherwise. */
 int cell_restart(Cell *c, const char *reason);
 /* Graceful: mailbox request, deadline, then destroy. */
 int cell_shutdown(Cell *c);
 int cell_inject(Cell *c, const char *fault);
-/* Release handles without stopping the cell (daemon exit). */
-void cell_detach(Cell *c);
 
 /* Read the comm region now and act on what it says. */
 void cell_sample(Cell *c);
+
+const char *cell_name(const Cell *c);
+CellState cell_state(const Cell *c);
+/* Why it is in its state (the reason of the last transition). */
+const char *cell_state_reason(const Cell *c);
+const CellMachine *cell_machine(const Cell *c);
+/* A backend request is in flight. */
+bool cell_busy(const Cell *c);
+/* The daemon holds a backend cell: console and hypervisor view exist. */
+bool cell_has_backend(const Cell *c);
+/* Stopped by the operator (see cell_stop()). */
+bool cell_held(const Cell *c);
+ssize_t cell_console_read(Cell *c, char *buf, size_t n);
+
+/* What persist.c keeps of the supervision state, and reads back. */
+json_t *cell_supervision_to_json(const Cell *c);
+void cell_supervision_from_json(Cell *c, json_t *j);
 
 json_t *cell_to_json(Cell *c, bool full);
 /* The newest accepted spec: next_spec if one waits, else spec. */
@@ -132,4 +109,3 @@ void cell_replace_spec(Cell *c, CellSpec *spec, uint64_t revision);
 /* Image references of the latest spec that are not uploaded yet:
  * a JSON array of names. */
 json_t *cell_missing_images(Cell *c);
-void cell_set_state(Cell *c, CellState s, const char *reason);

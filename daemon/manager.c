@@ -51,6 +51,15 @@ static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
 	return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
+static int on_queue(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+	Manager *m = userdata;
+	(void)s;
+	(void)fd;
+	(void)revents;
+	backend_queue_dispatch(m->queue);
+	return 0;
+}
+
 int manager_new(const ManagerOptions *o, Manager **ret) {
 	_cleanup_(manager_freep) Manager *m = NULL;
 	char err[CONFIG_ERROR_MAX];
@@ -149,6 +158,15 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 	http_set_auth(m->http, tokens_check, m->tokens);
 	if ((r = events_new(m, &m->events)) < 0 || (r = operations_new(m, &m->operations)) < 0)
 		return log_error_errno(r, "Failed to set up operations and events: %m");
+	/* Four workers: a slow boot (QEMU, a Jailhouse CELL_LOAD) holds one,
+	 * the other cells' requests keep moving. */
+	r = backend_queue_new(4, &m->queue);
+	if (r < 0)
+		return log_error_errno(r, "Failed to start the backend workers: %m");
+	r = sd_event_add_io(m->event, &m->queue_source, backend_queue_fd(m->queue), EPOLLIN, on_queue, m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to watch the backend workers: %m");
+	sd_event_source_set_priority(m->queue_source, SD_EVENT_PRIORITY_IMPORTANT);
 	m->reseed = o->reseed;
 
 	/* Listeners: systemd's sockets if it passed any, otherwise the
@@ -195,6 +213,9 @@ Manager *manager_free(Manager *m) {
 	/* Cells keep running: the next wardend adopts them. */
 	for (size_t i = 0; i < m->n_cells; i++)
 		cell_free(m->cells[i]);
+	/* Before the backends: requests in flight still use them. */
+	sd_event_source_disable_unref(m->queue_source);
+	backend_queue_free(m->queue);
 	http_free(m->http);
 	operations_free(m->operations);
 	events_free(m->events);
@@ -216,9 +237,13 @@ Manager *manager_free(Manager *m) {
 
 Cell *manager_find_cell(Manager *m, const char *name) {
 	for (size_t i = 0; i < m->n_cells; i++)
-		if (strcmp(m->cells[i]->spec->name, name) == 0)
+		if (strcmp(cell_name(m->cells[i]), name) == 0)
 			return m->cells[i];
 	return NULL;
+}
+
+BackendQueue *manager_queue(Manager *m) {
+	return m->queue;
 }
 
 Backend *manager_backend_for(Manager *m, const char *kind) {
@@ -235,31 +260,84 @@ bool manager_restarts_in_place(Manager *m, const char *kind) {
 	return backend_restarts_in_place(manager_backend_for(m, kind));
 }
 
+static void manager_check_ready(Manager *m);
+
 void manager_update_status(Manager *m) {
 	unsigned counts[_CELL_STATE_MAX] = { 0 };
 	char buf[256];
 	int n;
 
-	if (!m->ready)
+	if (!m->started)
 		return;
 	for (size_t i = 0; i < m->n_cells; i++)
-		counts[m->cells[i]->state]++;
-	n = snprintf(buf, sizeof buf, "STATUS=%zu cells: %u running, %u degraded, %u starting, %u failed, %u stopped",
-	             m->n_cells, counts[CELL_RUNNING], counts[CELL_DEGRADED], counts[CELL_STARTING],
-	             counts[CELL_FAILED], counts[CELL_STOPPED] + counts[CELL_STOPPING]);
+		counts[cell_state(m->cells[i])]++;
+	n = snprintf(buf, sizeof buf, "STATUS=%s%zu cells: %u running, %u degraded, %u starting, %u failed, %u stopped",
+	             m->hypervisor_enabled ? "" : "hypervisor disabled; ", m->n_cells, counts[CELL_RUNNING],
+	             counts[CELL_DEGRADED], counts[CELL_STARTING], counts[CELL_FAILED],
+	             counts[CELL_STOPPED] + counts[CELL_STOPPING]);
 	if (n > 0)
 		sd_notify(false, buf);
+	manager_check_ready(m);
 }
 
-/* Every cell stopped, every backend disabled. */
+/* READY=1 once every cell has settled: none starting, stopping or with a
+ * backend request in flight. Boot timeouts bound the wait. */
+static void manager_check_ready(Manager *m) {
+	if (m->ready || !m->started)
+		return;
+	for (size_t i = 0; i < m->n_cells; i++) {
+		CellState s = cell_state(m->cells[i]);
+		if (s == CELL_STARTING || s == CELL_STOPPING || cell_busy(m->cells[i]))
+			return;
+	}
+	m->ready = true;
+	sd_notify(false, "READY=1");
+	log_cell(LOG_INFO, NULL, MSGID_DAEMON_READY, "wardend %s ready: %zu cells, %zu listeners%s", WARDEN_VERSION,
+	         m->n_cells, http_n_listeners(m->http),
+	         m->hypervisor_enabled ? "" : "; the hypervisor is disabled (POST /hypervisor/enable starts it)");
+}
+
+static void on_backend_done(const BackendCompletion *d, void *userdata) {
+	Manager *m = userdata;
+	const char *kind = backend_kind(d->backend);
+
+	if (d->kind == BACKEND_REQUEST_ENABLE) {
+		int *error = d->backend == m->kvm ? &m->kvm_error : &m->qemu_error;
+		bool *enabled = d->backend == m->kvm ? &m->kvm_enabled : &m->qemu_enabled;
+		*error = d->result;
+		*enabled = d->result >= 0;
+	}
+	if (d->result < 0)
+		log_error_errno(d->result, "Failed to %s the %s backend: %m", backend_request_kind_to_string(d->kind),
+		                kind);
+	else
+		log_info("The %s backend is %sd", kind, backend_request_kind_to_string(d->kind));
+}
+
+static bool backend_in_use(Manager *m, const char *kind) {
+	for (size_t i = 0; i < m->n_cells; i++)
+		if (strcmp(cell_latest_spec(m->cells[i])->backend, kind) == 0)
+			return true;
+	return false;
+}
+
+/* Every cell stopped, then (the queue orders it after their destroys)
+ * every enabled backend disabled. */
 static void stop_everything(Manager *m, const char *reason) {
 	Backend *backends[] = { m->kvm, m->qemu };
+	bool *enabled[] = { &m->kvm_enabled, &m->qemu_enabled };
+	int r;
 
 	for (size_t i = 0; i < m->n_cells; i++)
-		cell_stop(m->cells[i], reason);
-	for (size_t i = 0; i < ELEMENTSOF(backends); i++)
-		if (backends[i])
-			(void)backend_disable(backends[i]);
+		cell_stop(m->cells[i], reason, false);
+	for (size_t i = 0; i < ELEMENTSOF(backends); i++) {
+		if (!backends[i] || !*enabled[i])
+			continue;
+		*enabled[i] = false;
+		r = backend_disable_async(m->queue, backends[i], on_backend_done, m, NULL);
+		if (r < 0)
+			log_error_errno(r, "Failed to queue the disable of the %s backend: %m", backend_kind(backends[i]));
+	}
 }
 
 int manager_restart_hypervisor(Manager *m, const char *reason) {
@@ -368,7 +446,7 @@ static int load_cells(Manager *m) {
 size_t manager_other_specs(Manager *m, const char *except, CellSpec **out) {
 	size_t n = 0;
 	for (size_t i = 0; i < m->n_cells; i++)
-		if (!except || strcmp(m->cells[i]->spec->name, except) != 0)
+		if (!except || strcmp(cell_name(m->cells[i]), except) != 0)
 			out[n++] = (CellSpec *)cell_latest_spec(m->cells[i]);
 	return n;
 }
@@ -390,8 +468,8 @@ int manager_add_cell(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) 
 	m->cells[m->n_cells++] = c;
 	r = persist_load_cell(c);
 	if (r < 0 && r != -ENOENT)
-		log_cell_errno(LOG_WARNING, r, c->spec->name, NULL,
-		               "Ignoring unreadable supervision state of cell \"%s\": %m", c->spec->name);
+		log_cell_errno(LOG_WARNING, r, cell_name(c), NULL,
+		               "Ignoring unreadable supervision state of cell \"%s\": %m", cell_name(c));
 	if (ret)
 		*ret = c;
 	return 0;
@@ -401,57 +479,82 @@ void manager_remove_cell(Manager *m, Cell *c) {
 	char name[CELL_NAME_MAX + 1];
 	size_t i;
 
-	snprintf(name, sizeof name, "%s", c->spec->name);
-	cell_stop(c, "cell deleted");
+	snprintf(name, sizeof name, "%s", cell_name(c));
 	for (i = 0; i < m->n_cells && m->cells[i] != c; i++)
 		;
 	if (i == m->n_cells)
 		return;
 	memmove(&m->cells[i], &m->cells[i + 1], (m->n_cells - i - 1) * sizeof m->cells[0]);
 	m->n_cells--;
-	cell_free(c);
+	cell_delete(c);
 	operations_cell_changed(m->operations, name);
 	manager_update_status(m);
 }
 
 void manager_cell_event(Manager *m, Cell *c, const CellEvent *e) {
-	json_t *d = json_pack("{s:s, s:s, s:s, s:I}", "cell", c->spec->name, "state", cell_state_to_string(c->state),
+	const CellMachine *cm = cell_machine(c);
+	json_t *d = json_pack("{s:s, s:s, s:s, s:I}", "cell", cell_name(c), "state", cell_state_to_string(e->state),
 	                      "reason", e->reason, "cell_event", (json_int_t)e->id);
 	if (strcmp(e->type, "state") == 0)
 		json_object_set_new(d, "previous", json_string(cell_state_to_string(e->previous)));
-	if (strcmp(e->type, "failure") == 0 && c->has_failure) {
-		json_object_set_new(d, "kind", json_string(failure_kind_to_string(c->last_failure_kind)));
+	if (strcmp(e->type, "failure") == 0 && cm->has_failure) {
+		json_object_set_new(d, "kind", json_string(failure_kind_to_string(cm->last_failure_kind)));
 		json_object_set_new(d, "action",
-		                    json_string(recovery_action_to_string(c->spec->recovery.on[c->last_failure_kind])));
+		                    json_string(recovery_action_to_string(c->spec->recovery.on[cm->last_failure_kind])));
 	}
 	events_emit_json(m, e->type, d);
 	if (m->operations)
-		operations_cell_changed(m->operations, c->spec->name);
+		operations_cell_changed(m->operations, cell_name(c));
 }
 
 int manager_disable_hypervisor(Manager *m) {
 	stop_everything(m, "hypervisor disabled");
 	set_hypervisor_enabled(m, false);
 	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor disabled: every cell is stopped");
+	manager_update_status(m);
 	return 0;
+}
+
+/* Start the autostart cells the operator has not stopped. */
+static void start_autostart_cells(Manager *m) {
+	int r;
+
+	for (size_t i = 0; i < m->n_cells; i++) {
+		Cell *c = m->cells[i];
+		/* A cell still being torn down (a hypervisor restart) starts
+		 * once that is done. */
+		if (!c->spec->autostart || cell_held(c) ||
+		    (cell_state(c) != CELL_STOPPED && !(cell_state(c) == CELL_STOPPING && cell_busy(c))))
+			continue;
+		r = cell_start(c);
+		if (r < 0)
+			log_cell_errno(LOG_ERR, r, cell_name(c), MSGID_CELL_FAILED, "Failed to start cell \"%s\": %m",
+			               cell_name(c));
+	}
 }
 
 int manager_enable_hypervisor(Manager *m) {
 	Backend *backends[] = { m->kvm, m->qemu };
+	bool *enabled[] = { &m->kvm_enabled, &m->qemu_enabled };
 	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(backends); i++)
-		if (backends[i] && (r = backend_enable(backends[i])) < 0)
-			return log_error_errno(r, "Failed to enable the %s backend: %m", backend_kind(backends[i]));
+	/* Only what the cells use: an unused backend that cannot be enabled
+	 * (no runner installed, say) must not fail the ecosystem. The boots
+	 * below queue behind the enables; a failed enable shows as each
+	 * cell's failed start. */
+	for (size_t i = 0; i < ELEMENTSOF(backends); i++) {
+		if (!backends[i] || *enabled[i] || !backend_in_use(m, backend_kind(backends[i])))
+			continue;
+		r = backend_enable_async(m->queue, backends[i], on_backend_done, m, NULL);
+		if (r < 0)
+			return log_error_errno(r, "Failed to queue the enable of the %s backend: %m",
+			                       backend_kind(backends[i]));
+		*enabled[i] = true;
+	}
 	set_hypervisor_enabled(m, true);
-	for (size_t i = 0; i < m->n_cells; i++)
-		if (m->cells[i]->spec->autostart && m->cells[i]->state == CELL_STOPPED) {
-			r = cell_start(m->cells[i]);
-			if (r < 0)
-				log_cell_errno(LOG_ERR, r, m->cells[i]->spec->name, MSGID_CELL_FAILED,
-				               "Failed to start cell \"%s\": %m", m->cells[i]->spec->name);
-		}
+	start_autostart_cells(m);
 	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor enabled");
+	manager_update_status(m);
 	return 0;
 }
 
@@ -461,12 +564,15 @@ int manager_startup(Manager *m) {
 	uint64_t wd;
 	int r;
 
+	/* Enabled here, before the loop serves anyone: kvm and qemu only
+	 * check that their device and binaries are there. */
 	r = backend_new("kvm", &bc, &m->kvm);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up the kvm backend: %m");
-	r = backend_enable(m->kvm);
-	if (r < 0)
-		log_warning_errno(r, "The kvm backend is unavailable (%m); kvm cells will fail to start");
+	m->kvm_error = backend_enable(m->kvm);
+	m->kvm_enabled = m->kvm_error >= 0;
+	if (m->kvm_error < 0)
+		log_warning_errno(m->kvm_error, "The kvm backend is unavailable (%m); kvm cells will fail to start");
 
 	bc = (BackendConfig){
 		.runtime_dir = m->runtime_dir,
@@ -481,34 +587,28 @@ int manager_startup(Manager *m) {
 		m->qemu = backend_free(m->qemu);
 	} else if (r < 0)
 		log_warning_errno(r, "No qemu backend (%m); qemu cells will fail to start");
+	m->qemu_enabled = m->qemu != NULL;
 
 	r = load_cells(m);
 	if (r < 0)
 		return r;
 	m->hypervisor_enabled = !hypervisor_marked_disabled(m);
+	if (!m->hypervisor_enabled)
+		log_cell(LOG_NOTICE, NULL, NULL,
+		         "The hypervisor is disabled (since POST /hypervisor/disable): no cell starts until "
+		         "POST /hypervisor/enable");
 
 	for (size_t i = 0; i < m->n_cells; i++) {
 		Cell *c = m->cells[i];
 		r = cell_adopt(c);
-		if (r >= 0)
-			continue;
-		if (r != -ENOENT)
-			log_cell_errno(LOG_WARNING, r, c->spec->name, NULL, "Could not adopt cell \"%s\": %m",
-			               c->spec->name);
-		/* No live cell to come back to (e.g. after a reboot: the
-		 * runtime directory is gone and monotonic times restarted):
-		 * a pending backoff has nothing left to restart in place. */
-		c->restart_due_ns = 0;
-		c->failed_ns = 0;
-		if (c->state == CELL_FAILED)
-			c->state = CELL_STOPPED;
-		if (!c->spec->autostart || !m->hypervisor_enabled)
-			continue;
-		r = cell_start(c);
-		if (r < 0)
-			log_cell_errno(LOG_ERR, r, c->spec->name, MSGID_CELL_FAILED, "Failed to start cell \"%s\": %m",
-			               c->spec->name);
+		if (r < 0 && r != -ENOENT)
+			log_cell_errno(LOG_WARNING, r, cell_name(c), NULL, "Could not adopt cell \"%s\": %m", cell_name(c));
+		else if (r == -ENOENT && cell_held(c))
+			log_cell(LOG_INFO, cell_name(c), NULL, "Cell \"%s\" stays stopped: the operator stopped it",
+			         cell_name(c));
 	}
+	if (m->hypervisor_enabled)
+		start_autostart_cells(m);
 
 	if (sd_watchdog_enabled(false, &wd) > 0 && wd > 0) {
 		m->watchdog_usec = wd;
@@ -521,11 +621,9 @@ int manager_startup(Manager *m) {
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the idempotency record pruning: %m");
 
-	m->ready = true;
-	sd_notify(false, "READY=1");
+	/* READY=1 follows once the cells settled (manager_check_ready). */
+	m->started = true;
 	manager_update_status(m);
-	log_cell(LOG_INFO, NULL, MSGID_DAEMON_READY, "wardend %s ready: %zu cells, %zu listeners", WARDEN_VERSION,
-	         m->n_cells, http_n_listeners(m->http));
 	return 0;
 }
 

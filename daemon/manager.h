@@ -36,6 +36,10 @@ typedef struct Manager {
 	char *runtime_dir;
 	Backend *kvm;
 	Backend *qemu; /* NULL when QEMU is not installed */
+	bool kvm_enabled, qemu_enabled; /* enabled, or an enable is queued */
+	int kvm_error, qemu_error;      /* of the last enable: 0 or -errno */
+	BackendQueue *queue; /* runs the blocking backend calls off the loop */
+	sd_event_source *queue_source;
 	Http *http;
 	Tokens *tokens;
 	Operations *operations;
@@ -56,7 +60,8 @@ typedef struct Manager {
 	uint64_t started_mono_ns;
 	uint64_t watchdog_usec;
 	sd_event_source *watchdog_timer;
-	bool ready;
+	bool ready;        /* READY=1 sent: the autostarted cells settled */
+	bool started;      /* manager_startup() is done */
 } Manager;
 
 int manager_new(const ManagerOptions *o, Manager **ret);
@@ -67,14 +72,17 @@ int manager_run(Manager *m);
 
 Cell *manager_find_cell(Manager *m, const char *name);
 Backend *manager_backend_for(Manager *m, const char *kind);
+BackendQueue *manager_queue(Manager *m);
 /* Restart cells of this backend in place (reset) rather than anew. */
 bool manager_restarts_in_place(Manager *m, const char *kind);
 /* STATUS= line for systemd, refreshed on every cell state change. */
 void manager_update_status(Manager *m);
 /* Restart every cell and the backends (policy on_exhausted). */
 int manager_restart_hypervisor(Manager *m, const char *reason);
-/* Stop every cell and disable the backends / enable them and start the
- * autostart cells. The state is kept across daemon restarts. */
+/* Stop every cell and disable the backends / enable the backends the
+ * cells use and start the autostart cells the operator has not stopped.
+ * Both return once the work is queued; the cells' states tell the rest.
+ * Disabled is kept across daemon restarts. */
 int manager_disable_hypervisor(Manager *m);
 int manager_enable_hypervisor(Manager *m);
 

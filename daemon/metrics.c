@@ -16,11 +16,18 @@ static void header(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The bucket bounds as Prometheus prints them, formatted once: float
+ * formatting was a quarter of a scrape's cost. */
+static const char *const hist_le[HIST_BUCKETS] = {
+	"5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+	"0.025", "0.05",   "0.1",     "0.25",   "0.5",   "1",      "2.5",   "10",
+};
+
 static void histogram(FILE *f, const char *name, const char *labels, const Histogram *h) {
 	uint64_t cum = 0;
 	for (int i = 0; i < HIST_BUCKETS; i++) {
 		cum += h->bucket[i];
-		fprintf(f, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, hist_bounds[i], (unsigned long long)cum);
+		fprintf(f, "%s_bucket{%s,le=\"%s\"} %llu\n", name, labels, hist_le[i], (unsigned long long)cum);
 	}
 	fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)h->count);
 	fprintf(f, "%s_sum{%s} %.9f\n", name, labels, h->sum);
@@ -65,58 +72,65 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 	header(f, "warden_cells", "gauge", "Number of configured cells.");
 	fprintf(f, "warden_cells %zu\n", m->n_cells);
 
+	header(f, "warden_hypervisor_enabled", "gauge",
+	       "1 if the hypervisor is enabled, 0 after POST /hypervisor/disable (no cell starts).");
+	fprintf(f, "warden_hypervisor_enabled %d\n", m->hypervisor_enabled);
+
 	header(f, "warden_cell_up", "gauge", "1 if the cell is running or degraded, 0 otherwise.");
-	for (size_t i = 0; i < m->n_cells; i++) {
-		Cell *c = m->cells[i];
-		fprintf(f, "warden_cell_up{cell=\"%s\"} %d\n", c->spec->name,
-		        c->state == CELL_RUNNING || c->state == CELL_DEGRADED);
-	}
+	for (size_t i = 0; i < m->n_cells; i++)
+		fprintf(f, "warden_cell_up{cell=\"%s\"} %d\n", cell_name(m->cells[i]),
+		        cell_machine_up(cell_machine(m->cells[i])));
 	header(f, "warden_cell_state", "gauge", "1 for the state the cell is in, 0 for the others.");
 	for (size_t i = 0; i < m->n_cells; i++)
 		for (int s = 0; s < _CELL_STATE_MAX; s++)
-			fprintf(f, "warden_cell_state{cell=\"%s\",state=\"%s\"} %d\n", m->cells[i]->spec->name,
-			        cell_state_to_string(s), m->cells[i]->state == (CellState)s);
+			fprintf(f, "warden_cell_state{cell=\"%s\",state=\"%s\"} %d\n", cell_name(m->cells[i]),
+			        cell_state_to_string(s), cell_state(m->cells[i]) == (CellState)s);
 	header(f, "warden_cell_heartbeat_age_seconds", "gauge",
 	       "Seconds since the cell's heartbeat sequence last advanced (NaN before the first beat).");
 	for (size_t i = 0; i < m->n_cells; i++) {
-		Cell *c = m->cells[i];
-		if (c->hb_valid)
-			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} %.6f\n", c->spec->name,
-			        (double)(now - c->hb_changed_ns) / 1e9);
+		const CellMachine *cm = cell_machine(m->cells[i]);
+		if (cm->hb_valid)
+			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} %.6f\n", cell_name(m->cells[i]),
+			        (double)(now - cm->hb_changed_ns) / 1e9);
 		else
-			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} NaN\n", c->spec->name);
+			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} NaN\n", cell_name(m->cells[i]));
 	}
 	header(f, "warden_cell_heartbeat_sequence", "gauge", "The last heartbeat sequence number read.");
 	for (size_t i = 0; i < m->n_cells; i++)
-		fprintf(f, "warden_cell_heartbeat_sequence{cell=\"%s\"} %llu\n", m->cells[i]->spec->name,
-		        (unsigned long long)m->cells[i]->hb_seq);
+		fprintf(f, "warden_cell_heartbeat_sequence{cell=\"%s\"} %llu\n", cell_name(m->cells[i]),
+		        (unsigned long long)cell_machine(m->cells[i])->hb_seq);
 	header(f, "warden_cell_restarts_total", "counter", "Automatic restarts of the cell by its recovery policy.");
 	for (size_t i = 0; i < m->n_cells; i++)
-		fprintf(f, "warden_cell_restarts_total{cell=\"%s\"} %u\n", m->cells[i]->spec->name,
-		        m->cells[i]->restarts);
+		fprintf(f, "warden_cell_restarts_total{cell=\"%s\"} %u\n", cell_name(m->cells[i]),
+		        cell_machine(m->cells[i])->restarts);
 	header(f, "warden_cell_failures_total", "counter", "Failures declared, by kind.");
 	for (size_t i = 0; i < m->n_cells; i++)
 		for (int k = 0; k < _FAILURE_KIND_MAX; k++)
-			fprintf(f, "warden_cell_failures_total{cell=\"%s\",kind=\"%s\"} %llu\n", m->cells[i]->spec->name,
-			        failure_kind_to_string(k), (unsigned long long)m->cells[i]->failures[k]);
+			fprintf(f, "warden_cell_failures_total{cell=\"%s\",kind=\"%s\"} %llu\n", cell_name(m->cells[i]),
+			        failure_kind_to_string(k), (unsigned long long)cell_machine(m->cells[i])->failures[k]);
+	header(f, "warden_cell_starved_total", "counter",
+	       "Heartbeat stalls not counted against the inmate because wardend itself was starved of CPU.");
+	for (size_t i = 0; i < m->n_cells; i++)
+		fprintf(f, "warden_cell_starved_total{cell=\"%s\"} %llu\n", cell_name(m->cells[i]),
+		        (unsigned long long)cell_machine(m->cells[i])->starved);
 
 	header(f, "warden_cell_boot_seconds", "histogram", "Start issued to first running heartbeat.");
 	for (size_t i = 0; i < m->n_cells; i++) {
-		snprintf(labels, sizeof labels, "cell=\"%s\"", m->cells[i]->spec->name);
-		histogram(f, "warden_cell_boot_seconds", labels, &m->cells[i]->h_boot);
+		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(m->cells[i]));
+		histogram(f, "warden_cell_boot_seconds", labels, &cell_machine(m->cells[i])->h_boot);
 	}
 	header(f, "warden_cell_detection_seconds", "histogram",
 	       "Last good heartbeat (or the inmate's panic write) to failure declared, by kind.");
 	for (size_t i = 0; i < m->n_cells; i++)
 		for (int k = 0; k < _FAILURE_KIND_MAX; k++) {
-			snprintf(labels, sizeof labels, "cell=\"%s\",kind=\"%s\"", m->cells[i]->spec->name,
+			snprintf(labels, sizeof labels, "cell=\"%s\",kind=\"%s\"", cell_name(m->cells[i]),
 			         failure_kind_to_string(k));
-			histogram(f, "warden_cell_detection_seconds", labels, &m->cells[i]->h_detection[k]);
+			histogram(f, "warden_cell_detection_seconds", labels, &cell_machine(m->cells[i])->h_detection[k]);
 		}
 	header(f, "warden_cell_recovery_seconds", "histogram", "Failure declared to running again.");
 	for (size_t i = 0; i < m->n_cells; i++) {
-		snprintf(labels, sizeof labels, "cell=\"%s\"", m->cells[i]->spec->name);
-		histogram(f, "warden_cell_recovery_seconds", labels, &m->cells[i]->h_recovery);
+		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(m->cells[i]));
+		histogram(f, "warden_cell_recovery_seconds", labels, &cell_machine(m->cells[i])->h_recovery);
 	}
 
 	process_metrics(f);

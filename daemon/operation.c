@@ -223,14 +223,14 @@ static void evaluate(Operations *o, Operation *op) {
 	}
 	for (size_t i = 0; i < op->n_cells; i++) {
 		Cell *c = manager_find_cell(o->manager, op->cells[i]);
-		CellState s = c ? c->state : CELL_STOPPED;
+		CellState s = c ? cell_state(c) : CELL_STOPPED;
 		if (op->target == OP_TARGET_UP) {
 			if (s == CELL_RUNNING || s == CELL_DEGRADED)
 				continue;
 			if (s == CELL_FAILED || s == CELL_STOPPED) {
 				operation_fail(o, op, 409, "Cell Failed", "cell \"%s\" is %s: %s", op->cells[i],
 				               cell_state_to_string(s),
-				               c && c->has_failure ? c->last_failure_reason : "it did not come up");
+				               c ? cell_state_reason(c) : "it did not come up");
 				return;
 			}
 			all = false;

@@ -132,7 +132,7 @@ static int cell_state_path(Cell *c, char *buf, size_t n, bool create_dir) {
 
 	if (!m->state_dir)
 		return -ENOENT;
-	if (snprintf(buf, n, "%s/cells/%s", m->state_dir, c->spec->name) >= (int)n)
+	if (snprintf(buf, n, "%s/cells/%s", m->state_dir, cell_name(c)) >= (int)n)
 		return -ENAMETOOLONG;
 	if (create_dir && (r = mkdir_p(buf, 0755)) < 0)
 		return r;
@@ -142,36 +142,15 @@ static int cell_state_path(Cell *c, char *buf, size_t n, bool create_dir) {
 
 int persist_save_cell(Cell *c) {
 	char path[4096];
-	json_t *j, *ring, *f;
+	json_t *j;
 	int r;
 
 	r = cell_state_path(c, path, sizeof path, true);
 	if (r < 0)
 		return r;
-	ring = json_array();
-	for (unsigned i = 0; i < c->policy.n_restarts; i++)
-		json_array_append_new(ring, json_integer((json_int_t)policy_restart_ns(&c->policy, i)));
-	f = json_object();
-	for (int k = 0; k < _FAILURE_KIND_MAX; k++)
-		json_object_set_new(f, failure_kind_to_string(k), json_integer((json_int_t)c->failures[k]));
-	j = json_pack("{s:i, s:s, s:i, s:o, s:I, s:I, s:i, s:o, s:b}",
-	              "version", 1,
-	              "state", cell_state_to_string(c->state),
-	              "restarts", (int)c->restarts,
-	              "failures", f,
-	              "restart_due_ns", (json_int_t)c->restart_due_ns,
-	              "failed_ns", (json_int_t)c->failed_ns,
-	              "consecutive", (int)c->policy.consecutive,
-	              "restart_history_ns", ring,
-	              "has_failure", c->has_failure);
+	j = cell_supervision_to_json(c);
 	if (!j)
 		return -ENOMEM;
-	json_object_set_new(j, "backend_revision", json_integer((json_int_t)c->backend_revision));
-	if (c->has_failure) {
-		json_object_set_new(j, "last_failure_kind", json_string(failure_kind_to_string(c->last_failure_kind)));
-		json_object_set_new(j, "last_failure_reason", json_string(c->last_failure_reason));
-		json_object_set_new(j, "last_failure_realtime_ns", json_integer((json_int_t)c->last_failure_realtime_ns));
-	}
 	r = write_json_atomic(path, j);
 	json_decref(j);
 	return r;
@@ -180,8 +159,7 @@ int persist_save_cell(Cell *c) {
 int persist_load_cell(Cell *c) {
 	char path[4096];
 	json_error_t je;
-	json_t *j, *v;
-	size_t i;
+	json_t *j;
 	int r;
 
 	r = cell_state_path(c, path, sizeof path, false);
@@ -190,26 +168,7 @@ int persist_load_cell(Cell *c) {
 	j = json_load_file(path, 0, &je);
 	if (!j)
 		return access(path, F_OK) < 0 ? -ENOENT : -EBADMSG;
-	c->restarts = (unsigned)json_integer_value(json_object_get(j, "restarts"));
-	c->backend_revision = (uint64_t)json_integer_value(json_object_get(j, "backend_revision"));
-	c->restart_due_ns = (uint64_t)json_integer_value(json_object_get(j, "restart_due_ns"));
-	c->failed_ns = (uint64_t)json_integer_value(json_object_get(j, "failed_ns"));
-	c->policy.consecutive = (unsigned)json_integer_value(json_object_get(j, "consecutive"));
-	for (int k = 0; k < _FAILURE_KIND_MAX; k++)
-		c->failures[k] = (uint64_t)json_integer_value(
-			json_object_get(json_object_get(j, "failures"), failure_kind_to_string(k)));
-	json_array_foreach(json_object_get(j, "restart_history_ns"), i, v)
-		policy_record_restart(&c->policy, (uint64_t)json_integer_value(v));
-	c->has_failure = json_is_true(json_object_get(j, "has_failure"));
-	if (c->has_failure) {
-		FailureKind k = failure_kind_from_string(json_string_value(json_object_get(j, "last_failure_kind")));
-		const char *why = json_string_value(json_object_get(j, "last_failure_reason"));
-		c->last_failure_kind = k >= 0 ? k : FAILURE_CRASH;
-		snprintf(c->last_failure_reason, sizeof c->last_failure_reason, "%s", why ? why : "");
-		c->last_failure_realtime_ns = (uint64_t)json_integer_value(json_object_get(j, "last_failure_realtime_ns"));
-	}
-	if (cell_state_from_string(json_string_value(json_object_get(j, "state"))) == CELL_FAILED)
-		c->state = CELL_FAILED;
+	cell_supervision_from_json(c, j);
 	json_decref(j);
 	return 0;
 }
