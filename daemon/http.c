@@ -29,6 +29,10 @@ typedef struct Listener {
 	struct MHD_Daemon *mhd;
 	sd_event_source *io;
 	sd_event_source *timer;
+	/* MHD's next run, asked for outside MHD's own timeout: a resumed
+	 * connection, pending data. A source of its own so that rearming
+	 * the timer after MHD_run() can never cancel it. */
+	sd_event_source *kick;
 	bool is_unix;
 	bool tls;
 	char name[128];
@@ -98,26 +102,40 @@ struct HttpRequest {
 	size_t n_extra;
 };
 
+/* A resumed connection is only served on MHD's next run, and in
+ * external-epoll mode nothing but our loop makes that run happen. */
+static void listener_kick(Listener *l) {
+	if (l->kick)
+		sd_event_source_set_enabled(l->kick, SD_EVENT_ONESHOT);
+}
+
 static void listener_update_timer(Listener *l) {
 	MHD_UNSIGNED_LONG_LONG ms;
 
-	if (MHD_get_timeout(l->mhd, &ms) == MHD_YES) {
-		sd_event_source_set_time(l->timer, now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC + ms * 1000);
-		sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
-	} else
+	if (MHD_get_timeout(l->mhd, &ms) != MHD_YES) {
 		sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
-}
-
-/* A resumed connection is only served on MHD's next run: ask for one at
- * once (in external-epoll mode nothing wakes the loop by itself). */
-static void listener_kick(Listener *l) {
-	sd_event_source_set_time(l->timer, 0);
+		return;
+	}
+	/* Data already buffered (an upload chunk, a pipelined request): run
+	 * again on the next iteration rather than at the timer's accuracy. */
+	if (ms == 0) {
+		sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+		listener_kick(l);
+		return;
+	}
+	sd_event_source_set_time(l->timer, now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC + ms * 1000);
 	sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
 static void listener_run(Listener *l) {
 	MHD_run(l->mhd);
 	listener_update_timer(l);
+}
+
+static int on_listener_kick(sd_event_source *s, void *userdata) {
+	(void)s;
+	listener_run(userdata);
+	return 0;
 }
 
 static int on_listener_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -398,8 +416,9 @@ Http *http_free(Http *h) {
 			MHD_run(h->listeners[i].mhd);
 	for (size_t i = 0; i < h->n_listeners; i++) {
 		Listener *l = &h->listeners[i];
-		sd_event_source_disable_unref(l->io);
-		sd_event_source_disable_unref(l->timer);
+		l->io = sd_event_source_disable_unref(l->io);
+		l->timer = sd_event_source_disable_unref(l->timer);
+		l->kick = sd_event_source_disable_unref(l->kick);
 		if (l->mhd)
 			MHD_stop_daemon(l->mhd);
 	}
@@ -468,12 +487,16 @@ int http_listen_fd(Http *h, int fd) {
 	if (r >= 0)
 		r = sd_event_add_time(h->manager->event, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
 		                      on_listener_timer, l);
+	if (r >= 0)
+		r = sd_event_add_defer(h->manager->event, &l->kick, on_listener_kick, l);
 	if (r < 0) {
 		sd_event_source_disable_unref(l->io);
+		sd_event_source_disable_unref(l->timer);
 		MHD_stop_daemon(l->mhd);
 		return r;
 	}
 	sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(l->kick, SD_EVENT_OFF);
 	h->n_listeners++;
 	return 0;
 }
