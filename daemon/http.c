@@ -24,15 +24,27 @@
 #define HTTP_MAX_LISTENERS 16
 #define HTTP_MAX_EXTRA_HEADERS 8
 
+/* Connections past max_connections are still accepted, up to this many
+ * more, so that they can be told 503 instead of waiting in the backlog;
+ * idle ones are dropped after OVERFLOW_TIMEOUT_S. */
+#define HTTP_OVERFLOW_CONNECTIONS 16
+#define HTTP_OVERFLOW_TIMEOUT_S 1
+#define HTTP_CONNECTION_TIMEOUT_S 60
+
+/* Stored in a connection's socket context when it came in over the limit. */
+static char overflow_mark;
+
 typedef struct Listener {
 	Http *http;
 	struct MHD_Daemon *mhd;
 	sd_event_source *io;
 	sd_event_source *timer;
 	/* MHD's next run, asked for outside MHD's own timeout: a resumed
-	 * connection, pending data. A source of its own so that rearming
-	 * the timer after MHD_run() can never cancel it. */
+	 * connection, a closed one (which may re-arm a listener at its
+	 * limit), pending data. A source of its own so that rearming the
+	 * timer after MHD_run() can never cancel it. */
 	sd_event_source *kick;
+	unsigned n_connections;
 	bool is_unix;
 	bool tls;
 	char name[128];
@@ -136,6 +148,33 @@ static int on_listener_kick(sd_event_source *s, void *userdata) {
 	(void)s;
 	listener_run(userdata);
 	return 0;
+}
+
+/* libmicrohttpd takes its listening socket out of epoll when it reaches
+ * its connection limit, and puts it back only at the start of a later
+ * run: a closed connection asks for that run, or the listener would stay
+ * deaf once the last connection is gone. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+	Listener *l = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		l->n_connections++;
+		if (l->n_connections > l->http->limits.max_connections) {
+			*socket_context = &overflow_mark;
+			/* An idle one must not hold an overflow slot for long. */
+			MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_OVERFLOW_TIMEOUT_S);
+		}
+		return;
+	}
+	if (l->n_connections > 0)
+		l->n_connections--;
+	listener_kick(l);
+}
+
+static bool connection_is_overflow(struct MHD_Connection *c) {
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci && ci->socket_context == &overflow_mark;
 }
 
 static int on_listener_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -256,6 +295,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			return MHD_NO;
 		}
 		*con_cls = r;
+		if (connection_is_overflow(connection)) {
+			/* Before any access check or API work: the answer is the
+			 * same for everyone, and the connection goes. */
+			http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+			http_reply_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+			http_reply_problem(r, 503, "Service Unavailable",
+			                   "this listener is at its limit of %u connections; retry later",
+			                   l->http->limits.max_connections);
+			return MHD_YES;
+		}
 		request_identify(r);
 		if (!path_is_sane(r->path)) {
 			http_reply_problem(r, 400, "Bad Request", "malformed request path");
@@ -418,6 +467,7 @@ Http *http_free(Http *h) {
 		Listener *l = &h->listeners[i];
 		l->io = sd_event_source_disable_unref(l->io);
 		l->timer = sd_event_source_disable_unref(l->timer);
+		/* MHD_stop_daemon() still reports closed connections */
 		l->kick = sd_event_source_disable_unref(l->kick);
 		if (l->mhd)
 			MHD_stop_daemon(l->mhd);
@@ -470,9 +520,11 @@ int http_listen_fd(Http *h, int fd) {
 	                          MHD_OPTION_ARRAY, l->tls ? tls_opts : tls_opts + 2,
 	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 2,
-	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->limits.max_connections,
-	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+	                          MHD_OPTION_CONNECTION_LIMIT,
+	                          (unsigned)h->limits.max_connections + HTTP_OVERFLOW_CONNECTIONS,
+	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
 	                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	                          MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
 	                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	                          MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
 	                          MHD_OPTION_END);

@@ -52,6 +52,72 @@ def hold(n, connect):
     return socks
 
 
+# --- connection limit ------------------------------------------------------
+
+
+@test
+def connection_limit_answers_503_and_listener_comes_back():
+    """Past max_connections a client gets a prompt 503 problem instead of a
+    connection that hangs, and once the crowd leaves the listener serves
+    again (libmicrohttpd stops listening at its limit)."""
+    with Daemon({"cells": [], "limits": {"max_connections": 4}}) as d:
+        # one connection admitted before the crowd keeps being served
+        early = d.connection(tcp=True, timeout=5)
+        early.request("GET", "/health", headers=d.auth_headers())
+        r = early.getresponse()
+        assert r.status == 200, r.status
+        r.read()
+        for tcp in (True, False):
+            if tcp:
+                crowd = hold(40, lambda: socket.create_connection(("127.0.0.1", d.port), timeout=10))
+            else:
+                def unix():
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(d.sock)
+                    return s
+                crowd = hold(40, unix)
+            try:
+                time.sleep(0.2)
+                t0 = time.monotonic()
+                r = d.get("/health", tcp=tcp, timeout=8)
+                took = time.monotonic() - t0
+                p = problem(r, 503)
+                assert "limit" in p["detail"], p
+                assert r.headers.get("Connection", "").lower() == "close", r.headers
+                assert r.headers.get("Retry-After") == "1", r.headers
+                assert took < 5, took
+                if tcp:
+                    # the admitted keep-alive connection still works
+                    early.request("GET", "/health", headers=d.auth_headers())
+                    r = early.getresponse()
+                    assert r.status == 200, r.status
+                    r.read()
+            finally:
+                for s in crowd:
+                    s.close()
+            # and the listener is back once they are gone
+            r = poll(lambda: (lambda r: r if r.status == 200 else None)(d.get("/health", tcp=tcp, timeout=5)),
+                     10, "GET /health answered 200 again")
+            assert r.json()["status"] == "ok", r
+        early.close()
+        assert d.proc.poll() is None
+
+
+@test
+def listener_comes_back_after_its_last_connection_closes():
+    """The listener at libmicrohttpd's own limit, then one connection closes
+    and nothing else happens: the next client is still served."""
+    with Daemon({"cells": [], "limits": {"max_connections": 1}}) as d:
+        crowd = hold(60, lambda: socket.create_connection(("127.0.0.1", d.port), timeout=10))
+        time.sleep(0.3)
+        for s in crowd:
+            s.close()
+        time.sleep(0.3)
+        st, hdr, body = raw_request(d.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + auth(d) +
+                                    b"Connection: close\r\n\r\n", timeout=5)
+        assert st == 200, (st, body)
+
+
 # --- wake-ups --------------------------------------------------------------
 
 
