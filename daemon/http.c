@@ -334,8 +334,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			r->on_resume(r, r->resume_userdata);
 		else if (l->http->closing)
 			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
-		if (!r->replied)
-			http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
+		if (!r->replied && http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
+			return MHD_NO;
 		return MHD_YES;
 	}
 
@@ -387,8 +387,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 		               MHD_YES;
 
 	api_handle(l->http->manager, r);
-	if (!r->replied && !r->suspended)
-		http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
+	/* Without an answer libmicrohttpd would hold the connection until it
+	 * times out: closing it is the answer of last resort. */
+	if (!r->replied && !r->suspended &&
+	    http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
+		return MHD_NO;
 	return MHD_YES;
 }
 
@@ -954,7 +957,58 @@ static const char *status_title(unsigned status) {
 	}
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_sequence_len(const unsigned char *s) {
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* Client bytes (a path, a header) go into problem details, and jansson
+ * refuses a string that is not UTF-8: the reply would then be lost and
+ * the client left waiting. Each byte that does not begin a well-formed
+ * sequence becomes '?', in place; this also mends a sequence cut short
+ * by a truncating snprintf(). */
+static void utf8_scrub(char *s) {
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		size_t n = utf8_sequence_len(p);
+		if (n == 0) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}
+
 int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const char *detail_fmt, ...) {
+	_cleanup_free_ char *instance = NULL;
 	char detail[1024], type[64];
 	json_t *j;
 	va_list ap;
@@ -962,9 +1016,14 @@ int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const
 	va_start(ap, detail_fmt);
 	vsnprintf(detail, sizeof detail, detail_fmt, ap);
 	va_end(ap);
+	utf8_scrub(detail);
+	instance = strdup(r->path ? r->path : "");
+	if (!instance)
+		return -ENOMEM;
+	utf8_scrub(instance);
 	snprintf(type, sizeof type, "https://warden.invalid/problems/%u", status);
 	j = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", title ? title : status_title(status),
-	              "status", (int)status, "detail", detail, "instance", r->path ? r->path : "");
+	              "status", (int)status, "detail", detail, "instance", instance);
 	if (!j)
 		return -ENOMEM;
 	return reply_json_as(r, status, "application/problem+json", j);

@@ -172,5 +172,38 @@ def events_wake_for_mutations_on_their_own_listener():
                                 "the spec event of PUT %d" % i)
 
 
+# --- bytes that are not UTF-8 ----------------------------------------------
+
+
+@test
+def invalid_utf8_gets_an_answer():
+    with Daemon({"root_cpus": [0], "cells": [CELL]}) as d:
+        get = lambda path, extra=b"": (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + extra +  # noqa: E731
+                                       b"Connection: close\r\n\r\n")
+        # no token on TCP: the 401 names the path
+        p = raw_problem(raw_request(d.port, get(b"/%ff"), timeout=5), 401)
+        assert p["instance"] == "/?", p
+        p = raw_problem(raw_request(d.port, get(b"/cells/%ff%fe", auth(d)), timeout=5), 404)
+        assert "/cells/" in p["instance"], p
+        raw_problem(raw_unix(d.sock, get(b"/%c3%28"), timeout=5), 404)
+        # overlong, surrogate and past U+10FFFF are not UTF-8 either
+        for bad in (b"%c0%af", b"%ed%a0%80", b"%f4%90%80%80", b"%e2%82"):
+            raw_problem(raw_unix(d.sock, get(b"/x" + bad + b"y"), timeout=5), 404)
+        # valid UTF-8 goes through as it is
+        p = raw_problem(raw_unix(d.sock, get(b"/caf%c3%a9"), timeout=5), 404)
+        assert p["instance"] == "/caf\u00e9", p
+        # a detail cut at its limit in the middle of a character
+        p = raw_problem(raw_unix(d.sock, get(b"/xy" + b"%c3%a9" * 600), timeout=5), 404)
+        assert p["detail"].startswith("no resource at /xy\u00e9"), p["detail"][:40]
+        # a bad If-Match is a failed precondition, not a server error
+        body = b'{"name": "alpha"}'
+        st = raw_unix(d.sock, b"PUT /cells/alpha HTTP/1.1\r\nHost: x\r\nIf-Match: \"\xff\xfe\"\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                      % len(body) + body, timeout=5)
+        p = raw_problem(st, 412)
+        assert "revision 1" in p["detail"], p
+        assert d.get("/health").status == 200
+
+
 if __name__ == "__main__":
     run_tests()
