@@ -559,6 +559,7 @@ int http_listen_fd(Http *h, int fd) {
 static int listen_unix(const char *path, const HttpSocketOptions *so) {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1;
+	int r;
 
 	if (strlen(path) >= sizeof sa.sun_path)
 		return -ENAMETOOLONG;
@@ -567,12 +568,20 @@ static int listen_unix(const char *path, const HttpSocketOptions *so) {
 	if (fd < 0)
 		return -errno;
 	(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return -errno;
-	/* Trusted by its permissions: owner and group only, by default. */
+	/* Trusted by its permissions: owner and group only, by default. The
+	 * socket is born with its mode (a chmod() after bind() would leave a
+	 * moment in which anyone may connect); wardend has no other threads
+	 * that could create files meanwhile. */
+	mode_t mode = so->unix_mode ? so->unix_mode : 0660;
+	mode_t old_umask = umask(~mode & 0777);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
+	umask(old_umask);
+	if (r < 0)
+		return r;
+	/* Until the chown() the group is wardend's own: narrower, not wider. */
 	if (so->unix_gid >= 0 && chown(path, (uid_t)-1, (gid_t)so->unix_gid) < 0)
 		return -errno;
-	if (chmod(path, so->unix_mode ? so->unix_mode : 0660) < 0 || listen(fd, 64) < 0)
+	if (listen(fd, 64) < 0)
 		return -errno;
 	return TAKE_FD(fd);
 }

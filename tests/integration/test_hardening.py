@@ -205,5 +205,46 @@ def invalid_utf8_gets_an_answer():
         assert d.get("/health").status == 200
 
 
+# --- the unix socket's mode ------------------------------------------------
+
+
+@test
+def unix_socket_is_born_with_its_mode():
+    """The socket never exists with wider permissions than configured:
+    chmod() calls are slowed down under strace to open any window between
+    bind() and a later chmod() wide enough to see."""
+    strace = shutil.which("strace")
+    if not strace:
+        raise Skip("strace not installed")
+    tmp = tempfile.mkdtemp(prefix="warden-test-wrap-")
+    wrapper = os.path.join(tmp, "wardend")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\numask 0\nexec %s -f -qq -o /dev/null -e trace=chmod,fchmodat "
+                "-e inject=chmod,fchmodat:delay_enter=700000 %s \"$@\"\n" % (strace, harness.WARDEND))
+    os.chmod(wrapper, 0o755)
+    saved = harness.WARDEND
+    harness.WARDEND = wrapper
+    d = Daemon({"cells": [], "api": {"socket_mode": "0600"}}, tcp=False)
+    try:
+        d.start(wait=False)
+        first = poll(lambda: (lambda m: m)(_mode(d.sock)), 20, "the socket appeared", interval=0.0005)
+        assert first == 0o600, oct(first)
+        d.wait_ready(30)
+        assert _mode(d.sock) == 0o600
+    finally:
+        harness.WARDEND = saved
+        d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mode(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    assert stat.S_ISSOCK(st.st_mode), st
+    return stat.S_IMODE(st.st_mode)
+
+
 if __name__ == "__main__":
     run_tests()
