@@ -24,11 +24,27 @@
 #define HTTP_MAX_LISTENERS 16
 #define HTTP_MAX_EXTRA_HEADERS 8
 
+/* Connections past max_connections are still accepted, up to this many
+ * more, so that they can be told 503 instead of waiting in the backlog;
+ * idle ones are dropped after OVERFLOW_TIMEOUT_S. */
+#define HTTP_OVERFLOW_CONNECTIONS 16
+#define HTTP_OVERFLOW_TIMEOUT_S 1
+#define HTTP_CONNECTION_TIMEOUT_S 60
+
+/* Stored in a connection's socket context when it came in over the limit. */
+static char overflow_mark;
+
 typedef struct Listener {
 	Http *http;
 	struct MHD_Daemon *mhd;
 	sd_event_source *io;
 	sd_event_source *timer;
+	/* MHD's next run, asked for outside MHD's own timeout: a resumed
+	 * connection, a closed one (which may re-arm a listener at its
+	 * limit), pending data. A source of its own so that rearming the
+	 * timer after MHD_run() can never cancel it. */
+	sd_event_source *kick;
+	unsigned n_connections;
 	bool is_unix;
 	bool tls;
 	char name[128];
@@ -98,26 +114,67 @@ struct HttpRequest {
 	size_t n_extra;
 };
 
+/* A resumed connection is only served on MHD's next run, and in
+ * external-epoll mode nothing but our loop makes that run happen. */
+static void listener_kick(Listener *l) {
+	if (l->kick)
+		sd_event_source_set_enabled(l->kick, SD_EVENT_ONESHOT);
+}
+
 static void listener_update_timer(Listener *l) {
 	MHD_UNSIGNED_LONG_LONG ms;
 
-	if (MHD_get_timeout(l->mhd, &ms) == MHD_YES) {
-		sd_event_source_set_time(l->timer, now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC + ms * 1000);
-		sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
-	} else
+	if (MHD_get_timeout(l->mhd, &ms) != MHD_YES) {
 		sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
-}
-
-/* A resumed connection is only served on MHD's next run: ask for one at
- * once (in external-epoll mode nothing wakes the loop by itself). */
-static void listener_kick(Listener *l) {
-	sd_event_source_set_time(l->timer, 0);
+		return;
+	}
+	/* Data already buffered (an upload chunk, a pipelined request): run
+	 * again on the next iteration rather than at the timer's accuracy. */
+	if (ms == 0) {
+		sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+		listener_kick(l);
+		return;
+	}
+	sd_event_source_set_time(l->timer, now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC + ms * 1000);
 	sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
 static void listener_run(Listener *l) {
 	MHD_run(l->mhd);
 	listener_update_timer(l);
+}
+
+static int on_listener_kick(sd_event_source *s, void *userdata) {
+	(void)s;
+	listener_run(userdata);
+	return 0;
+}
+
+/* libmicrohttpd takes its listening socket out of epoll when it reaches
+ * its connection limit, and puts it back only at the start of a later
+ * run: a closed connection asks for that run, or the listener would stay
+ * deaf once the last connection is gone. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+	Listener *l = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		l->n_connections++;
+		if (l->n_connections > l->http->limits.max_connections) {
+			*socket_context = &overflow_mark;
+			/* An idle one must not hold an overflow slot for long. */
+			MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)HTTP_OVERFLOW_TIMEOUT_S);
+		}
+		return;
+	}
+	if (l->n_connections > 0)
+		l->n_connections--;
+	listener_kick(l);
+}
+
+static bool connection_is_overflow(struct MHD_Connection *c) {
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci && ci->socket_context == &overflow_mark;
 }
 
 static int on_listener_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -238,6 +295,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			return MHD_NO;
 		}
 		*con_cls = r;
+		if (connection_is_overflow(connection)) {
+			/* Before any access check or API work: the answer is the
+			 * same for everyone, and the connection goes. */
+			http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+			http_reply_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+			http_reply_problem(r, 503, "Service Unavailable",
+			                   "this listener is at its limit of %u connections; retry later",
+			                   l->http->limits.max_connections);
+			return MHD_YES;
+		}
 		request_identify(r);
 		if (!path_is_sane(r->path)) {
 			http_reply_problem(r, 400, "Bad Request", "malformed request path");
@@ -267,8 +334,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			r->on_resume(r, r->resume_userdata);
 		else if (l->http->closing)
 			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
-		if (!r->replied)
-			http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
+		if (!r->replied && http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
+			return MHD_NO;
 		return MHD_YES;
 	}
 
@@ -320,8 +387,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 		               MHD_YES;
 
 	api_handle(l->http->manager, r);
-	if (!r->replied && !r->suspended)
-		http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
+	/* Without an answer libmicrohttpd would hold the connection until it
+	 * times out: closing it is the answer of last resort. */
+	if (!r->replied && !r->suspended &&
+	    http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
+		return MHD_NO;
 	return MHD_YES;
 }
 
@@ -398,8 +468,10 @@ Http *http_free(Http *h) {
 			MHD_run(h->listeners[i].mhd);
 	for (size_t i = 0; i < h->n_listeners; i++) {
 		Listener *l = &h->listeners[i];
-		sd_event_source_disable_unref(l->io);
-		sd_event_source_disable_unref(l->timer);
+		l->io = sd_event_source_disable_unref(l->io);
+		l->timer = sd_event_source_disable_unref(l->timer);
+		/* MHD_stop_daemon() still reports closed connections */
+		l->kick = sd_event_source_disable_unref(l->kick);
 		if (l->mhd)
 			MHD_stop_daemon(l->mhd);
 	}
@@ -451,9 +523,11 @@ int http_listen_fd(Http *h, int fd) {
 	                          MHD_OPTION_ARRAY, l->tls ? tls_opts : tls_opts + 2,
 	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 2,
-	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->limits.max_connections,
-	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+	                          MHD_OPTION_CONNECTION_LIMIT,
+	                          (unsigned)h->limits.max_connections + HTTP_OVERFLOW_CONNECTIONS,
+	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
 	                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	                          MHD_OPTION_NOTIFY_CONNECTION, on_connection, l,
 	                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	                          MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
 	                          MHD_OPTION_END);
@@ -468,12 +542,16 @@ int http_listen_fd(Http *h, int fd) {
 	if (r >= 0)
 		r = sd_event_add_time(h->manager->event, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
 		                      on_listener_timer, l);
+	if (r >= 0)
+		r = sd_event_add_defer(h->manager->event, &l->kick, on_listener_kick, l);
 	if (r < 0) {
 		sd_event_source_disable_unref(l->io);
+		sd_event_source_disable_unref(l->timer);
 		MHD_stop_daemon(l->mhd);
 		return r;
 	}
 	sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
+	sd_event_source_set_enabled(l->kick, SD_EVENT_OFF);
 	h->n_listeners++;
 	return 0;
 }
@@ -481,6 +559,7 @@ int http_listen_fd(Http *h, int fd) {
 static int listen_unix(const char *path, const HttpSocketOptions *so) {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1;
+	int r;
 
 	if (strlen(path) >= sizeof sa.sun_path)
 		return -ENAMETOOLONG;
@@ -489,12 +568,20 @@ static int listen_unix(const char *path, const HttpSocketOptions *so) {
 	if (fd < 0)
 		return -errno;
 	(void)unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return -errno;
-	/* Trusted by its permissions: owner and group only, by default. */
+	/* Trusted by its permissions: owner and group only, by default. The
+	 * socket is born with its mode (a chmod() after bind() would leave a
+	 * moment in which anyone may connect); wardend has no other threads
+	 * that could create files meanwhile. */
+	mode_t mode = so->unix_mode ? so->unix_mode : 0660;
+	mode_t old_umask = umask(~mode & 0777);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
+	umask(old_umask);
+	if (r < 0)
+		return r;
+	/* Until the chown() the group is wardend's own: narrower, not wider. */
 	if (so->unix_gid >= 0 && chown(path, (uid_t)-1, (gid_t)so->unix_gid) < 0)
 		return -errno;
-	if (chmod(path, so->unix_mode ? so->unix_mode : 0660) < 0 || listen(fd, 64) < 0)
+	if (listen(fd, 64) < 0)
 		return -errno;
 	return TAKE_FD(fd);
 }
@@ -879,7 +966,58 @@ static const char *status_title(unsigned status) {
 	}
 }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_sequence_len(const unsigned char *s) {
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* Client bytes (a path, a header) go into problem details, and jansson
+ * refuses a string that is not UTF-8: the reply would then be lost and
+ * the client left waiting. Each byte that does not begin a well-formed
+ * sequence becomes '?', in place; this also mends a sequence cut short
+ * by a truncating snprintf(). */
+static void utf8_scrub(char *s) {
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		size_t n = utf8_sequence_len(p);
+		if (n == 0) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}
+
 int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const char *detail_fmt, ...) {
+	_cleanup_free_ char *instance = NULL;
 	char detail[1024], type[64];
 	json_t *j;
 	va_list ap;
@@ -887,9 +1025,14 @@ int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const
 	va_start(ap, detail_fmt);
 	vsnprintf(detail, sizeof detail, detail_fmt, ap);
 	va_end(ap);
+	utf8_scrub(detail);
+	instance = strdup(r->path ? r->path : "");
+	if (!instance)
+		return -ENOMEM;
+	utf8_scrub(instance);
 	snprintf(type, sizeof type, "https://warden.invalid/problems/%u", status);
 	j = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", title ? title : status_title(status),
-	              "status", (int)status, "detail", detail, "instance", r->path ? r->path : "");
+	              "status", (int)status, "detail", detail, "instance", instance);
 	if (!j)
 		return -ENOMEM;
 	return reply_json_as(r, status, "application/problem+json", j);

@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: MIT
+"""wardend's HTTP front end under abuse: more connections than it takes,
+wake-ups from requests on the same listener, bytes that are not UTF-8,
+and the unix socket's mode from the moment it exists.
+"""
+import json
+import os
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import harness  # noqa: E402
+from harness import (Daemon, EventStream, Skip, demo_cell, poll, raw_request, raw_unix, require_kvm,  # noqa: E402
+                     run_tests, test)
+
+CELL = demo_cell("alpha", "heartbeat.bin", cpu=1, autostart=False)
+
+
+def problem(r, status):
+    assert r.status == status, (status, r)
+    assert r.ctype == "application/problem+json", r
+    p = r.json()
+    assert p["status"] == status and p["title"] and p["detail"], p
+    return p
+
+
+def raw_problem(answer, status):
+    """The (status, headers, body) of raw_request() as a problem."""
+    st, hdr, body = answer
+    assert st == status, (status, answer)
+    assert hdr.get("content-type") == "application/problem+json", answer
+    p = json.loads(body)
+    assert p["status"] == status, p
+    return p
+
+
+def auth(d):
+    return b"Authorization: Bearer " + d.operator_token.encode() + b"\r\n"
+
+
+def hold(n, connect):
+    """n idle connections that send nothing."""
+    socks = []
+    for _ in range(n):
+        s = connect()
+        socks.append(s)
+    return socks
+
+
+# --- connection limit ------------------------------------------------------
+
+
+@test
+def connection_limit_answers_503_and_listener_comes_back():
+    """Past max_connections a client gets a prompt 503 problem instead of a
+    connection that hangs, and once the crowd leaves the listener serves
+    again (libmicrohttpd stops listening at its limit)."""
+    with Daemon({"cells": [], "limits": {"max_connections": 4}}) as d:
+        # one connection admitted before the crowd keeps being served
+        early = d.connection(tcp=True, timeout=5)
+        early.request("GET", "/health", headers=d.auth_headers())
+        r = early.getresponse()
+        assert r.status == 200, r.status
+        r.read()
+        for tcp in (True, False):
+            if tcp:
+                crowd = hold(40, lambda: socket.create_connection(("127.0.0.1", d.port), timeout=10))
+            else:
+                def unix():
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(d.sock)
+                    return s
+                crowd = hold(40, unix)
+            try:
+                time.sleep(0.2)
+                t0 = time.monotonic()
+                r = d.get("/health", tcp=tcp, timeout=8)
+                took = time.monotonic() - t0
+                p = problem(r, 503)
+                assert "limit" in p["detail"], p
+                assert r.headers.get("Connection", "").lower() == "close", r.headers
+                assert r.headers.get("Retry-After") == "1", r.headers
+                assert took < 5, took
+                if tcp:
+                    # the admitted keep-alive connection still works
+                    early.request("GET", "/health", headers=d.auth_headers())
+                    r = early.getresponse()
+                    assert r.status == 200, r.status
+                    r.read()
+            finally:
+                for s in crowd:
+                    s.close()
+            # and the listener is back once they are gone
+            r = poll(lambda: (lambda r: r if r.status == 200 else None)(d.get("/health", tcp=tcp, timeout=5)),
+                     10, "GET /health answered 200 again")
+            assert r.json()["status"] == "ok", r
+        early.close()
+        assert d.proc.poll() is None
+
+
+@test
+def listener_comes_back_after_its_last_connection_closes():
+    """The listener at libmicrohttpd's own limit, then one connection closes
+    and nothing else happens: the next client is still served."""
+    with Daemon({"cells": [], "limits": {"max_connections": 1}}) as d:
+        crowd = hold(60, lambda: socket.create_connection(("127.0.0.1", d.port), timeout=10))
+        time.sleep(0.3)
+        for s in crowd:
+            s.close()
+        time.sleep(0.3)
+        st, hdr, body = raw_request(d.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + auth(d) +
+                                    b"Connection: close\r\n\r\n", timeout=5)
+        assert st == 200, (st, body)
+
+
+# --- wake-ups --------------------------------------------------------------
+
+
+def hung_cell():
+    return demo_cell("hung", "faulty.bin", cpu=1, autostart=True, allow_inject=True,
+                     recovery={"on_stuck": "none", "shutdown_timeout_ms": 30000})
+
+
+@test
+def waiters_wake_for_requests_on_their_own_listener():
+    """A request parked with ?wait= on an operation is answered as soon as
+    a request on the same listener finishes that operation."""
+    require_kvm()
+    with Daemon({"root_cpus": [0], "cells": [hung_cell()]}) as d:
+        for tcp in (False, True):
+            d.wait_state("hung", "running", 20)
+            assert d.post("/cells/hung/inject", body={"fault": "hang"}, tcp=tcp).status == 202
+            d.wait_state("hung", "failed", 20)
+            res = {}
+            # the operation a hung cell never finishes by itself
+            r = d.post("/cells/hung/shutdown", tcp=tcp)
+            assert r.status == 202, r
+            op = r.json()["operation"]
+
+            def park(name, fn):
+                t0 = time.monotonic()
+                res[name] = (fn(), time.monotonic() - t0)
+            waiters = [threading.Thread(target=park, args=("op", lambda: d.operation(op, wait=20, tcp=tcp)))]
+            for t in waiters:
+                t.start()
+            time.sleep(0.5)  # parked by now; not an assertion on timing
+            r = d.post("/cells/hung/stop?wait=10", tcp=tcp)
+            assert r.status == 200 and r.json()["phase"] == "succeeded", r
+            for t in waiters:
+                t.join(30)
+            r, took = res["op"]
+            assert r.status == 200 and r.json()["phase"] == "succeeded", r
+            assert took < 5, (tcp, took)
+            assert d.post("/cells/hung/start?wait=20", tcp=tcp).status == 200
+
+
+@test
+def events_wake_for_mutations_on_their_own_listener():
+    """An SSE client sees the events caused by requests on its listener."""
+    with Daemon({"root_cpus": [0], "cells": [CELL]}) as d:
+        for tcp in (False, True):
+            with EventStream(d, tcp=tcp) as es:
+                for i in range(3):
+                    seen = len(es.events)
+                    assert d.put("/cells/alpha", body=CELL, tcp=tcp).status == 200
+                    es.wait_for(lambda e: e["event"] == "spec" and es.events.index(e) >= seen, 5,
+                                "the spec event of PUT %d" % i)
+
+
+# --- bytes that are not UTF-8 ----------------------------------------------
+
+
+@test
+def invalid_utf8_gets_an_answer():
+    with Daemon({"root_cpus": [0], "cells": [CELL]}) as d:
+        get = lambda path, extra=b"": (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + extra +  # noqa: E731
+                                       b"Connection: close\r\n\r\n")
+        # no token on TCP: the 401 names the path
+        p = raw_problem(raw_request(d.port, get(b"/%ff"), timeout=5), 401)
+        assert p["instance"] == "/?", p
+        p = raw_problem(raw_request(d.port, get(b"/cells/%ff%fe", auth(d)), timeout=5), 404)
+        assert "/cells/" in p["instance"], p
+        raw_problem(raw_unix(d.sock, get(b"/%c3%28"), timeout=5), 404)
+        # overlong, surrogate and past U+10FFFF are not UTF-8 either
+        for bad in (b"%c0%af", b"%ed%a0%80", b"%f4%90%80%80", b"%e2%82"):
+            raw_problem(raw_unix(d.sock, get(b"/x" + bad + b"y"), timeout=5), 404)
+        # valid UTF-8 goes through as it is
+        p = raw_problem(raw_unix(d.sock, get(b"/caf%c3%a9"), timeout=5), 404)
+        assert p["instance"] == "/caf\u00e9", p
+        # a detail cut at its limit in the middle of a character
+        p = raw_problem(raw_unix(d.sock, get(b"/xy" + b"%c3%a9" * 600), timeout=5), 404)
+        assert p["detail"].startswith("no resource at /xy\u00e9"), p["detail"][:40]
+        # a bad If-Match is a failed precondition, not a server error
+        body = b'{"name": "alpha"}'
+        st = raw_unix(d.sock, b"PUT /cells/alpha HTTP/1.1\r\nHost: x\r\nIf-Match: \"\xff\xfe\"\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                      % len(body) + body, timeout=5)
+        p = raw_problem(st, 412)
+        assert "revision 1" in p["detail"], p
+        assert d.get("/health").status == 200
+
+
+# --- the unix socket's mode ------------------------------------------------
+
+
+@test
+def unix_socket_is_born_with_its_mode():
+    """The socket never exists with wider permissions than configured:
+    chmod() calls are slowed down under strace to open any window between
+    bind() and a later chmod() wide enough to see."""
+    strace = shutil.which("strace")
+    if not strace:
+        raise Skip("strace not installed")
+    tmp = tempfile.mkdtemp(prefix="warden-test-wrap-")
+    wrapper = os.path.join(tmp, "wardend")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\numask 0\nexec %s -f -qq -o /dev/null -e trace=chmod,fchmodat "
+                "-e inject=chmod,fchmodat:delay_enter=700000 %s \"$@\"\n" % (strace, harness.WARDEND))
+    os.chmod(wrapper, 0o755)
+    saved = harness.WARDEND
+    harness.WARDEND = wrapper
+    d = Daemon({"cells": [], "api": {"socket_mode": "0600"}}, tcp=False)
+    try:
+        d.start(wait=False)
+        first = poll(lambda: (lambda m: m)(_mode(d.sock)), 20, "the socket appeared", interval=0.0005)
+        assert first == 0o600, oct(first)
+        d.wait_ready(30)
+        assert _mode(d.sock) == 0o600
+    finally:
+        harness.WARDEND = saved
+        d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mode(path):
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    assert stat.S_ISSOCK(st.st_mode), st
+    return stat.S_IMODE(st.st_mode)
+
+
+if __name__ == "__main__":
+    run_tests()
