@@ -11,11 +11,11 @@
 #include "args.h"
 #include "buffer.h"
 #include "macro.h"
+#include "names.h"
 
 #define DEFAULT_SOCKET "/run/warden/wardend.sock"
 #define DEFAULT_WAIT_S 60.0
 #define TOKEN_MAX_BYTES 4096
-#define KEY_MAX 128
 
 typedef enum OptionArg {
 	ARG_NONE,
@@ -145,17 +145,6 @@ static bool parse_number(const char *s, double min, double max, double *ret) {
 	return true;
 }
 
-static bool key_valid(const char *k) {
-	size_t n = strlen(k);
-
-	if (n < 1 || n > KEY_MAX || k[0] == ' ' || k[n - 1] == ' ')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (k[i] < 0x20 || k[i] > 0x7e)
-			return false;
-	return true;
-}
-
 /* --if-match 3 → "3"; quoted ETags and * pass as they are. */
 static int if_match_value(const char *s, char *buf, size_t n) {
 	size_t l = strlen(s);
@@ -205,8 +194,8 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		}
 		break;
 	case ID_KEY:
-		if (!key_valid(value)) {
-			fprintf(stderr, "wardenctl: --idempotency-key: 1 to %d printable ASCII characters\n", KEY_MAX);
+		if (!names_idempotency_key_valid(value)) {
+			fprintf(stderr, "wardenctl: --idempotency-key: expected " IDEMPOTENCY_KEY_RULE "\n");
 			return -EINVAL;
 		}
 		o->idempotency_key = value;
@@ -226,7 +215,8 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		o->bytes = (long)v;
 		break;
 	case ID_SINCE:
-		if (!key_valid(value) || strchr(value, ' ')) {
+		/* Event ids are the daemon's counter, a decimal number (api.c). */
+		if (!*value || strlen(value) > 20 || strspn(value, "0123456789") != strlen(value)) {
 			fprintf(stderr, "wardenctl: --since %s: expected an event id\n", value);
 			return -EINVAL;
 		}

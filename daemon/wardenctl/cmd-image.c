@@ -18,6 +18,7 @@
 #include "exit-code.h"
 #include "macro.h"
 #include "mutation.h"
+#include "names.h"
 #include "output.h"
 
 #define SHA256_SIZE 32
@@ -117,17 +118,6 @@ static int print_uploaded(const Options *o, const Response *resp, json_t *j, con
 	return EXIT_OK;
 }
 
-static bool image_name_valid(const char *s) {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 255 || streq(s, ".") || streq(s, "..") || strchr(s, '/'))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x20 || s[i] > 0x7e)
-			return false;
-	return true;
-}
-
 /* Opens FILE for an upload: 0, or a negative errno (-EINVAL: not a regular file). */
 static int open_regular(const char *file, FILE **ret, curl_off_t *ret_size) {
 	_cleanup_fclose_ FILE *f = fopen(file, "re");
@@ -154,8 +144,8 @@ int cmd_cell_upload(const Options *o, const char *verb, char **args) {
 	int r;
 
 	(void)verb;
-	if (!image_name_valid(image)) {
-		fprintf(stderr, "wardenctl: \"%s\" is not an image name (printable, no '/'; use --as)\n", image);
+	if (!names_image_valid(image)) {
+		fprintf(stderr, "wardenctl: \"%s\" is not an image name: " IMAGE_NAME_RULE " (use --as)\n", image);
 		return EXIT_USAGE;
 	}
 	r = open_regular(file, &f, &u.size);
