@@ -941,8 +941,7 @@ void api_begin(Manager *m, HttpRequest *r) {
 	http_request_capture(r);
 	if (key) {
 		if (!idempotency_key_is_valid(key)) {
-			http_reply_problem(r, 400, NULL, "Idempotency-Key must be 1 to %d printable ASCII characters",
-			                   IDEMPOTENCY_KEY_MAX);
+			http_reply_problem(r, 400, NULL, "Idempotency-Key must be " IDEMPOTENCY_KEY_RULE);
 			return;
 		}
 		if (idempotency_lookup(m, key, &rec) == 0) {
@@ -986,9 +985,7 @@ void api_begin(Manager *m, HttpRequest *r) {
 			return;
 		}
 		if (!image_name_is_valid(p.file)) {
-			http_reply_problem(r, 400, NULL,
-			                   "\"%s\" is not an image name: 1 to %d of [A-Za-z0-9._-], not starting with '.'",
-			                   p.file, IMAGE_NAME_MAX);
+			http_reply_problem(r, 400, NULL, "\"%s\" is not an image name: " IMAGE_NAME_RULE, p.file);
 			return;
 		}
 		if (!cd || content_digest_parse(cd, dg) < 0) {

@@ -314,17 +314,7 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 }
 
 bool cell_name_is_valid(const char *name) {
-	size_t n = strlen(name);
-	if (n < 1 || n > CELL_NAME_MAX)
-		return false;
-	if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
-		return false;
-	for (size_t i = 1; i < n; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
+	return names_cell_valid(name);
 }
 
 static void recovery_defaults(RecoverySpec *r) {

@@ -13,8 +13,8 @@
 #include <jansson.h>
 
 #include "hypervisor/backend.h"
+#include "names.h"
 
-#define CELL_NAME_MAX 31
 #define CONFIG_MAX_CELLS 64
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_ERROR_MAX 512

@@ -17,13 +17,7 @@
 #include "persist.h"
 
 bool idempotency_key_is_valid(const char *key) {
-	size_t n = strlen(key);
-	if (n == 0 || n > IDEMPOTENCY_KEY_MAX)
-		return false;
-	for (const char *c = key; *c; c++)
-		if (*c < 0x21 || *c > 0x7e)
-			return false;
-	return true;
+	return names_idempotency_key_valid(key);
 }
 
 static int record_path(Manager *m, const char *key, char *buf, size_t n) {

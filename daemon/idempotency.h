@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct Manager Manager;
+#include "names.h"
 
-#define IDEMPOTENCY_KEY_MAX 128
+typedef struct Manager Manager;
 
 typedef struct IdemRecord {
 	char method[8];

@@ -2,9 +2,11 @@
 /* Small language helpers: cleanup attributes and ownership transfer. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +43,11 @@ static inline void fclosep(FILE **f) {
 		fclose(*f);
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Equal strings; NULL equals nothing, so absent JSON fields compare false. */
+static inline bool streq(const char *a, const char *b) {
+	return a && b && strcmp(a, b) == 0;
+}
 
 /* The value of a hex digit, or -1. */
 static inline int hex_digit(char c) {

@@ -191,14 +191,7 @@ int store_load_specs(Manager *m, json_t **ret) {
 }
 
 bool image_name_is_valid(const char *n) {
-	size_t len = strlen(n);
-	if (len == 0 || len > IMAGE_NAME_MAX || n[0] == '.' || is_temp_name(n))
-		return false;
-	for (const char *c = n; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
-		      *c == '_' || *c == '-'))
-			return false;
-	return true;
+	return names_image_valid(n);
 }
 
 int store_image_path(Manager *m, const char *cell, const char *file, char *buf, size_t size) {

@@ -25,8 +25,6 @@
 
 typedef struct Manager Manager;
 
-#define IMAGE_NAME_MAX 64
-
 bool store_is_seeded(Manager *m);
 int store_mark_seeded(Manager *m);
 /* Forget every stored spec (wardend --reseed). */

@@ -1276,6 +1276,7 @@ static int qemu_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 {
 	QemuBackend *b = (QemuBackend *)base;
 	QmpReply st = { 0 };
+	BackendCellState state;
 	const char *why;
 	pid_t pid, again;
 	QemuCell *c;
@@ -1317,7 +1318,10 @@ static int qemu_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 		goto fail;
 	(void)open_console(c);
 	load_state(c);
-	set_state(c, state_from_status(st.status, &why), why, 0);
+	/* Not set_state(c, state_from_status(..., &why), why, 0): C leaves the
+	 * order of argument evaluation open, so why could be read unset. */
+	state = state_from_status(st.status, &why);
+	set_state(c, state, why, 0);
 	c->loaded = true;
 	c->fresh = c->state == BACKEND_CELL_CREATED;
 	*ret = &c->base;

@@ -726,6 +726,36 @@ def idempotency_keys_expire():
 
 
 @test
+def wardenctl_refuses_locally_the_names_the_daemon_refuses():
+    """One rule per kind of name (daemon/names.c), in the daemon and in
+    wardenctl: what the daemon would refuse, wardenctl refuses before it
+    sends anything (exit 2), and says what the rule is."""
+    with Daemon({"cells": [uploaded_spec("alpha")]}, tcp=False) as d:
+        long_name = "x" * 255
+        img = os.path.join(d.dir, long_name)
+        with open(img, "wb") as f:
+            f.write(b"abc")
+        # the daemon's side of the rules
+        problem(d.post("/cells/alpha/start", headers={"Idempotency-Key": "a b"}), 400, "Idempotency-Key", "no spaces")
+        problem(d.upload("alpha", "x" * 65, b"abc"), 400, "not an image name")
+        ops, images = d.get("/operations").json(), d.get("/cells/alpha/images").json()
+
+        def ctl(*args):
+            return subprocess.run([WARDENCTL, "--socket", d.sock] + list(args), capture_output=True, timeout=30)
+        p = ctl("cell", "start", "alpha", "--idempotency-key", "a b")
+        assert p.returncode == 2 and b"--idempotency-key" in p.stderr and b"no spaces" in p.stderr, p
+        p = ctl("cell", "upload", "alpha", img)
+        assert p.returncode == 2 and b"is not an image name: 1 to 64 of" in p.stderr and b"--as" in p.stderr, p
+        p = ctl("cell", "upload", "alpha", "/etc/hostname", "--as", long_name)
+        assert p.returncode == 2 and b"is not an image name" in p.stderr, p
+        # nothing reached the daemon
+        assert d.get("/operations").json() == ops and d.get("/cells/alpha/images").json() == images
+        # and what the rules allow still goes through
+        p = ctl("cell", "upload", "alpha", img, "--as", "x" * 64, "--idempotency-key", "ground-1")
+        assert p.returncode == 0, p
+
+
+@test
 def failed_operation_carries_a_problem():
     require_kvm()
     with Daemon({"cells": [uploaded_spec("alpha", boot_timeout=1000)]}) as d:
@@ -814,7 +844,8 @@ def lifecycle_with_an_uploaded_image():
         assert op["phase"] == "succeeded" and "stop" in op["timings_ms"], op
         assert d.cell("app")["state"] == "stopped"
         problem(d.post("/cells/app/stop"), 409, "already stopped")
-        assert not d.runner_pids()
+        # the runner process may outlive the "stopped" state by a moment
+        poll(lambda: not d.runner_pids(), 10, "no runner after the stop")
         # inject: not allowed on this cell (403), not running (409 for one that allows)
         problem(d.post("/cells/app/inject", body={"fault": "panic"}), 403, "allow_inject")
 

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wardenctl's command line: the options, wherever they stand among the
+ * command's words, parsed into an Options that everything else only reads;
+ * the endpoint from the options or the environment; the bearer token from
+ * its file. Bad input is reported here, where the option is known: the
+ * functions print why and return a negative errno.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define DEFAULT_TIMEOUT_S 30.0
+#define ARGS_MAX 8
+
+/* Command options; each command says which of them it takes. */
+typedef enum CommandOption {
+	OPT_WAIT = 1 << 0,
+	OPT_KEY = 1 << 1,
+	OPT_IF_MATCH = 1 << 2,
+	OPT_APPLY = 1 << 3,
+	OPT_AS = 1 << 4,
+	OPT_BYTES = 1 << 5,
+	OPT_FOLLOW = 1 << 6,
+	OPT_SINCE = 1 << 7,
+} CommandOption;
+
+typedef struct Options {
+	const char *socket;
+	const char *url;
+	const char *token_file;
+	const char *cacert;
+	bool json;
+	bool help;
+	bool version;
+	double timeout_s;
+	unsigned seen; /* CommandOption flags given */
+	double wait_s;
+	const char *idempotency_key;
+	const char *if_match; /* the If-Match header's value, in if_match_buf */
+	char if_match_buf[32];
+	const char *as;
+	const char *since;
+	bool apply;
+	bool follow;
+	long bytes;
+	char *authorization; /* "Authorization: Bearer …", owned, wiped on exit */
+	bool stdout_tty;
+	bool stderr_tty;
+	char *args[ARGS_MAX];
+	size_t n_args;
+} Options;
+
+int args_parse(int argc, char **argv, Options *o);
+/* Refuses options (CommandOption flags) the command does not take. */
+int args_check(const Options *o, unsigned allowed, const char *word, const char *verb);
+/* The command line wins over the environment; the socket is the default. */
+int args_resolve_endpoint(Options *o);
+int args_load_token(Options *o);
+void args_usage(FILE *f);
+void options_done(Options *o);

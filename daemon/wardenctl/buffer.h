@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* A growing byte buffer, NUL-terminated once it holds anything. */
+#pragma once
+
+#include <stddef.h>
+
+typedef struct Buffer {
+	char *data;
+	size_t size;
+} Buffer;
+
+void buffer_done(Buffer *b);
+int buffer_append(Buffer *b, const void *p, size_t n);
+/* Reads FILE ("-": stdin), at most max bytes (else -EFBIG). */
+int buffer_read_file(const char *file, size_t max, Buffer *ret);
