@@ -756,7 +756,7 @@ static void route_operation(Manager *m, HttpRequest *r, const char *id) {
 		                   OPERATIONS_MAX);
 		return;
 	}
-	operation_reply(m->operations, op, r, wait, 200, 202);
+	operation_reply(m->operations, op, r, wait, 200, wait > 0 ? 202 : 200);
 }
 
 static void route_events(Manager *m, HttpRequest *r) {
