@@ -891,10 +891,12 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		snprintf(p, sizeof p, "$.cells[%zu]", i);
 		if ((r = cell_spec_parse(v, p, env, &c->cells[c->n_cells], err)) < 0)
 			return r;
-		if ((r = cell_spec_check_partition(c->cells[c->n_cells], p, c->cells, c->n_cells, c->root_cpus,
+		/* Counted at once, so that config_free() frees it on every
+		 * refusal below too. */
+		c->n_cells++;
+		if ((r = cell_spec_check_partition(c->cells[c->n_cells - 1], p, c->cells, c->n_cells - 1, c->root_cpus,
 		                                   c->n_root_cpus, c->cpu_sharing, err)) < 0)
 			return -EINVAL;
-		c->n_cells++;
 	}
 
 	*ret = TAKE_PTR(c);
