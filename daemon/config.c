@@ -158,7 +158,10 @@ static int get_strdup(json_t *parent, const char *key, const char *path, char **
 }
 
 /* Addresses and sizes: a JSON integer or a string in C notation ("0x100000"),
- * since hex is how people write them. */
+ * since hex is how people write them. Below 2^63 either way: the stored spec
+ * (cell_spec_to_json) writes sizes as JSON integers, which jansson holds in
+ * a signed 64-bit json_int_t, and a value that did not come back from the
+ * store would lose an acknowledged cell at the next start. */
 static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret, char *err) {
 	if (json_is_integer(v)) {
 		json_int_t i = json_integer_value(v);
@@ -174,6 +177,8 @@ static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret
 		unsigned long long u = strtoull(s, &end, 0);
 		if (errno != 0 || end == s || *end != 0 || s[0] == '-')
 			return fail(err, path, "\"%s\" is not a number: \"%s\"", key, s);
+		if (u > (unsigned long long)INT64_MAX)
+			return fail(err, path, "\"%s\" must be below 2^63 (0x8000000000000000), not \"%s\"", key, s);
 		*ret = u;
 		return 0;
 	}

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -181,6 +182,58 @@ static void test_reject_bad_regions(void **state) {
 	              "\"flags\":[\"read\"]}]}]}", "$.cells[0].memory[0]", "is not a number");
 }
 
+/* A cell spec with one region of `size` at `virt`, for the range checks. */
+#define REGION_CELL(virt, size) \
+	"{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"name\":\"ram\",\"virt_start\":\"" virt "\"," \
+	"\"size\":\"" size "\",\"flags\":[\"read\",\"loadable\"]}]," \
+	"\"comm\":{\"virt_start\":\"0x7ffffffffffff000\",\"size\":4096}," \
+	"\"images\":[{\"file\":\"x.bin\",\"address\":\"" virt "\"}]}]}"
+
+/* The store keeps sizes as JSON integers (signed 64-bit in jansson): a
+ * number at or above 2^63 was acknowledged, stored negative and the cell
+ * gone at the next start. Refused now where it comes in. */
+static void test_reject_numbers_the_store_cannot_hold(void **state) {
+	(void)state;
+	expect_reject(REGION_CELL("0x100000000", "0x8000000000000000"), "$.cells[0].memory[0]",
+	              "\"size\" must be below 2^63");
+	expect_reject(REGION_CELL("0x8000000000000000", "0x1000"), "$.cells[0].memory[0]",
+	              "\"virt_start\" must be below 2^63");
+	expect_reject("{\"cells\":[" CELL("a", "[1]", "0xfffffffffffff000") "]}", "$.cells[0].memory[0]",
+	              "\"phys_start\" must be below 2^63");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":4096,"
+	              "\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x1000\",\"size\":4096},"
+	              "\"images\":[{\"file\":\"x.bin\",\"address\":\"18446744073709551615\"}]}]}",
+	              "$.cells[0].images[0]", "\"address\" must be below 2^63");
+}
+
+/* What is accepted comes back from the stored form unchanged: the largest
+ * size, through cell_spec_to_json and a JSON text as the store writes it. */
+static void test_largest_numbers_survive_the_store(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	CellSpec *back = NULL;
+	json_t *j, *j2, *again;
+	char *text;
+	(void)state;
+	assert_int_equal(parse(REGION_CELL("0x0", "0x7ffffffffffff000"), &c, err), 0);
+	assert_true(c->cells[0]->memory[0].size == 0x7ffffffffffff000ull);
+	j = cell_spec_to_json(c->cells[0]);
+	text = json_dumps(j, 0);
+	again = json_loads(text, 0, NULL);
+	assert_non_null(again);
+	if (cell_spec_parse(again, "$stored", &env4, &back, err) < 0)
+		fail_msg("the stored form of an accepted spec does not load: %s", err);
+	assert_true(back->memory[0].size == 0x7ffffffffffff000ull);
+	j2 = cell_spec_to_json(back);
+	assert_true(json_equal(j, j2));
+	json_decref(j2);
+	cell_spec_free(back);
+	json_decref(again);
+	free(text);
+	json_decref(j);
+	config_free(c);
+}
+
 static void test_reject_bad_health_and_recovery(void **state) {
 	char text[2048];
 	(void)state;
@@ -293,6 +346,8 @@ int main(void) {
 		cmocka_unit_test(test_reject_memory_overlap),
 		cmocka_unit_test(test_shared_region_allowed),
 		cmocka_unit_test(test_reject_bad_regions),
+		cmocka_unit_test(test_reject_numbers_the_store_cannot_hold),
+		cmocka_unit_test(test_largest_numbers_survive_the_store),
 		cmocka_unit_test(test_reject_bad_health_and_recovery),
 		cmocka_unit_test(test_linux_cell),
 		cmocka_unit_test(test_api_section),
