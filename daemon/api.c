@@ -88,6 +88,10 @@ static bool check_method(HttpRequest *r, unsigned allowed) {
 static void route_health(Manager *m, HttpRequest *r) {
 	unsigned counts[_CELL_STATE_MAX] = { 0 };
 	json_t *cells = json_object(), *listeners = json_array();
+	/* A stored spec that no longer loads is a cell the daemon once
+	 * acknowledged and now does not run: as loud as a failed cell. */
+	json_t *broken = store_broken_specs(m);
+	bool degraded;
 
 	for (size_t i = 0; i < m->n_cells; i++)
 		counts[m->cells[i]->state]++;
@@ -96,11 +100,13 @@ static void route_health(Manager *m, HttpRequest *r) {
 	json_object_set_new(cells, "total", json_integer((json_int_t)m->n_cells));
 	for (size_t i = 0; i < http_n_listeners(m->http); i++)
 		json_array_append_new(listeners, json_string(http_listener_name(m->http, i)));
+	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0;
 	http_reply_json(r, 200,
-	                json_pack("{s:s, s:s, s:f, s:o, s:o, s:b}", "status",
-	                          counts[CELL_FAILED] ? "degraded" : "ok", "version", WARDEN_VERSION, "uptime_s",
+	                json_pack("{s:s, s:s, s:f, s:o, s:o, s:b, s:o}", "status", degraded ? "degraded" : "ok",
+	                          "version", WARDEN_VERSION, "uptime_s",
 	                          (double)(now_ns(CLOCK_MONOTONIC) - m->started_mono_ns) / 1e9, "cells", cells,
-	                          "listeners", listeners, "cpu_sharing", m->config->cpu_sharing));
+	                          "listeners", listeners, "cpu_sharing", m->config->cpu_sharing, "broken_specs",
+	                          broken));
 }
 
 static void route_cells(Manager *m, HttpRequest *r) {

@@ -587,6 +587,48 @@ def truncated_tcp_upload_noticed_at_once():
 
 
 @test
+def stored_spec_that_does_not_load_is_kept_and_reported():
+    """A region size of 2^63 or more was acknowledged (201) and stored as a
+    negative integer; at the next start the spec did not load and the cell
+    was gone without a word in the API. Such numbers are refused now, and a
+    stored spec that does not load stays on disk and is in /health."""
+    with Daemon({"cells": []}) as d:
+        s = uploaded_spec("big")
+        s["memory"][0]["size"] = "0x8000000000000000"  # from 0, so the comm region goes above it
+        s["comm"]["virt_start"] = "0x8000000000000000"
+        del s["comm"]["phys_start"]
+        problem(d.post("/cells", body=s), 422, "$.memory[0]", "\"size\" must be below 2^63")
+        s["memory"][0]["size"] = "0x400000"
+        problem(d.post("/cells", body=s), 422, "$.comm", "\"virt_start\" must be below 2^63")
+        assert d.get("/cells").json() == []
+        h = d.get("/health").json()
+        assert h["broken_specs"] == [] and h["status"] == "ok", h
+
+        # what a daemon before the fix stored for a size of 2^63
+        assert d.post("/cells", body=uploaded_spec("lost")).status == 201
+        d.stop()
+        path = os.path.join(d.state_dir, "cells", "lost", "spec.json")
+        stored = json.loads(read(path))
+        stored["spec"]["memory"][0]["size"] = -(2 ** 63)
+        with open(path, "w") as f:
+            json.dump(stored, f)
+        text = read(path)
+        for _ in range(2):
+            d.restart()
+            assert d.get("/cells").json() == []
+            h = d.get("/health").json()
+            assert h["status"] == "degraded", h
+            assert [(b["name"], b["path"]) for b in h["broken_specs"]] == [("lost", path)], h
+            assert "$.spec.memory[0]" in h["broken_specs"][0]["reason"], h
+            assert "negative" in h["broken_specs"][0]["reason"], h
+            assert read(path) == text
+            assert "Ignoring a stored cell spec" in d.log()
+        # a new spec of that name is the operator's way out
+        assert d.post("/cells", body=uploaded_spec("lost")).status == 201
+        assert d.get("/health").json()["broken_specs"] == []
+
+
+@test
 def scalar_json_body_is_422():
     """api/README.md: 400 is for malformed JSON, 422 for well-formed JSON
     that is not a valid spec. 42 is well-formed JSON (RFC 8259); the daemon
