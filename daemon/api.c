@@ -28,6 +28,7 @@
 #include "events.h"
 #include "http.h"
 #include "idempotency.h"
+#include "imagepath.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -299,6 +300,15 @@ static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *
 		http_reply_problem(r, k == -ENOMEM ? 500 : 422, NULL, "invalid cell spec: %s", err);
 		return NULL;
 	}
+	/* The runner reads images as root and the inmate can echo them to
+	 * the console a monitor reads: an operator names no file outside the
+	 * image directories. */
+	k = image_path_check_spec(spec, "$", m->config->api.image_dirs, m->config->api.n_image_dirs, err);
+	if (k < 0) {
+		http_reply_problem(r, 422, NULL, "invalid cell spec: %s", err);
+		cell_spec_free(spec);
+		return NULL;
+	}
 	n = manager_other_specs(m, replacing, others);
 	k = cell_spec_check_partition(spec, "$", others, n, m->config->root_cpus, m->config->n_root_cpus,
 	                              m->config->cpu_sharing, err);
@@ -379,6 +389,14 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 			return;
 		}
 		json_decref(missing);
+		/* Said here with the JSON path; store_image_path() would refuse
+		 * the start anyway, with only an errno for the answer. */
+		char err[CONFIG_ERROR_MAX];
+		if (image_path_check_spec(cell_latest_spec(c), "$", m->config->api.image_dirs,
+		                          m->config->api.n_image_dirs, err) < 0) {
+			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", c->spec->name, err);
+			return;
+		}
 	}
 	if (strcmp(verb, "start") == 0 && (c->state == CELL_RUNNING || c->state == CELL_DEGRADED ||
 	                                   c->state == CELL_STARTING)) {

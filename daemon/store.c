@@ -14,6 +14,7 @@
 #include <gnutls/crypto.h>
 
 #include "auth.h"
+#include "imagepath.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -255,10 +256,16 @@ bool image_name_is_valid(const char *n) {
 
 int store_image_path(Manager *m, const char *cell, const char *file, char *buf, size_t size) {
 	if (file[0] == '/') {
-		if (strlen(file) >= size)
-			return -ENAMETOOLONG;
-		strcpy(buf, file);
-		return 0;
+		/* Checked when the spec was accepted, and again here at every
+		 * start: a spec stored before api.image_dirs existed, or a
+		 * symlink changed since, must not hand the runner (root) a file
+		 * outside them. The runner gets the resolved path. */
+		int r = image_path_check(file, m->config->api.image_dirs, m->config->api.n_image_dirs, buf, size);
+		if (r == -EPERM)
+			/* logged here, once: the caller only has the errno */
+			log_error("Refusing image \"%s\" of cell \"%s\": it resolves to \"%s\", outside api.image_dirs",
+			          file, cell, buf);
+		return r;
 	}
 	if (!image_name_is_valid(file))
 		return -EINVAL;

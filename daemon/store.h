@@ -44,8 +44,8 @@ int store_load_specs(Manager *m, json_t **ret);
  * [{name, path, reason}], the reason found again now. */
 json_t *store_broken_specs(Manager *m);
 
-bool image_name_is_valid(const char *name);
-/* Resolves a spec's image reference: bare names are uploaded images. */
+/* Resolves a spec's image reference: bare names are uploaded images;
+ * absolute paths resolved (imagepath.h), -EPERM outside api.image_dirs. */
 int store_image_path(Manager *m, const char *cell, const char *file, char *buf, size_t size);
 bool store_image_exists(Manager *m, const char *cell, const char *file);
 /* [{name, size, sha256}] */

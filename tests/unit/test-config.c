@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -17,7 +19,7 @@ static const ConfigEnv env4 = { .n_cpus = 4 };
 #define CELL(name, cpus, phys) \
 	"{\"name\":\"" name "\",\"cpus\":" cpus ",\"memory\":[{\"name\":\"ram\",\"phys_start\":\"" phys "\"," \
 	"\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"read\",\"write\",\"execute\",\"loadable\"]}]," \
-	"\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},\"images\":[{\"file\":\"/x.bin\",\"address\":\"0x100000\"}]}"
+	"\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},\"images\":[{\"file\":\"x.bin\",\"address\":\"0x100000\"}]}"
 
 static int parse(const char *text, Config **ret, char *err) {
 	json_error_t je;
@@ -153,10 +155,10 @@ static void test_shared_region_allowed(void **state) {
 	snprintf(text, sizeof text,
 	         "{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[%s,{\"name\":\"ram\",\"phys_start\":\"0x40000000\","
 	         "\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\","
-	         "\"size\":4096},\"images\":[{\"file\":\"/a\",\"address\":\"0x100000\"}]},"
+	         "\"size\":4096},\"images\":[{\"file\":\"a\",\"address\":\"0x100000\"}]},"
 	         "{\"name\":\"b\",\"cpus\":[2],\"memory\":[%s,{\"name\":\"ram\",\"phys_start\":\"0x50000000\","
 	         "\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\","
-	         "\"size\":4096},\"images\":[{\"file\":\"/b\",\"address\":\"0x100000\"}]}]}",
+	         "\"size\":4096},\"images\":[{\"file\":\"b\",\"address\":\"0x100000\"}]}]}",
 	         shared, shared);
 	assert_int_equal(parse(text, &c, err), 0);
 	config_free(c);
@@ -176,7 +178,7 @@ static void test_reject_bad_regions(void **state) {
 	              "$.cells[0]", "overlap");
 	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"0x200000\","
 	              "\"flags\":[\"read\"]}],\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},"
-	              "\"images\":[{\"file\":\"/a\",\"address\":\"0x100000\"}]}]}",
+	              "\"images\":[{\"file\":\"a\",\"address\":\"0x100000\"}]}]}",
 	              "$.cells[0].images[0]", "not inside a loadable memory region");
 	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"zz\","
 	              "\"flags\":[\"read\"]}]}]}", "$.cells[0].memory[0]", "is not a number");
@@ -262,9 +264,9 @@ static void test_linux_cell(void **state) {
 	Config *c = NULL;
 	json_t *j;
 	(void)state;
-	assert_int_equal(parse(LINUX_CELL(",\"linux\":{\"kernel\":\"/k\",\"initrd\":\"rd.gz\",\"cmdline\":\"quiet\"}"),
+	assert_int_equal(parse(LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"initrd\":\"rd.gz\",\"cmdline\":\"quiet\"}"),
 	                       &c, err), 0);
-	assert_string_equal(c->cells[0]->kernel, "/k");
+	assert_string_equal(c->cells[0]->kernel, "k");
 	assert_string_equal(c->cells[0]->initrd, "rd.gz");
 	assert_string_equal(c->cells[0]->cmdline, "quiet");
 	/* the spec's JSON form round-trips the linux object, without images */
@@ -276,11 +278,93 @@ static void test_linux_cell(void **state) {
 
 	expect_reject(LINUX_CELL(""), "$.cells[0]", "\"images\" must name at least one image (or \"linux\" a kernel)");
 	expect_reject(LINUX_CELL(",\"linux\":{\"initrd\":\"x\"}"), "$.cells[0].linux", "\"kernel\" is required");
-	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"/k\",\"append\":\"x\"}"), "$.cells[0].linux",
+	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"append\":\"x\"}"), "$.cells[0].linux",
 	              "unknown key \"append\"");
 	expect_reject("{\"cells\":[{\"name\":\"l\",\"cpus\":[1],\"memory\":[],\"comm\":{\"virt_start\":0,\"size\":4096},"
-	              "\"linux\":{\"kernel\":\"/k\"}}]}",
+	              "\"linux\":{\"kernel\":\"k\"}}]}",
 	              "$.cells[0]", "use \"backend\": \"qemu\"");
+}
+
+/* One image reference, in a cell the rest of which is valid. */
+static char *image_cell(const char *api, const char *file) {
+	static char text[2048];
+	snprintf(text, sizeof text,
+	         "{%s%s\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"0x200000\","
+	         "\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},"
+	         "\"images\":[{\"file\":\"%s\",\"address\":\"0x100000\"}]}]}",
+	         api, *api ? "," : "", file);
+	return text;
+}
+
+/* Relative paths were acknowledged and could never start (only bare names
+ * are uploaded images): refused where they come in. */
+static void test_reject_relative_image_paths(void **state) {
+	(void)state;
+	expect_reject(image_cell("", "../../etc/passwd"), "$.cells[0].images[0]", "neither an uploaded image");
+	expect_reject(image_cell("", "sub/app.bin"), "$.cells[0].images[0]", "nor an absolute path");
+	expect_reject(image_cell("", ".hidden"), "$.cells[0].images[0]", "\"file\": \".hidden\"");
+	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"initrd\":\"../rd\"}"), "$.cells[0].linux",
+	              "\"initrd\": \"../rd\"");
+}
+
+/* An absolute path anywhere let an operator token read any file root can
+ * read (runner -> guest memory -> console). It must resolve to below
+ * api.image_dirs: the config file is held to the rule as the API is. */
+static void test_image_dirs(void **state) {
+	char dir[] = "/tmp/warden-test-config-XXXXXX", api[512], path[600], path2[600], err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	FILE *f;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/img", dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof path, "%s/img/ok.bin", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	snprintf(path, sizeof path, "%s/secret", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	snprintf(path2, sizeof path2, "%s/img/link.bin", dir);
+	assert_int_equal(symlink(path, path2), 0);
+	snprintf(api, sizeof api, "\"api\":{\"image_dirs\":[\"%s/img\"]}", dir);
+
+	/* inside, and one not uploaded there yet: fine */
+	snprintf(path, sizeof path, "%s/img/ok.bin", dir);
+	assert_int_equal(parse(image_cell(api, path), &c, err), 0);
+	assert_int_equal(c->api.n_image_dirs, 1);
+	c = config_free(c);
+	snprintf(path, sizeof path, "%s/img/later.bin", dir);
+	assert_int_equal(parse(image_cell(api, path), &c, err), 0);
+	c = config_free(c);
+	/* outside: directly, by "..", by a symlink, the directory itself */
+	expect_reject(image_cell(api, "/etc/passwd"), "$.cells[0].images[0].file", "outside the image directories");
+	snprintf(path, sizeof path, "%s/img/../secret", dir);
+	expect_reject(image_cell(api, path), "$.cells[0].images[0].file", "api.image_dirs");
+	expect_reject(image_cell(api, path2), "$.cells[0].images[0].file", "api.image_dirs");
+	snprintf(path, sizeof path, "%s/img", dir);
+	expect_reject(image_cell(api, path), "$.cells[0].images[0].file", "api.image_dirs");
+	/* ".." where nothing exists to say where it leads */
+	snprintf(path, sizeof path, "%s/img/none/../../secret", dir);
+	expect_reject(image_cell(api, path), "$.cells[0].images[0].file", "does not exist");
+	/* the Linux kernel and initrd too */
+	snprintf(path, sizeof path, "{%s,%s", api, LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"initrd\":\"/etc/passwd\"}") + 1);
+	expect_reject(path, "$.cells[0].linux.initrd", "api.image_dirs");
+	/* no directories: uploaded images only */
+	expect_reject(image_cell("\"api\":{\"image_dirs\":[]}", "/etc/passwd"), "$.cells[0].images[0].file",
+	              "api.image_dirs: []");
+	assert_int_equal(parse(image_cell("\"api\":{\"image_dirs\":[]}", "ok.bin"), &c, err), 0);
+	c = config_free(c);
+	/* the default: this build's inmates */
+	assert_int_equal(parse("{}", &c, err), 0);
+	assert_int_equal(c->api.n_image_dirs, 1);
+	assert_string_equal(c->api.image_dirs[0], WARDEN_INMATE_DIR);
+	c = config_free(c);
+	expect_reject("{\"api\":{\"image_dirs\":[\"rel\"]}}", "$.api.image_dirs[0]", "not an absolute path");
+	expect_reject("{\"api\":{\"image_dirs\":\"/x\"}}", "$.api.image_dirs", "must be an array");
+
+	snprintf(path, sizeof path, "rm -rf '%s'", dir);
+	assert_int_equal(system(path), 0);
 }
 
 static void test_api_section(void **state) {
@@ -350,6 +434,8 @@ int main(void) {
 		cmocka_unit_test(test_largest_numbers_survive_the_store),
 		cmocka_unit_test(test_reject_bad_health_and_recovery),
 		cmocka_unit_test(test_linux_cell),
+		cmocka_unit_test(test_reject_relative_image_paths),
+		cmocka_unit_test(test_image_dirs),
 		cmocka_unit_test(test_api_section),
 		cmocka_unit_test(test_tables_complete),
 	};
