@@ -28,6 +28,7 @@
 #include "events.h"
 #include "http.h"
 #include "idempotency.h"
+#include "imagepath.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -88,6 +89,10 @@ static bool check_method(HttpRequest *r, unsigned allowed) {
 static void route_health(Manager *m, HttpRequest *r) {
 	unsigned counts[_CELL_STATE_MAX] = { 0 };
 	json_t *cells = json_object(), *listeners = json_array();
+	/* A stored spec that no longer loads is a cell the daemon once
+	 * acknowledged and now does not run: as loud as a failed cell. */
+	json_t *broken = store_broken_specs(m);
+	bool degraded;
 
 	for (size_t i = 0; i < m->n_cells; i++)
 		counts[cell_state(m->cells[i])]++;
@@ -96,11 +101,13 @@ static void route_health(Manager *m, HttpRequest *r) {
 	json_object_set_new(cells, "total", json_integer((json_int_t)m->n_cells));
 	for (size_t i = 0; i < http_n_listeners(m->http); i++)
 		json_array_append_new(listeners, json_string(http_listener_name(m->http, i)));
+	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0;
 	http_reply_json(r, 200,
-	                json_pack("{s:s, s:s, s:f, s:o, s:o, s:b}", "status",
-	                          counts[CELL_FAILED] ? "degraded" : "ok", "version", WARDEN_VERSION, "uptime_s",
+	                json_pack("{s:s, s:s, s:f, s:o, s:o, s:b, s:o}", "status", degraded ? "degraded" : "ok",
+	                          "version", WARDEN_VERSION, "uptime_s",
 	                          (double)(now_ns(CLOCK_MONOTONIC) - m->started_mono_ns) / 1e9, "cells", cells,
-	                          "listeners", listeners, "cpu_sharing", m->config->cpu_sharing));
+	                          "listeners", listeners, "cpu_sharing", m->config->cpu_sharing, "broken_specs",
+	                          broken));
 }
 
 static void route_cells(Manager *m, HttpRequest *r) {
@@ -295,6 +302,15 @@ static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *
 		http_reply_problem(r, k == -ENOMEM ? 500 : 422, NULL, "invalid cell spec: %s", err);
 		return NULL;
 	}
+	/* The runner reads images as root and the inmate can echo them to
+	 * the console a monitor reads: an operator names no file outside the
+	 * image directories. */
+	k = image_path_check_spec(spec, "$", m->config->api.image_dirs, m->config->api.n_image_dirs, err);
+	if (k < 0) {
+		http_reply_problem(r, 422, NULL, "invalid cell spec: %s", err);
+		cell_spec_free(spec);
+		return NULL;
+	}
 	n = manager_other_specs(m, replacing, others);
 	k = cell_spec_check_partition(spec, "$", others, n, m->config->root_cpus, m->config->n_root_cpus,
 	                              m->config->cpu_sharing, err);
@@ -375,6 +391,14 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 			return;
 		}
 		json_decref(missing);
+		/* Said here with the JSON path; store_image_path() would refuse
+		 * the start anyway, with only an errno for the answer. */
+		char err[CONFIG_ERROR_MAX];
+		if (image_path_check_spec(cell_latest_spec(c), "$", m->config->api.image_dirs,
+		                          m->config->api.n_image_dirs, err) < 0) {
+			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", c->spec->name, err);
+			return;
+		}
 	}
 	if (strcmp(verb, "start") == 0 && (cell_state(c) == CELL_RUNNING || cell_state(c) == CELL_DEGRADED ||
 	                                   cell_state(c) == CELL_STARTING)) {

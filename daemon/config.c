@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "imagepath.h"
 #include "macro.h"
 
 static const char *const failure_kind_table[_FAILURE_KIND_MAX] = {
@@ -158,7 +159,10 @@ static int get_strdup(json_t *parent, const char *key, const char *path, char **
 }
 
 /* Addresses and sizes: a JSON integer or a string in C notation ("0x100000"),
- * since hex is how people write them. */
+ * since hex is how people write them. Below 2^63 either way: the stored spec
+ * (cell_spec_to_json) writes sizes as JSON integers, which jansson holds in
+ * a signed 64-bit json_int_t, and a value that did not come back from the
+ * store would lose an acknowledged cell at the next start. */
 static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret, char *err) {
 	if (json_is_integer(v)) {
 		json_int_t i = json_integer_value(v);
@@ -174,6 +178,8 @@ static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret
 		unsigned long long u = strtoull(s, &end, 0);
 		if (errno != 0 || end == s || *end != 0 || s[0] == '-')
 			return fail(err, path, "\"%s\" is not a number: \"%s\"", key, s);
+		if (u > (unsigned long long)INT64_MAX)
+			return fail(err, path, "\"%s\" must be below 2^63 (0x8000000000000000), not \"%s\"", key, s);
 		*ret = u;
 		return 0;
 	}
@@ -388,6 +394,18 @@ static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char 
 	return 0;
 }
 
+/* A relative path with a slash names no uploaded image, and the cell could
+ * never start: refused here rather than acknowledged. Absolute paths are
+ * held to api.image_dirs by image_path_check_spec(). */
+static int check_image_ref(const char *file, const char *path, const char *key, char *err) {
+	if (file[0] == '/' || image_name_is_valid(file))
+		return 0;
+	return fail(err, path,
+	            "\"%s\": \"%s\" is neither an uploaded image's bare name (1 to 64 of A-Z a-z 0-9 . _ -, "
+	            "not starting with \".\") nor an absolute path",
+	            key, file);
+}
+
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
 	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
 		                            "args", "linux", "autostart", "allow_inject", "health", "recovery", NULL };
@@ -478,6 +496,8 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		s->n_images++;
 		if (!img->file)
 			return fail(err, p, "\"file\" is required");
+		if ((r = check_image_ref(img->file, p, "file", err)) < 0)
+			return r;
 		if (!json_object_get(v, "address"))
 			return fail(err, p, "\"address\" is required");
 		if ((r = get_u64(v, "address", p, &img->address, err)) < 0)
@@ -501,6 +521,9 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			return r;
 		if (!s->kernel)
 			return fail(err, p, "\"kernel\" is required");
+		if ((r = check_image_ref(s->kernel, p, "kernel", err)) < 0 ||
+		    (s->initrd && (r = check_image_ref(s->initrd, p, "initrd", err)) < 0))
+			return r;
 		if (s->n_images > 0)
 			return fail(err, path, "\"images\" and \"linux\" exclude each other: a Linux cell boots its kernel");
 		if (s->cmdline && strlen(s->cmdline) >= 2048)
@@ -744,11 +767,37 @@ static int parse_listen(const char *s, const char *path, char *err) {
 	return fail(err, path, "\"%s\" is not a listener (unix:/ABSOLUTE/PATH or tcp:HOST:PORT)", s);
 }
 
+/* An empty list is allowed: uploaded images only. */
+static int parse_image_dirs(json_t *api, ApiConfig *a, char *err) {
+	json_t *arr = json_object_get(api, "image_dirs"), *v;
+	char p[64];
+	size_t i;
+
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return fail(err, "$.api.image_dirs", "must be an array of absolute directories, not %s",
+		            json_type_name(arr));
+	if (json_array_size(arr) > CONFIG_MAX_IMAGE_DIRS)
+		return fail(err, "$.api.image_dirs", "more than %d directories", CONFIG_MAX_IMAGE_DIRS);
+	json_array_foreach(arr, i, v) {
+		snprintf(p, sizeof p, "$.api.image_dirs[%zu]", i);
+		if (!json_is_string(v))
+			return fail(err, p, "must be a string, not %s", json_type_name(v));
+		if (json_string_value(v)[0] != '/')
+			return fail(err, p, "\"%s\" is not an absolute path", json_string_value(v));
+		a->image_dirs[a->n_image_dirs] = strdup(json_string_value(v));
+		if (!a->image_dirs[a->n_image_dirs++])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	static const char *const keys[] = { "listen", "state_dir", "runtime_dir", "cpu_sharing", "root_cpus",
 		                            "limits", "backends", "api", "cells", NULL };
 	static const char *const akeys[] = { "tokens_file", "anonymous_metrics", "socket_mode", "socket_group", "tls",
-		                             "idempotency_ttl_s", "max_image_bytes", NULL };
+		                             "idempotency_ttl_s", "max_image_bytes", "image_dirs", NULL };
 	static const char *const tkeys[] = { "cert", "key", NULL };
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
 	static const char *const bkeys[] = { "kvm", "qemu", NULL };
@@ -870,6 +919,14 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			return r;
 		if (!c->api.tls_cert != !c->api.tls_key)
 			return fail(err, "$.api.tls", "\"cert\" and \"key\" go together");
+		if ((r = parse_image_dirs(o, &c->api, err)) < 0)
+			return r;
+	}
+	if (!json_object_get(o, "image_dirs")) {
+		c->api.image_dirs[0] = strdup(WARDEN_INMATE_DIR);
+		if (!c->api.image_dirs[0])
+			return -ENOMEM;
+		c->api.n_image_dirs = 1;
 	}
 
 	arr = json_object_get(root, "cells");
@@ -881,10 +938,18 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		snprintf(p, sizeof p, "$.cells[%zu]", i);
 		if ((r = cell_spec_parse(v, p, env, &c->cells[c->n_cells], err)) < 0)
 			return r;
-		if ((r = cell_spec_check_partition(c->cells[c->n_cells], p, c->cells, c->n_cells, c->root_cpus,
+		/* Counted at once, so that config_free() frees it on every
+		 * refusal below too. */
+		c->n_cells++;
+		if ((r = cell_spec_check_partition(c->cells[c->n_cells - 1], p, c->cells, c->n_cells - 1, c->root_cpus,
 		                                   c->n_root_cpus, c->cpu_sharing, err)) < 0)
 			return -EINVAL;
-		c->n_cells++;
+		/* The operator's own file is held to the same rule as the API:
+		 * one rule is simpler to state, and store_image_path() checks
+		 * it again at every start, where a spec's origin is not known. */
+		if ((r = image_path_check_spec(c->cells[c->n_cells - 1], p, c->api.image_dirs, c->api.n_image_dirs,
+		                                 err)) < 0)
+			return r == -ENOMEM ? r : -EINVAL;
 	}
 
 	*ret = TAKE_PTR(c);
@@ -922,6 +987,8 @@ Config *config_free(Config *c) {
 	free(c->api.socket_group);
 	free(c->api.tls_cert);
 	free(c->api.tls_key);
+	for (size_t i = 0; i < c->api.n_image_dirs; i++)
+		free(c->api.image_dirs[i]);
 	free(c);
 	return NULL;
 }

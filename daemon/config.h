@@ -18,6 +18,7 @@
 #define CONFIG_MAX_CELLS 64
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_ERROR_MAX 512
+#define CONFIG_MAX_IMAGE_DIRS 16
 
 typedef enum FailureKind {
 	FAILURE_PANIC,
@@ -114,6 +115,10 @@ typedef struct ApiConfig {
 	char *tls_key;
 	uint32_t idempotency_ttl_s;
 	uint64_t max_image_bytes;
+	/* Where absolute image paths may point, in every spec (imagepath.h);
+	 * default WARDEN_INMATE_DIR. */
+	char *image_dirs[CONFIG_MAX_IMAGE_DIRS];
+	size_t n_image_dirs;
 } ApiConfig;
 
 typedef struct Config {
@@ -160,6 +165,9 @@ json_t *cell_spec_to_json(const CellSpec *s);
 int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *const *others, size_t n_others,
                               const unsigned *root_cpus, size_t n_root_cpus, bool sharing, char *err);
 bool cell_name_is_valid(const char *name);
+/* The names an uploaded image may have (defined in store.c, whose files
+ * they are); a spec's image reference is one of them or absolute. */
+bool image_name_is_valid(const char *name);
 
 /* Every file the spec names (images, then kernel and initrd); returns the
  * count, at most SPEC_MAX_IMAGE_REFS. */

@@ -14,6 +14,7 @@
 #include <gnutls/crypto.h>
 
 #include "auth.h"
+#include "imagepath.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -190,16 +191,74 @@ int store_load_specs(Manager *m, json_t **ret) {
 	return 0;
 }
 
+/* Why a stored spec does not make a cell, found the way startup would
+ * (manager.c load_cells): its JSON, its spec, its place beside the cells. */
+static void broken_reason(Manager *m, const char *name, const char *sp, char *err) {
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_(cell_spec_freep) CellSpec *spec = NULL;
+	CellSpec *others[CONFIG_MAX_CELLS];
+	json_error_t je;
+	ConfigEnv env;
+	size_t n;
+
+	j = json_load_file(sp, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		snprintf(err, CONFIG_ERROR_MAX, "%d:%d: %s", je.line, je.column, je.text);
+		return;
+	}
+	config_env_host(&env);
+	if (cell_spec_parse(json_object_get(j, "spec"), "$.spec", &env, &spec, err) < 0)
+		return;
+	if (strcmp(spec->name, name) != 0) {
+		snprintf(err, CONFIG_ERROR_MAX, "$.spec: \"name\" is \"%s\", not the directory's", spec->name);
+		return;
+	}
+	n = manager_other_specs(m, name, others);
+	if (cell_spec_check_partition(spec, "$.spec", others, n, m->config->root_cpus, m->config->n_root_cpus,
+	                              m->config->cpu_sharing, err) < 0)
+		return;
+	snprintf(err, CONFIG_ERROR_MAX, "it did not load at startup (the log says why)");
+}
+
+json_t *store_broken_specs(Manager *m) {
+	char p[4096];
+	json_t *a = json_array();
+	DIR *d;
+	struct dirent *de;
+
+	if (!a || path_of(m, p, sizeof p, "cells", NULL, NULL) < 0 || !(d = opendir(p)))
+		return a;
+	while ((de = readdir(d))) {
+		char sp[4096], err[CONFIG_ERROR_MAX];
+
+		/* the names store_load_specs() reads; a cell of the name is loaded */
+		if (de->d_name[0] == '.' || !cell_name_is_valid(de->d_name) || manager_find_cell(m, de->d_name))
+			continue;
+		if (path_of(m, sp, sizeof sp, "spec.json", de->d_name, NULL) < 0 || access(sp, F_OK) < 0)
+			continue;
+		broken_reason(m, de->d_name, sp, err);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "name", de->d_name, "path", sp, "reason", err));
+	}
+	closedir(d);
+	return a;
+}
+
 bool image_name_is_valid(const char *n) {
 	return names_image_valid(n);
 }
 
 int store_image_path(Manager *m, const char *cell, const char *file, char *buf, size_t size) {
 	if (file[0] == '/') {
-		if (strlen(file) >= size)
-			return -ENAMETOOLONG;
-		strcpy(buf, file);
-		return 0;
+		/* Checked when the spec was accepted, and again here at every
+		 * start: a spec stored before api.image_dirs existed, or a
+		 * symlink changed since, must not hand the runner (root) a file
+		 * outside them. The runner gets the resolved path. */
+		int r = image_path_check(file, m->config->api.image_dirs, m->config->api.n_image_dirs, buf, size);
+		if (r == -EPERM)
+			/* logged here, once: the caller only has the errno */
+			log_error("Refusing image \"%s\" of cell \"%s\": it resolves to \"%s\", outside api.image_dirs",
+			          file, cell, buf);
+		return r;
 	}
 	if (!image_name_is_valid(file))
 		return -EINVAL;

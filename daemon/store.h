@@ -37,9 +37,13 @@ int store_save_spec(Manager *m, const CellSpec *s, uint64_t revision);
 int store_remove_cell(Manager *m, const char *name);
 /* Loads every stored spec: an array of {"revision", "spec"} (json). */
 int store_load_specs(Manager *m, json_t **ret);
+/* Stored specs that are no cell: they did not load at startup and stay on
+ * disk untouched, so that nothing acknowledged is lost without a trace.
+ * [{name, path, reason}], the reason found again now. */
+json_t *store_broken_specs(Manager *m);
 
-bool image_name_is_valid(const char *name);
-/* Resolves a spec's image reference: bare names are uploaded images. */
+/* Resolves a spec's image reference: bare names are uploaded images;
+ * absolute paths resolved (imagepath.h), -EPERM outside api.image_dirs. */
 int store_image_path(Manager *m, const char *cell, const char *file, char *buf, size_t size);
 bool store_image_exists(Manager *m, const char *cell, const char *file);
 /* [{name, size, sha256}] */

@@ -247,6 +247,8 @@ def main():
     cfg = {"backends": {"qemu": {"binary": args.qemu, "accel": args.accel, "machine": "pc",
                                  "restart": args.restart}},
            "root_cpus": sorted(others)[:1] if others else [], "cpu_sharing": not others,
+           # --kernel and --initrd may be anywhere: absolute image paths must be inside api.image_dirs
+           "api": {"image_dirs": sorted({os.path.dirname(os.path.abspath(p)) for p in (args.kernel, args.initrd)})},
            "cells": [cell_spec(args.cpu, os.path.abspath(args.kernel), os.path.abspath(args.initrd))]}
     d = harness.Daemon(cfg, keep_dirs=tempfile.mkdtemp(prefix="warden-bench-linux-", dir="/dev/shm"))
     qemu_pids = []

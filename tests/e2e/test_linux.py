@@ -109,6 +109,8 @@ def daemon():
     if _daemon is None:
         cfg = {"backends": {"qemu": {"binary": QEMU, "accel": "tcg", "machine": "pc"}},
                "root_cpus": [0], "cpu_sharing": True,
+               # WARDEN_LINUX_KERNEL/INITRD may be outside the build tree
+               "api": {"image_dirs": sorted({os.path.dirname(os.path.abspath(p)) for p in (KERNEL, INITRD)})},
                "cells": [linux_cell("linux"),
                          linux_cell("app", cmdline="console=ttyS0 quiet warden_app=app,100,20",
                                     ram_phys=0x90000000, comm_phys=0x7f011000, autostart=False)]}

@@ -185,7 +185,8 @@ def boot_timeout():
     try:
         spec = heartbeat("spinner", boot_timeout=300, recovery={"on_boot_timeout": "stop"})
         spec["images"][0]["file"] = img
-        with Daemon({"cells": [spec]}) as d:
+        # absolute image paths must be inside api.image_dirs, and this one is in the source tree
+        with Daemon({"api": {"image_dirs": [os.path.dirname(img)]}, "cells": [spec]}) as d:
             c = d.wait_state("spinner", "failed", timeout=10)
             assert c["last_failure"]["kind"] == "boot-timeout", c["last_failure"]
             assert "no running beat 300 ms after start" in c["last_failure"]["reason"]

@@ -587,6 +587,104 @@ def truncated_tcp_upload_noticed_at_once():
 
 
 @test
+def image_paths_are_held_to_the_image_dirs():
+    """An operator token could read any file root can read: a spec's
+    absolute image path was loaded by the root runner into guest memory,
+    and an inmate can copy that to the console a monitor token reads. Only
+    uploaded images (bare names) and files below api.image_dirs are good,
+    after symlinks and ".."; relative paths (acknowledged, never startable)
+    are refused as well. The config file is held to the same rule."""
+    tmp = tempfile.mkdtemp(prefix="warden-test-images-")
+    try:
+        allowed = os.path.join(tmp, "allowed")
+        os.mkdir(allowed)
+        good = os.path.join(allowed, "hb.bin")
+        shutil.copy(HEARTBEAT, good)
+        secret = os.path.join(tmp, "secret")
+        with open(secret, "w") as f:
+            f.write("root only\n")
+        os.symlink(secret, os.path.join(allowed, "link.bin"))
+
+        def spec(name, file, i=0):
+            s = cell_spec(name, i)
+            s["images"][0]["file"] = file
+            return s
+
+        with Daemon({"api": {"image_dirs": [allowed]}, "cells": []}) as d:
+            for f in ("/etc/shadow", "/proc/self/environ", secret, os.path.join(allowed, "..", "secret"),
+                      os.path.join(allowed, "link.bin"), HEARTBEAT):
+                problem(d.post("/cells", body=spec("x", f)), 422, "$.images[0].file", "api.image_dirs", f)
+            for f in ("../../etc/passwd", "sub/app.bin", ".hidden"):
+                problem(d.post("/cells", body=spec("x", f)), 422, "$.images[0]", "nor an absolute path")
+            lin = cell_spec("lin", backend="qemu", linux={"kernel": good, "initrd": "/etc/shadow"})
+            del lin["images"]
+            problem(d.post("/cells", body=lin), 422, "$.linux.initrd", "api.image_dirs")
+            assert d.get("/cells").json() == []
+            # inside, and uploaded: fine; a replacement is held to the rule too
+            assert d.post("/cells", body=spec("ok", good)).status == 201
+            assert d.post("/cells", body=uploaded_spec("up", 1)).status == 201
+            problem(d.put("/cells/ok", body=spec("ok", "/etc/shadow")), 422, "$.images[0].file", "api.image_dirs")
+            assert d.cell("ok")["spec"]["images"][0]["file"] == good and d.cell("ok")["revision"] == 1
+            # a file swapped for a symlink after it was accepted does not start
+            os.unlink(good)
+            os.symlink(secret, good)
+            problem(d.post("/cells/ok/start"), 409, '"ok"', "$.images[0].file", "api.image_dirs")
+            assert d.cell("ok")["state"] == "stopped"
+        # the config file: the same rule, the daemon does not start
+        d = Daemon({"api": {"image_dirs": [allowed]}, "cells": [spec("cfg", "/etc/passwd")]})
+        try:
+            d.start(wait=False)
+            assert d.proc.wait(timeout=20) != 0
+            assert "$.cells[0].images[0].file" in d.log() and "api.image_dirs" in d.log(), d.log()
+        finally:
+            d.cleanup()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def stored_spec_that_does_not_load_is_kept_and_reported():
+    """A region size of 2^63 or more was acknowledged (201) and stored as a
+    negative integer; at the next start the spec did not load and the cell
+    was gone without a word in the API. Such numbers are refused now, and a
+    stored spec that does not load stays on disk and is in /health."""
+    with Daemon({"cells": []}) as d:
+        s = uploaded_spec("big")
+        s["memory"][0]["size"] = "0x8000000000000000"  # from 0, so the comm region goes above it
+        s["comm"]["virt_start"] = "0x8000000000000000"
+        del s["comm"]["phys_start"]
+        problem(d.post("/cells", body=s), 422, "$.memory[0]", "\"size\" must be below 2^63")
+        s["memory"][0]["size"] = "0x400000"
+        problem(d.post("/cells", body=s), 422, "$.comm", "\"virt_start\" must be below 2^63")
+        assert d.get("/cells").json() == []
+        h = d.get("/health").json()
+        assert h["broken_specs"] == [] and h["status"] == "ok", h
+
+        # what a daemon before the fix stored for a size of 2^63
+        assert d.post("/cells", body=uploaded_spec("lost")).status == 201
+        d.stop()
+        path = os.path.join(d.state_dir, "cells", "lost", "spec.json")
+        stored = json.loads(read(path))
+        stored["spec"]["memory"][0]["size"] = -(2 ** 63)
+        with open(path, "w") as f:
+            json.dump(stored, f)
+        text = read(path)
+        for _ in range(2):
+            d.restart()
+            assert d.get("/cells").json() == []
+            h = d.get("/health").json()
+            assert h["status"] == "degraded", h
+            assert [(b["name"], b["path"]) for b in h["broken_specs"]] == [("lost", path)], h
+            assert "$.spec.memory[0]" in h["broken_specs"][0]["reason"], h
+            assert "negative" in h["broken_specs"][0]["reason"], h
+            assert read(path) == text
+            assert "Ignoring a stored cell spec" in d.log()
+        # a new spec of that name is the operator's way out
+        assert d.post("/cells", body=uploaded_spec("lost")).status == 201
+        assert d.get("/health").json()["broken_specs"] == []
+
+
+@test
 def scalar_json_body_is_422():
     """api/README.md: 400 is for malformed JSON, 422 for well-formed JSON
     that is not a valid spec. 42 is well-formed JSON (RFC 8259); the daemon

@@ -5,7 +5,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -16,7 +19,7 @@ static const ConfigEnv env4 = { .n_cpus = 4 };
 #define CELL(name, cpus, phys) \
 	"{\"name\":\"" name "\",\"cpus\":" cpus ",\"memory\":[{\"name\":\"ram\",\"phys_start\":\"" phys "\"," \
 	"\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"read\",\"write\",\"execute\",\"loadable\"]}]," \
-	"\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},\"images\":[{\"file\":\"/x.bin\",\"address\":\"0x100000\"}]}"
+	"\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},\"images\":[{\"file\":\"x.bin\",\"address\":\"0x100000\"}]}"
 
 static int parse(const char *text, Config **ret, char *err) {
 	json_error_t je;
@@ -152,10 +155,10 @@ static void test_shared_region_allowed(void **state) {
 	snprintf(text, sizeof text,
 	         "{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[%s,{\"name\":\"ram\",\"phys_start\":\"0x40000000\","
 	         "\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\","
-	         "\"size\":4096},\"images\":[{\"file\":\"/a\",\"address\":\"0x100000\"}]},"
+	         "\"size\":4096},\"images\":[{\"file\":\"a\",\"address\":\"0x100000\"}]},"
 	         "{\"name\":\"b\",\"cpus\":[2],\"memory\":[%s,{\"name\":\"ram\",\"phys_start\":\"0x50000000\","
 	         "\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\","
-	         "\"size\":4096},\"images\":[{\"file\":\"/b\",\"address\":\"0x100000\"}]}]}",
+	         "\"size\":4096},\"images\":[{\"file\":\"b\",\"address\":\"0x100000\"}]}]}",
 	         shared, shared);
 	assert_int_equal(parse(text, &c, err), 0);
 	config_free(c);
@@ -175,10 +178,62 @@ static void test_reject_bad_regions(void **state) {
 	              "$.cells[0]", "overlap");
 	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"0x200000\","
 	              "\"flags\":[\"read\"]}],\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},"
-	              "\"images\":[{\"file\":\"/a\",\"address\":\"0x100000\"}]}]}",
+	              "\"images\":[{\"file\":\"a\",\"address\":\"0x100000\"}]}]}",
 	              "$.cells[0].images[0]", "not inside a loadable memory region");
 	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"zz\","
 	              "\"flags\":[\"read\"]}]}]}", "$.cells[0].memory[0]", "is not a number");
+}
+
+/* A cell spec with one region of `size` at `virt`, for the range checks. */
+#define REGION_CELL(virt, size) \
+	"{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"name\":\"ram\",\"virt_start\":\"" virt "\"," \
+	"\"size\":\"" size "\",\"flags\":[\"read\",\"loadable\"]}]," \
+	"\"comm\":{\"virt_start\":\"0x7ffffffffffff000\",\"size\":4096}," \
+	"\"images\":[{\"file\":\"x.bin\",\"address\":\"" virt "\"}]}]}"
+
+/* The store keeps sizes as JSON integers (signed 64-bit in jansson): a
+ * number at or above 2^63 was acknowledged, stored negative and the cell
+ * gone at the next start. Refused now where it comes in. */
+static void test_reject_numbers_the_store_cannot_hold(void **state) {
+	(void)state;
+	expect_reject(REGION_CELL("0x100000000", "0x8000000000000000"), "$.cells[0].memory[0]",
+	              "\"size\" must be below 2^63");
+	expect_reject(REGION_CELL("0x8000000000000000", "0x1000"), "$.cells[0].memory[0]",
+	              "\"virt_start\" must be below 2^63");
+	expect_reject("{\"cells\":[" CELL("a", "[1]", "0xfffffffffffff000") "]}", "$.cells[0].memory[0]",
+	              "\"phys_start\" must be below 2^63");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":4096,"
+	              "\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x1000\",\"size\":4096},"
+	              "\"images\":[{\"file\":\"x.bin\",\"address\":\"18446744073709551615\"}]}]}",
+	              "$.cells[0].images[0]", "\"address\" must be below 2^63");
+}
+
+/* What is accepted comes back from the stored form unchanged: the largest
+ * size, through cell_spec_to_json and a JSON text as the store writes it. */
+static void test_largest_numbers_survive_the_store(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	CellSpec *back = NULL;
+	json_t *j, *j2, *again;
+	char *text;
+	(void)state;
+	assert_int_equal(parse(REGION_CELL("0x0", "0x7ffffffffffff000"), &c, err), 0);
+	assert_true(c->cells[0]->memory[0].size == 0x7ffffffffffff000ull);
+	j = cell_spec_to_json(c->cells[0]);
+	text = json_dumps(j, 0);
+	again = json_loads(text, 0, NULL);
+	assert_non_null(again);
+	if (cell_spec_parse(again, "$stored", &env4, &back, err) < 0)
+		fail_msg("the stored form of an accepted spec does not load: %s", err);
+	assert_true(back->memory[0].size == 0x7ffffffffffff000ull);
+	j2 = cell_spec_to_json(back);
+	assert_true(json_equal(j, j2));
+	json_decref(j2);
+	cell_spec_free(back);
+	json_decref(again);
+	free(text);
+	json_decref(j);
+	config_free(c);
 }
 
 static void test_reject_bad_health_and_recovery(void **state) {
@@ -209,9 +264,9 @@ static void test_linux_cell(void **state) {
 	Config *c = NULL;
 	json_t *j;
 	(void)state;
-	assert_int_equal(parse(LINUX_CELL(",\"linux\":{\"kernel\":\"/k\",\"initrd\":\"rd.gz\",\"cmdline\":\"quiet\"}"),
+	assert_int_equal(parse(LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"initrd\":\"rd.gz\",\"cmdline\":\"quiet\"}"),
 	                       &c, err), 0);
-	assert_string_equal(c->cells[0]->kernel, "/k");
+	assert_string_equal(c->cells[0]->kernel, "k");
 	assert_string_equal(c->cells[0]->initrd, "rd.gz");
 	assert_string_equal(c->cells[0]->cmdline, "quiet");
 	/* the spec's JSON form round-trips the linux object, without images */
@@ -223,11 +278,93 @@ static void test_linux_cell(void **state) {
 
 	expect_reject(LINUX_CELL(""), "$.cells[0]", "\"images\" must name at least one image (or \"linux\" a kernel)");
 	expect_reject(LINUX_CELL(",\"linux\":{\"initrd\":\"x\"}"), "$.cells[0].linux", "\"kernel\" is required");
-	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"/k\",\"append\":\"x\"}"), "$.cells[0].linux",
+	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"append\":\"x\"}"), "$.cells[0].linux",
 	              "unknown key \"append\"");
 	expect_reject("{\"cells\":[{\"name\":\"l\",\"cpus\":[1],\"memory\":[],\"comm\":{\"virt_start\":0,\"size\":4096},"
-	              "\"linux\":{\"kernel\":\"/k\"}}]}",
+	              "\"linux\":{\"kernel\":\"k\"}}]}",
 	              "$.cells[0]", "use \"backend\": \"qemu\"");
+}
+
+/* One image reference, in a cell the rest of which is valid. */
+static char *image_cell(const char *api, const char *file) {
+	static char text[2048];
+	snprintf(text, sizeof text,
+	         "{%s%s\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"memory\":[{\"virt_start\":0,\"size\":\"0x200000\","
+	         "\"flags\":[\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},"
+	         "\"images\":[{\"file\":\"%s\",\"address\":\"0x100000\"}]}]}",
+	         api, *api ? "," : "", file);
+	return text;
+}
+
+/* Relative paths were acknowledged and could never start (only bare names
+ * are uploaded images): refused where they come in. */
+static void test_reject_relative_image_paths(void **state) {
+	(void)state;
+	expect_reject(image_cell("", "../../etc/passwd"), "$.cells[0].images[0]", "neither an uploaded image");
+	expect_reject(image_cell("", "sub/app.bin"), "$.cells[0].images[0]", "nor an absolute path");
+	expect_reject(image_cell("", ".hidden"), "$.cells[0].images[0]", "\"file\": \".hidden\"");
+	expect_reject(LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"initrd\":\"../rd\"}"), "$.cells[0].linux",
+	              "\"initrd\": \"../rd\"");
+}
+
+/* An absolute path anywhere let an operator token read any file root can
+ * read (runner -> guest memory -> console). It must resolve to below
+ * api.image_dirs: the config file is held to the rule as the API is. */
+static void test_image_dirs(void **state) {
+	char dir[] = "/tmp/warden-test-config-XXXXXX", api[512], path[600], path2[600], err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	FILE *f;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/img", dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof path, "%s/img/ok.bin", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	snprintf(path, sizeof path, "%s/secret", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fclose(f);
+	snprintf(path2, sizeof path2, "%s/img/link.bin", dir);
+	assert_int_equal(symlink(path, path2), 0);
+	snprintf(api, sizeof api, "\"api\":{\"image_dirs\":[\"%s/img\"]}", dir);
+
+	/* inside, and one not uploaded there yet: fine */
+	snprintf(path, sizeof path, "%s/img/ok.bin", dir);
+	assert_int_equal(parse(image_cell(api, path), &c, err), 0);
+	assert_int_equal(c->api.n_image_dirs, 1);
+	c = config_free(c);
+	snprintf(path, sizeof path, "%s/img/later.bin", dir);
+	assert_int_equal(parse(image_cell(api, path), &c, err), 0);
+	c = config_free(c);
+	/* outside: directly, by "..", by a symlink, the directory itself */
+	expect_reject(image_cell(api, "/etc/passwd"), "$.cells[0].images[0].file", "outside the image directories");
+	snprintf(path, sizeof path, "%s/img/../secret", dir);
+	expect_reject(image_cell(api, path), "$.cells[0].images[0].file", "api.image_dirs");
+	expect_reject(image_cell(api, path2), "$.cells[0].images[0].file", "api.image_dirs");
+	snprintf(path, sizeof path, "%s/img", dir);
+	expect_reject(image_cell(api, path), "$.cells[0].images[0].file", "api.image_dirs");
+	/* ".." where nothing exists to say where it leads */
+	snprintf(path, sizeof path, "%s/img/none/../../secret", dir);
+	expect_reject(image_cell(api, path), "$.cells[0].images[0].file", "does not exist");
+	/* the Linux kernel and initrd too */
+	snprintf(path, sizeof path, "{%s,%s", api, LINUX_CELL(",\"linux\":{\"kernel\":\"k\",\"initrd\":\"/etc/passwd\"}") + 1);
+	expect_reject(path, "$.cells[0].linux.initrd", "api.image_dirs");
+	/* no directories: uploaded images only */
+	expect_reject(image_cell("\"api\":{\"image_dirs\":[]}", "/etc/passwd"), "$.cells[0].images[0].file",
+	              "api.image_dirs: []");
+	assert_int_equal(parse(image_cell("\"api\":{\"image_dirs\":[]}", "ok.bin"), &c, err), 0);
+	c = config_free(c);
+	/* the default: this build's inmates */
+	assert_int_equal(parse("{}", &c, err), 0);
+	assert_int_equal(c->api.n_image_dirs, 1);
+	assert_string_equal(c->api.image_dirs[0], WARDEN_INMATE_DIR);
+	c = config_free(c);
+	expect_reject("{\"api\":{\"image_dirs\":[\"rel\"]}}", "$.api.image_dirs[0]", "not an absolute path");
+	expect_reject("{\"api\":{\"image_dirs\":\"/x\"}}", "$.api.image_dirs", "must be an array");
+
+	snprintf(path, sizeof path, "rm -rf '%s'", dir);
+	assert_int_equal(system(path), 0);
 }
 
 static void test_api_section(void **state) {
@@ -293,8 +430,12 @@ int main(void) {
 		cmocka_unit_test(test_reject_memory_overlap),
 		cmocka_unit_test(test_shared_region_allowed),
 		cmocka_unit_test(test_reject_bad_regions),
+		cmocka_unit_test(test_reject_numbers_the_store_cannot_hold),
+		cmocka_unit_test(test_largest_numbers_survive_the_store),
 		cmocka_unit_test(test_reject_bad_health_and_recovery),
 		cmocka_unit_test(test_linux_cell),
+		cmocka_unit_test(test_reject_relative_image_paths),
+		cmocka_unit_test(test_image_dirs),
 		cmocka_unit_test(test_api_section),
 		cmocka_unit_test(test_tables_complete),
 	};
