@@ -101,13 +101,14 @@ static void route_health(Manager *m, HttpRequest *r) {
 	json_object_set_new(cells, "total", json_integer((json_int_t)m->n_cells));
 	for (size_t i = 0; i < http_n_listeners(m->http); i++)
 		json_array_append_new(listeners, json_string(http_listener_name(m->http, i)));
-	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0;
+	/* A disabled hypervisor runs no cell at all: never "ok". */
+	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0 || !m->hypervisor_enabled;
 	http_reply_json(r, 200,
-	                json_pack("{s:s, s:s, s:f, s:o, s:o, s:b, s:o}", "status", degraded ? "degraded" : "ok",
-	                          "version", WARDEN_VERSION, "uptime_s",
-	                          (double)(now_ns(CLOCK_MONOTONIC) - m->started_mono_ns) / 1e9, "cells", cells,
-	                          "listeners", listeners, "cpu_sharing", m->config->cpu_sharing, "broken_specs",
-	                          broken));
+	                json_pack("{s:s, s:s, s:s, s:f, s:o, s:o, s:b, s:o}", "status", degraded ? "degraded" : "ok",
+	                          "hypervisor", m->hypervisor_enabled ? "enabled" : "disabled", "version",
+	                          WARDEN_VERSION, "uptime_s", (double)(now_ns(CLOCK_MONOTONIC) - m->started_mono_ns) / 1e9,
+	                          "cells", cells, "listeners", listeners, "cpu_sharing", m->config->cpu_sharing,
+	                          "broken_specs", broken));
 }
 
 static void route_cells(Manager *m, HttpRequest *r) {

@@ -20,6 +20,17 @@ typedef struct Tokens Tokens;
 typedef struct Operations Operations;
 typedef struct Events Events;
 
+/* How late the loop ran a periodic high-priority timer: the daemon's own
+ * measure of whether anything held its loop. Buckets in seconds. */
+#define LOOP_LAG_BUCKETS 14
+extern const double loop_lag_bounds[LOOP_LAG_BUCKETS];
+extern const char *const loop_lag_le[LOOP_LAG_BUCKETS];
+typedef struct LoopLag {
+	uint64_t bucket[LOOP_LAG_BUCKETS];
+	uint64_t count;
+	uint64_t sum_ns, max_ns;
+} LoopLag;
+
 typedef struct ManagerOptions {
 	const char *config_path;
 	const char *listen[CONFIG_MAX_LISTEN]; /* from the command line */
@@ -60,6 +71,9 @@ typedef struct Manager {
 	uint64_t started_mono_ns;
 	uint64_t watchdog_usec;
 	sd_event_source *watchdog_timer;
+	sd_event_source *lag_timer;
+	uint64_t lag_due_ns;
+	LoopLag lag;
 	bool ready;        /* READY=1 sent: the autostarted cells settled */
 	bool started;      /* manager_startup() is done */
 } Manager;

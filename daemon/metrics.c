@@ -133,6 +133,21 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 		histogram(f, "warden_cell_recovery_seconds", labels, &cell_machine(m->cells[i])->h_recovery);
 	}
 
+	header(f, "warden_loop_lag_seconds", "histogram",
+	       "How late wardend's loop ran a high-priority timer (probed 50 times a second).");
+	{
+		uint64_t cum = 0;
+		for (int i = 0; i < LOOP_LAG_BUCKETS; i++) {
+			cum += m->lag.bucket[i];
+			fprintf(f, "warden_loop_lag_seconds_bucket{le=\"%s\"} %llu\n", loop_lag_le[i], (unsigned long long)cum);
+		}
+		fprintf(f, "warden_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)m->lag.count);
+		fprintf(f, "warden_loop_lag_seconds_sum %.9f\n", (double)m->lag.sum_ns / 1e9);
+		fprintf(f, "warden_loop_lag_seconds_count %llu\n", (unsigned long long)m->lag.count);
+	}
+	header(f, "warden_loop_lag_max_seconds", "gauge", "The largest loop lag since wardend started.");
+	fprintf(f, "warden_loop_lag_max_seconds %.9f\n", (double)m->lag.max_ns / 1e9);
+
 	process_metrics(f);
 	if (fclose(f) != 0) {
 		free(buf);
