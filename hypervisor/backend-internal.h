@@ -38,6 +38,7 @@ typedef struct BackendCellOps {
 	int (*event_fd)(BackendCell *c);
 	int (*event_ack)(BackendCell *c);
 	int (*pidfd)(BackendCell *c);
+	void (*reap)(BackendCell *c);
 } BackendCellOps;
 
 struct Backend {

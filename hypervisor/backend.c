@@ -188,6 +188,12 @@ int backend_cell_pidfd(BackendCell *c)
 	return CELL_CALL(c, pidfd);
 }
 
+void backend_cell_reap(BackendCell *c)
+{
+	if (c && c->ops->reap)
+		c->ops->reap(c);
+}
+
 int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t arg)
 {
 	if (!comm)

@@ -9,7 +9,8 @@
  *
  *   loop calls    never block and never wait: backend_cell_status(),
  *                 _comm(), _console_read(), _event_fd(), _event_ack(),
- *                 _pidfd(), _mail(), _shutdown(), _name(). The daemon calls
+ *                 _pidfd(), _reap(), _mail(), _shutdown(), _name(),
+ *                 _free(). The daemon calls
  *                 them on its event loop, sampling heartbeats between them.
  *   worker calls  may block, each wait bounded by the backend's own
  *                 deadline: enable, disable, cell create, adopt, load,
@@ -164,6 +165,9 @@ int backend_cell_event_ack(BackendCell *c);
 /* A pidfd, readable once the process holding the cell exited; -1 if the
  * backend has no such process. */
 int backend_cell_pidfd(BackendCell *c);
+/* The pidfd polled readable: collect the exit, so that status() reports
+ * GONE from now on. status() itself never polls (it runs on every sample). */
+void backend_cell_reap(BackendCell *c);
 
 /* ---- asynchronous requests ------------------------------------------
  *

@@ -36,6 +36,7 @@
 
 #define READY_TIMEOUT_MS 5000
 #define REQUEST_TIMEOUT_MS 5000
+#define DESTROY_EXIT_TIMEOUT_MS 2000
 #define MAX_ARGS (32 + 2 * (BACKEND_MAX_REGIONS + BACKEND_MAX_IMAGES))
 
 typedef struct KvmBackend {
@@ -252,12 +253,13 @@ static KvmCell *cell_new(KvmBackend *b, const char *name)
 	return c;
 }
 
-/* Reap the runner if it is our child and has exited; remember how. */
-static void cell_reap(KvmCell *c)
+/* Reap the runner if it is our child and has exited (within timeout_ms);
+ * remember how. */
+static void cell_reap(KvmCell *c, int timeout_ms)
 {
 	siginfo_t si = { 0 };
 
-	if (c->exited || c->pidfd < 0 || !backend_fd_readable(c->pidfd, 0))
+	if (c->exited || c->pidfd < 0 || !backend_fd_readable(c->pidfd, timeout_ms))
 		return;
 	c->exited = true;
 	if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
@@ -277,7 +279,7 @@ static void kvm_cell_free(BackendCell *base)
 {
 	KvmCell *c = (KvmCell *)base;
 
-	cell_reap(c);
+	cell_reap(c, 0);
 	if (c->comm)
 		munmap((void *)c->comm, c->comm_size);
 	if (c->status)
@@ -635,7 +637,7 @@ static int kvm_cell_destroy(BackendCell *base)
 
 	if (c->destroyed)
 		return 0;
-	cell_reap(c);
+	cell_reap(c, 0);
 	if (c->exited) {
 		c->destroyed = true;
 		return 0;
@@ -646,6 +648,9 @@ static int kvm_cell_destroy(BackendCell *base)
 	if (r == 0) {
 		c->destroyed = true;
 		backend_close_fd(&c->ctl_fd);
+		/* A worker call: wait for the exit the reply promised, so the
+		 * runner is reaped now and never lingers as a zombie. */
+		cell_reap(c, DESTROY_EXIT_TIMEOUT_MS);
 	}
 	return r;
 }
@@ -688,7 +693,8 @@ static int kvm_cell_status(BackendCell *base, BackendCellStatus *ret)
 	s.exits_hlt = __atomic_load_n(&st->exits_hlt, __ATOMIC_RELAXED);
 	s.exits_sleep = __atomic_load_n(&st->exits_sleep, __ATOMIC_RELAXED);
 
-	cell_reap(c);
+	/* No poll() of the pidfd here: this runs on every sample, and the
+	 * caller watches the pidfd itself and says when it fired (reap). */
 	if (c->exited && s.state != BACKEND_CELL_GONE) {
 		/* Died without saying so (SIGKILL, crash): the page is
 		 * stale, the process tells the truth. */
@@ -750,6 +756,11 @@ static int kvm_cell_event_ack(BackendCell *base)
 	return 0;
 }
 
+static void kvm_cell_reap(BackendCell *base)
+{
+	cell_reap((KvmCell *)base, 0);
+}
+
 static int kvm_cell_pidfd(BackendCell *base)
 {
 	return ((KvmCell *)base)->pidfd;
@@ -782,4 +793,5 @@ static const BackendCellOps kvm_cell_ops = {
 	.event_fd = kvm_cell_event_fd,
 	.event_ack = kvm_cell_event_ack,
 	.pidfd = kvm_cell_pidfd,
+	.reap = kvm_cell_reap,
 };

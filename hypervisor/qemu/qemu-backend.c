@@ -1591,14 +1591,17 @@ static int qemu_cell_event_ack(BackendCell *base)
 
 	if (c->destroyed)
 		return 0;
+	/* At EOF the socket stays readable: -ESRCH tells the caller to stop
+	 * watching it (a loop call never waits); the pidfd says the rest. */
 	r = qmp_drain(c, NULL);
-	if (r == -ESRCH) {
-		/* The socket stays readable at EOF; the pidfd is about to say
-		 * why. Give it a moment rather than spin the caller's loop. */
-		cell_reap(c, 100);
-		return 0;
-	}
+	if (r == -ESRCH)
+		cell_reap(c, 0);
 	return r;
+}
+
+static void qemu_cell_reap(BackendCell *base)
+{
+	cell_reap((QemuCell *)base, 0);
 }
 
 static int qemu_cell_pidfd(BackendCell *base)
@@ -1635,4 +1638,5 @@ static const BackendCellOps qemu_cell_ops = {
 	.event_fd = qemu_cell_event_fd,
 	.event_ack = qemu_cell_event_ack,
 	.pidfd = qemu_cell_pidfd,
+	.reap = qemu_cell_reap,
 };

@@ -434,6 +434,10 @@ static void test_sigkill(void **state)
 	assert_int_equal(poll(&p, 1, 5000), 1);
 	printf("# SIGKILL -> pidfd readable: %.3f ms\n", (double)(now_ns() - t0) / 1e6);
 
+	/* status() never polls: until the caller reaps, the page is all it has */
+	assert_int_equal(backend_cell_status(c, &st), 0);
+	assert_int_equal(st.state, BACKEND_CELL_RUNNING);
+	backend_cell_reap(c);
 	assert_int_equal(backend_cell_status(c, &st), 0);
 	assert_int_equal(st.state, BACKEND_CELL_GONE);
 	assert_non_null(strstr(st.reason, "signal 9"));
