@@ -575,13 +575,65 @@ static bool image_in_use(const CellSpec *s, const char *file) {
 	return false;
 }
 
+static void api_answered(Manager *m, HttpRequest *r);
+
+/* An upload's commit (fsync of up to api.max_image_bytes, rename, fsync
+ * of the directory) runs on a worker; the request waits, suspended. */
+typedef struct UploadJob {
+	Manager *manager;
+	HttpRequest *request;
+	Upload *upload;
+	uint8_t want[SHA256_LEN];
+	char cell[CELL_NAME_MAX + 1];
+	char file[IMAGE_NAME_MAX + 1];
+	bool done, replaced;
+	int result;
+	size_t size;
+	char hex[2 * SHA256_LEN + 1];
+} UploadJob;
+
+static int upload_job_run(void *arg) {
+	UploadJob *j = arg;
+	j->result = upload_commit(TAKE_PTR(j->upload), j->want, &j->replaced, j->hex, &j->size);
+	return j->result;
+}
+
+static void upload_job_done(const BackendCompletion *d, void *userdata) {
+	UploadJob *j = userdata;
+	(void)d;
+	j->done = true;
+	http_request_resume(j->request);
+}
+
+static void upload_job_reply(HttpRequest *r, void *userdata) {
+	UploadJob *j = userdata;
+
+	if (!j->done)
+		/* wardend stopped first; the worker finished, unheard */
+		http_reply_problem(r, 503, "Service Unavailable",
+		                   "wardend is shutting down; GET the image list to see whether it was stored");
+	else if (j->result == -EBADMSG)
+		http_reply_problem(r, 422, NULL,
+		                   "digest mismatch: the %zu bytes received have SHA-256 %s, not the one in Content-Digest; "
+		                   "nothing was stored", j->size, j->hex);
+	else if (j->result < 0)
+		http_reply_problem(r, 500, NULL, "storing the image failed: %s", strerror(-j->result));
+	else {
+		events_emit_json(j->manager, "image",
+		                 json_pack("{s:s, s:s, s:I, s:s, s:s}", "cell", j->cell, "name", j->file, "size",
+		                           (json_int_t)j->size, "sha256", j->hex, "change", "uploaded"));
+		http_reply_json(r, j->replaced ? 200 : 201,
+		                json_pack("{s:s, s:I, s:s}", "name", j->file, "size", (json_int_t)j->size, "sha256", j->hex));
+	}
+	api_answered(j->manager, r);
+	free(j);
+}
+
 static void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) {
 	Upload *u = NULL;
-	bool too_large, replaced = false;
+	bool too_large;
 	int error, k;
-	size_t size;
-	uint8_t want[SHA256_LEN];
-	char hex[2 * SHA256_LEN + 1];
+	UploadJob *j;
 
 	/* api_begin() set the sink; take the upload over from it. */
 	(void)http_request_sink_size(r, &too_large, &error);
@@ -600,22 +652,26 @@ static void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) 
 			http_reply_problem(r, 500, NULL, "writing the image failed: %s", strerror(error));
 		return;
 	}
-	(void)content_digest_parse(http_request_header(r, "Content-Digest"), want);
-	k = upload_commit(u, want, &replaced, hex, &size);
-	if (k == -EBADMSG) {
-		http_reply_problem(r, 422, NULL,
-		                   "digest mismatch: the %zu bytes received have SHA-256 %s, not the one in Content-Digest; "
-		                   "nothing was stored", size, hex);
+	j = calloc(1, sizeof *j);
+	if (!j) {
+		upload_abort(u);
+		http_reply_problem(r, 500, NULL, "out of memory");
 		return;
 	}
+	*j = (UploadJob){ .manager = m, .request = r, .upload = u };
+	snprintf(j->cell, sizeof j->cell, "%s", cell_name(c));
+	snprintf(j->file, sizeof j->file, "%s", file);
+	(void)content_digest_parse(http_request_header(r, "Content-Digest"), j->want);
+	/* Unordered with the cell's own requests: its recovery must not wait
+	 * for a disk flush. */
+	k = backend_call_async(manager_queue(m), NULL, upload_job_run, j, upload_job_done, j, NULL);
 	if (k < 0) {
+		upload_abort(u);
+		free(j);
 		http_reply_problem(r, 500, NULL, "storing the image failed: %s", strerror(-k));
 		return;
 	}
-	events_emit_json(m, "image", json_pack("{s:s, s:s, s:I, s:s, s:s}", "cell", c->spec->name, "name", file, "size",
-	                                       (json_int_t)size, "sha256", hex, "change", "uploaded"));
-	http_reply_json(r, replaced ? 200 : 201,
-	                json_pack("{s:s, s:I, s:s}", "name", file, "size", (json_int_t)size, "sha256", hex));
+	http_request_suspend(r, upload_job_reply, j);
 }
 
 static void route_image_delete(Manager *m, Cell *c, const char *file, HttpRequest *r) {
@@ -1028,7 +1084,9 @@ void api_begin(Manager *m, HttpRequest *r) {
 	}
 }
 
-void api_handle(Manager *m, HttpRequest *r) {
+/* A mutation was answered (or parked on its operation): audit it and keep
+ * its Idempotency-Key record. */
+static void api_answered(Manager *m, HttpRequest *r) {
 	const char *key = http_request_header(r, "Idempotency-Key");
 	char cbuf[CELL_NAME_MAX + 1], outcome[96];
 	const char *body, *type;
@@ -1037,16 +1095,6 @@ void api_handle(Manager *m, HttpRequest *r) {
 
 	_cleanup_free_ char *parked = NULL;
 
-	if (strcmp(http_request_tag(r), "replay") == 0) {
-		IdemRecord *rec = http_request_sink_userdata(r);
-		http_request_clear_sink(r);
-		http_request_set_tag(r, "");
-		replay(m, r, rec);
-		audit(r, cell_of_path(http_request_path(r), cbuf), "replayed the stored response (Idempotency-Key)");
-		discard_abort(rec);
-		return;
-	}
-	dispatch(m, r);
 	if (!is_mutation(r))
 		return;
 	body = http_request_captured(r, &status, &type, &len);
@@ -1094,4 +1142,20 @@ void api_handle(Manager *m, HttpRequest *r) {
 	}
 	/* Answered (or stored): a retry now gets the record, not a 409. */
 	inflight_remove(m, r);
+}
+
+void api_handle(Manager *m, HttpRequest *r) {
+	char cbuf[CELL_NAME_MAX + 1];
+
+	if (strcmp(http_request_tag(r), "replay") == 0) {
+		IdemRecord *rec = http_request_sink_userdata(r);
+		http_request_clear_sink(r);
+		http_request_set_tag(r, "");
+		replay(m, r, rec);
+		audit(r, cell_of_path(http_request_path(r), cbuf), "replayed the stored response (Idempotency-Key)");
+		discard_abort(rec);
+		return;
+	}
+	dispatch(m, r);
+	api_answered(m, r);
 }

@@ -24,6 +24,9 @@
 #include "store.h"
 
 #define SAMPLE_ACCURACY_USEC 500
+/* Between doorbells and backend completions (SD_EVENT_PRIORITY_IMPORTANT)
+ * and HTTP (normal). */
+#define CELL_PRIORITY_TIMERS (SD_EVENT_PRIORITY_IMPORTANT / 2)
 
 /* ---- accessors ------------------------------------------------------ */
 
@@ -193,6 +196,9 @@ int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
 		return r;
 	}
 	sd_event_source_set_priority(c->save_source, SD_EVENT_PRIORITY_IDLE);
+	/* Supervision before HTTP, which runs at the normal priority. */
+	sd_event_source_set_priority(c->sample_timer, CELL_PRIORITY_TIMERS);
+	sd_event_source_set_priority(c->action_timer, CELL_PRIORITY_TIMERS);
 	sd_event_source_set_enabled(c->save_source, SD_EVENT_OFF);
 	sd_event_source_set_enabled(c->sample_timer, SD_EVENT_OFF);
 	sd_event_source_set_enabled(c->action_timer, SD_EVENT_OFF);

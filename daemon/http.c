@@ -34,6 +34,8 @@
 /* Stored in a connection's socket context when it came in over the limit. */
 static char overflow_mark;
 
+static void on_ready_resumed(HttpRequest *r, void *userdata);
+
 typedef struct Listener {
 	Http *http;
 	struct MHD_Daemon *mhd;
@@ -73,6 +75,10 @@ struct Http {
 	size_t n_listeners;
 	HttpStream *streams;
 	HttpRequest *parked; /* suspended requests, for shutdown */
+	/* Complete requests waiting for their turn (one per loop iteration,
+	 * see on_dispatch), oldest first. */
+	HttpRequest *ready_head, *ready_tail;
+	sd_event_source *dispatch;
 	HttpRequest *uploads; /* requests streaming into a sink */
 	sd_event_source *upload_sweep;
 	bool closing;
@@ -103,6 +109,7 @@ struct HttpRequest {
 	void (*on_resume)(HttpRequest *r, void *userdata);
 	void *resume_userdata;
 	HttpRequest *park_prev, *park_next;
+	HttpRequest *ready_next;
 	char tag[64]; /* the API's note on the request (an operation id) */
 	/* a copy of the reply, for Idempotency-Key records */
 	bool capture;
@@ -334,7 +341,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			r->on_resume(r, r->resume_userdata);
 		else if (l->http->closing)
 			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
-		if (!r->replied && http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
+		/* The handler may have parked it again (a ?wait request). */
+		if (!r->replied && !r->suspended &&
+		    http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
 			return MHD_NO;
 		return MHD_YES;
 	}
@@ -386,13 +395,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 		               MHD_NO :
 		               MHD_YES;
 
-	api_handle(l->http->manager, r);
-	/* Without an answer libmicrohttpd would hold the connection until it
-	 * times out: closing it is the answer of last resort. */
-	if (!r->replied && !r->suspended &&
-	    http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
-		return MHD_NO;
+	/* Not handled here: one MHD_run() may complete many requests at once
+	 * (32 /metrics scrapes are 100 ms of work), and a doorbell or a
+	 * heartbeat deadline must not wait for the whole batch. Each complete
+	 * request waits, parked, for its own turn of the loop. */
+	http_request_suspend(r, on_ready_resumed, NULL);
+	if (l->http->ready_tail)
+		l->http->ready_tail->ready_next = r;
+	else
+		l->http->ready_head = r;
+	l->http->ready_tail = r;
+	sd_event_source_set_enabled(l->http->dispatch, SD_EVENT_ON);
 	return MHD_YES;
+}
+
+/* Its turn came (or wardend is stopping): handle it, inside MHD_run(). */
+static void on_ready_resumed(HttpRequest *r, void *userdata) {
+	Http *h = r->listener->http;
+
+	(void)userdata;
+	if (h->closing) {
+		http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
+		return;
+	}
+	api_handle(h->manager, r);
+	/* Without an answer libmicrohttpd would hold the connection until it
+	 * times out: the caller closes it as the answer of last resort. */
+}
+
+/* One request per loop iteration: higher-priority sources (doorbells,
+ * heartbeat samples, backend completions) run between any two. */
+static int on_dispatch(sd_event_source *s, void *userdata) {
+	Http *h = userdata;
+	HttpRequest *r = h->ready_head;
+
+	if (!r)
+		return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	h->ready_head = r->ready_next;
+	if (!h->ready_head)
+		h->ready_tail = NULL;
+	r->ready_next = NULL;
+	http_request_resume(r);
+	if (!h->ready_head)
+		sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	return 0;
 }
 
 /* Percent-decoding that cannot hide a NUL: "%00" would cut the path short
@@ -424,6 +470,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 int http_new(Manager *m, const HttpLimits *limits, const HttpSocketOptions *so, Http **ret) {
 	Http *h = calloc(1, sizeof *h);
+	int r;
+
 	if (!h)
 		return -ENOMEM;
 	h->manager = m;
@@ -439,6 +487,12 @@ int http_new(Manager *m, const HttpLimits *limits, const HttpSocketOptions *so, 
 	}
 	h->so.tls_cert = h->tls_cert;
 	h->so.tls_key = h->tls_key;
+	r = sd_event_add_defer(m->event, &h->dispatch, on_dispatch, h);
+	if (r < 0) {
+		http_free(h);
+		return r;
+	}
+	sd_event_source_set_enabled(h->dispatch, SD_EVENT_OFF);
 	*ret = h;
 	return 0;
 }
@@ -454,6 +508,8 @@ Http *http_free(Http *h) {
 	/* Parked requests and streams get their answer (or their end) before
 	 * the daemons go: libmicrohttpd does not close suspended connections. */
 	h->closing = true;
+	h->ready_head = h->ready_tail = NULL; /* they are parked too */
+	h->dispatch = sd_event_source_disable_unref(h->dispatch);
 	while (h->parked)
 		http_request_resume(h->parked);
 	for (HttpStream *st = h->streams; st; st = st->next) {
@@ -778,6 +834,7 @@ void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void
 	r->on_resume = on_resume;
 	r->resume_userdata = userdata;
 	r->suspended = true;
+	r->resumed = false;
 	r->park_next = h->parked;
 	r->park_prev = NULL;
 	if (h->parked)

@@ -35,6 +35,8 @@ struct BackendRequest {
 	bool reuse;
 	BackendDoneFn done;
 	void *userdata;
+	int (*fn)(void *arg); /* CALL */
+	void *arg;
 	bool abandoned, destroy_result;
 	BackendCompletion c;
 };
@@ -57,7 +59,7 @@ struct BackendQueue {
 static const char *const kind_table[_BACKEND_REQUEST_KIND_MAX] = {
 	[BACKEND_REQUEST_BOOT] = "boot",       [BACKEND_REQUEST_STOP] = "stop",
 	[BACKEND_REQUEST_DESTROY] = "destroy", [BACKEND_REQUEST_ENABLE] = "enable",
-	[BACKEND_REQUEST_DISABLE] = "disable",
+	[BACKEND_REQUEST_DISABLE] = "disable", [BACKEND_REQUEST_CALL] = "call",
 };
 
 const char *backend_request_kind_to_string(BackendRequestKind k)
@@ -212,6 +214,8 @@ static int run(BackendRequest *rq)
 		return backend_enable(rq->backend);
 	case BACKEND_REQUEST_DISABLE:
 		return backend_disable(rq->backend);
+	case BACKEND_REQUEST_CALL:
+		return rq->fn(rq->arg);
 	default:
 		return -EINVAL;
 	}
@@ -532,6 +536,21 @@ int backend_enable_async(BackendQueue *q, Backend *b, BackendDoneFn done, void *
 int backend_disable_async(BackendQueue *q, Backend *b, BackendDoneFn done, void *userdata, BackendRequest **ret)
 {
 	return backend_request(q, BACKEND_REQUEST_DISABLE, b, done, userdata, ret);
+}
+
+int backend_call_async(BackendQueue *q, const char *key, int (*fn)(void *arg), void *arg, BackendDoneFn done,
+                       void *userdata, BackendRequest **ret)
+{
+	BackendRequest *rq;
+
+	if (!q || !fn)
+		return -EINVAL;
+	rq = request_new(BACKEND_REQUEST_CALL, key, NULL, NULL, done, userdata);
+	if (!rq)
+		return -ENOMEM;
+	rq->fn = fn;
+	rq->arg = arg;
+	return enqueue(q, rq, ret);
 }
 
 void backend_request_abandon(BackendRequest *r, bool destroy)

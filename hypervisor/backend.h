@@ -195,6 +195,7 @@ typedef enum BackendRequestKind {
 	BACKEND_REQUEST_DESTROY, /* tear down and free the handle */
 	BACKEND_REQUEST_ENABLE,
 	BACKEND_REQUEST_DISABLE,
+	BACKEND_REQUEST_CALL,    /* the daemon's own blocking work */
 	_BACKEND_REQUEST_KIND_MAX,
 } BackendRequestKind;
 
@@ -235,6 +236,11 @@ int backend_destroy_async(BackendQueue *q, BackendCell *c, BackendDoneFn done, v
                           BackendRequest **ret);
 int backend_enable_async(BackendQueue *q, Backend *b, BackendDoneFn done, void *userdata, BackendRequest **ret);
 int backend_disable_async(BackendQueue *q, Backend *b, BackendDoneFn done, void *userdata, BackendRequest **ret);
+/* Run fn(arg) on a worker, ordered with the requests of `key` (NULL: with
+ * none): for the daemon's own blocking work, such as the fsync of a large
+ * upload. The completion's result is fn's return value. */
+int backend_call_async(BackendQueue *q, const char *key, int (*fn)(void *arg), void *arg, BackendDoneFn done,
+                       void *userdata, BackendRequest **ret);
 /* The caller is no longer interested (its cell went away): the callback
  * will not run, and a handle the request hands back is destroyed and freed
  * when `destroy`, only freed otherwise. Call it on the dispatch thread. */
