@@ -468,16 +468,12 @@ static void on_done(Step *s) {
 			return;
 		}
 		if (r < 0) {
-			if (m->boot_is_restart) {
-				char why[CELL_REASON_MAX];
-				snprintf(why, sizeof why, "restart failed: %s", strerror(-r));
-				fail(s, FAILURE_CRASH, why, s->now);
-			} else {
-				say(s, LOG_ERR, MSGID_CELL_FAILED, "Cell \"%s\" could not be started: %s", s->ctx->name,
-				    strerror(-r));
-				set_state(s, CELL_FAILED, "start failed: %s", strerror(-r));
-				act(s, CELL_DO_SAVE);
-			}
+			/* A cell that cannot be brought up has crashed as far as
+			 * its policy goes (systemd counts failed starts the same
+			 * way): retried with backoff, within the budget. */
+			char why[CELL_REASON_MAX];
+			snprintf(why, sizeof why, "%s failed: %s", m->boot_is_restart ? "restart" : "start", strerror(-r));
+			fail(s, FAILURE_CRASH, why, s->now);
 			return;
 		}
 		if (next == CELL_NEXT_BOOT) {

@@ -589,12 +589,28 @@ static void test_operator_start_fails(void **state) {
 	T t;
 	(void)state;
 	t_init(&t);
+	t.rs.backoff_initial_ms = 10;
+	feed(&t, (CellInput){ .kind = CELL_INPUT_START });
+	done(&t, -ENOEXEC);
+	/* the operator sees it fail, and the policy retries it */
+	assert_non_null(find_state(&t, CELL_FAILED));
+	assert_string_equal(t.m.last_failure_reason, "start failed: Exec format error");
+	assert_int_equal(t.m.failures[FAILURE_CRASH], 1);
+	assert_int_equal(timer_at(&t), t.now + 10 * MS);
+	t.now += 10 * MS;
+	feed(&t, (CellInput){ .kind = CELL_INPUT_TIMER });
+	assert_non_null(find(&t, CELL_DO_BOOT));
+	done(&t, 0);
+	beat(&t, WARDEN_INMATE_RUNNING);
+	assert_int_equal(t.m.state, CELL_RUNNING);
+	/* with on_crash: stop it just stays failed */
+	t_init(&t);
+	t.rs.on[FAILURE_CRASH] = ACTION_STOP;
 	feed(&t, (CellInput){ .kind = CELL_INPUT_START });
 	done(&t, -ENOEXEC);
 	assert_int_equal(t.m.state, CELL_FAILED);
-	assert_string_equal(t.m.state_reason, "start failed: Exec format error");
-	assert_false(t.m.has_failure); /* the operator's request failed, not the inmate */
 	assert_null(find(&t, CELL_DO_BOOT));
+	assert_null(find(&t, CELL_DO_DESTROY));
 	assert_int_equal(feed(&t, (CellInput){ .kind = CELL_INPUT_START }), 0);
 }
 
