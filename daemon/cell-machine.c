@@ -551,19 +551,20 @@ static void on_orphaned(Step *s) {
 static void next_sample(Step *s) {
 	CellMachine *m = s->m;
 	const HealthSpec *h = s->ctx->health;
-	uint64_t next = s->now + ms_ns(h->period_ms) / 2;
+	uint64_t next = s->now + ms_ns(h->period_ms) / 2, deadline = UINT64_MAX;
+	CellAction *a;
 
 	/* Sample at half the period; never sleep past the next deadline. */
-	if (m->state == CELL_RUNNING || m->state == CELL_DEGRADED) {
-		uint64_t deadline = m->hb_changed_ns + ms_ns(h->timeout_ms) + NS_PER_US;
-		if (deadline < next)
-			next = deadline;
-	} else if (m->state == CELL_STARTING) {
-		uint64_t deadline = m->start_issued_ns + ms_ns(h->boot_timeout_ms);
-		if (deadline < next)
-			next = deadline;
-	}
-	act_at(s, CELL_DO_SAMPLE_AT, next > s->now ? next : s->now + NS_PER_US);
+	if (m->state == CELL_RUNNING || m->state == CELL_DEGRADED)
+		deadline = m->hb_changed_ns + ms_ns(h->timeout_ms) + NS_PER_US;
+	else if (m->state == CELL_STARTING)
+		deadline = m->start_issued_ns + ms_ns(h->boot_timeout_ms);
+	a = act(s, CELL_DO_SAMPLE_AT);
+	/* A routine look may be coalesced with other cells'; a deadline not. */
+	a->precise = deadline <= next;
+	if (a->precise)
+		next = deadline;
+	a->at_ns = next > s->now ? next : s->now + NS_PER_US;
 }
 
 /* The comm region says something impossible: NULL if it does not. */

@@ -204,6 +204,7 @@ typedef struct CellAction {
 	int level;                 /* LOG: syslog level */
 	const char *msgid;         /* LOG: MESSAGE_ID, may be NULL */
 	bool reuse;                /* BOOT */
+	bool precise;              /* SAMPLE_AT: a deadline, not a routine look */
 	uint32_t mail;             /* MAIL: WARDEN_CMD_* */
 	uint64_t at_ns;            /* SAMPLE_AT, TIMER_AT */
 	char text[CELL_REASON_MAX + 128];

@@ -24,6 +24,7 @@
 #include "store.h"
 
 #define SAMPLE_ACCURACY_USEC 500
+#define RESET_TIMEOUT_NS (5 * NSEC_PER_SEC)
 /* Between doorbells and backend completions (SD_EVENT_PRIORITY_IMPORTANT)
  * and HTTP (normal). */
 #define CELL_PRIORITY_TIMERS (SD_EVENT_PRIORITY_IMPORTANT / 2)
@@ -47,7 +48,7 @@ const CellMachine *cell_machine(const Cell *c) {
 }
 
 bool cell_busy(const Cell *c) {
-	return c->request != NULL;
+	return c->request || c->reset_reply;
 }
 
 bool cell_has_backend(const Cell *c) {
@@ -180,10 +181,10 @@ int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
 	c->spec = spec;
 	cell_machine_init(&c->m);
 
-	/* Samples of all cells due within SAMPLE_ACCURACY_USEC share one
-	 * wake-up of the loop (sd-event coalesces timers by accuracy): a
+	/* Routine samples of all cells due within SAMPLE_ACCURACY_USEC share
+	 * one wake-up of the loop (sd-event coalesces timers by accuracy): a
 	 * timer wheel of that slot width, so 64 cells cost no more wake-ups
-	 * than 2 000 a second. A stall is still declared within the slot. */
+	 * than 2 000 a second. Deadlines (stall, boot) are armed precisely. */
 	r = sd_event_add_time(m->event, &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, SAMPLE_ACCURACY_USEC,
 	                      on_sample_timer, c);
 	if (r >= 0)
@@ -206,7 +207,13 @@ int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
 	return 0;
 }
 
+static void reset_end(Cell *c) {
+	c->reset_reply = sd_event_source_disable_unref(c->reset_reply);
+	c->reset_deadline = sd_event_source_disable_unref(c->reset_deadline);
+}
+
 static void cell_release(Cell *c, bool destroy) {
+	reset_end(c);
 	if (c->request) {
 		backend_request_abandon(c->request, destroy);
 		c->request = NULL;
@@ -319,7 +326,7 @@ static int cell_backend_config(Cell *c, BackendCellConfig *cfg, BackendRegion *r
 	return 0;
 }
 
-static int cell_submit_boot(Cell *c, bool reuse) {
+static int cell_submit_worker_boot(Cell *c, bool reuse) {
 	BackendRegion regions[BACKEND_MAX_REGIONS];
 	BackendImage images[BACKEND_MAX_IMAGES];
 	char paths[BACKEND_MAX_IMAGES + 2][PATH_MAX];
@@ -348,6 +355,67 @@ static int cell_submit_boot(Cell *c, bool reuse) {
 	}
 	c->backend_revision = c->revision;
 	cell_save(c);
+	return 0;
+}
+
+/* The fast path did not work out: the worker resets or re-creates. */
+static void reset_fall_back(Cell *c, int why) {
+	int r;
+
+	reset_end(c);
+	log_cell_errno(LOG_DEBUG, why, c->spec->name, NULL, "Cell \"%s\": in-place reset failed (%m), booting anew",
+	               c->spec->name);
+	r = cell_submit_worker_boot(c, false);
+	if (r < 0)
+		feed_done(c, r, false);
+}
+
+static int on_reset_reply(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+	Cell *c = userdata;
+	int r;
+
+	(void)s;
+	(void)fd;
+	(void)revents;
+	r = backend_cell_reset_finish(c->backend);
+	if (r == -EAGAIN)
+		return 0;
+	if (r < 0) {
+		reset_fall_back(c, r);
+		return 0;
+	}
+	reset_end(c);
+	feed_done(c, 0, true);
+	return 0;
+}
+
+static int on_reset_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+	(void)s;
+	(void)usec;
+	reset_fall_back(userdata, -ETIMEDOUT);
+	return 0;
+}
+
+/* In place from the loop when the backend can (kvm: one control-socket
+ * round trip, faster than a hop to a worker); the worker otherwise. */
+static int cell_submit_boot(Cell *c, bool reuse) {
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	int fd, r;
+
+	if (!reuse || !c->backend || c->next_spec)
+		return cell_submit_worker_boot(c, reuse);
+	fd = backend_cell_reset_begin(c->backend);
+	if (fd < 0)
+		return cell_submit_worker_boot(c, fd == -EOPNOTSUPP);
+	r = sd_event_add_io(c->manager->event, &c->reset_reply, fd, EPOLLIN, on_reset_reply, c);
+	if (r >= 0)
+		r = sd_event_add_time(c->manager->event, &c->reset_deadline, CLOCK_MONOTONIC,
+		                      (now + RESET_TIMEOUT_NS) / NSEC_PER_USEC, 1000, on_reset_deadline, c);
+	if (r < 0) {
+		reset_end(c);
+		return cell_submit_worker_boot(c, false);
+	}
+	sd_event_source_set_priority(c->reset_reply, SD_EVENT_PRIORITY_IMPORTANT);
 	return 0;
 }
 
@@ -418,6 +486,7 @@ static void cell_apply(Cell *c, const CellActions *acts) {
 			break;
 		case CELL_DO_SAMPLE_AT:
 			c->sample_due_ns = a->at_ns;
+			sd_event_source_set_time_accuracy(c->sample_timer, a->precise ? 1 : SAMPLE_ACCURACY_USEC);
 			if (a->at_ns)
 				timer_arm(c->sample_timer, a->at_ns);
 			else
@@ -497,7 +566,7 @@ static void cell_sample_late(Cell *c, uint64_t now, uint64_t late_ns) {
 	CellObservation o = { .sample_late_ns = late_ns };
 	CellInput in = { .kind = CELL_INPUT_SAMPLE, .now_ns = now, .obs = &o };
 
-	if (!c->backend || c->request)
+	if (!c->backend || cell_busy(c))
 		return;
 	cell_observe(c, &o);
 	cell_feed(c, &in);

@@ -45,6 +45,9 @@ typedef struct Cell {
 	CellMachine m;
 	BackendCell *backend;     /* NULL while a request owns it */
 	BackendRequest *request;  /* in flight, or NULL */
+	/* An in-place reset run from the loop (backend_cell_reset_begin):
+	 * its reply and its deadline. */
+	sd_event_source *reset_reply, *reset_deadline;
 
 	sd_event_source *event_source;  /* doorbell / backend state changes */
 	sd_event_source *pidfd_source;  /* the cell's process exited */

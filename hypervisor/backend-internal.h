@@ -39,6 +39,8 @@ typedef struct BackendCellOps {
 	int (*event_ack)(BackendCell *c);
 	int (*pidfd)(BackendCell *c);
 	void (*reap)(BackendCell *c);
+	int (*reset_begin)(BackendCell *c);  /* optional */
+	int (*reset_finish)(BackendCell *c); /* optional */
 } BackendCellOps;
 
 struct Backend {

@@ -188,6 +188,20 @@ int backend_cell_pidfd(BackendCell *c)
 	return CELL_CALL(c, pidfd);
 }
 
+int backend_cell_reset_begin(BackendCell *c)
+{
+	if (!c)
+		return -EINVAL;
+	return c->ops->reset_begin ? c->ops->reset_begin(c) : -EOPNOTSUPP;
+}
+
+int backend_cell_reset_finish(BackendCell *c)
+{
+	if (!c)
+		return -EINVAL;
+	return c->ops->reset_finish ? c->ops->reset_finish(c) : -EOPNOTSUPP;
+}
+
 void backend_cell_reap(BackendCell *c)
 {
 	if (c && c->ops->reap)

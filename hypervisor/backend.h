@@ -147,6 +147,15 @@ int backend_cell_reset(BackendCell *c);
 int backend_cell_shutdown(BackendCell *c);
 /* Write a mailbox command (WARDEN_CMD_*), ring the doorbell. */
 int backend_cell_mail(BackendCell *c, uint32_t cmd, uint32_t arg);
+/* The in-place reset without a worker, for backends whose reset is one
+ * short exchange (kvm: one control-socket round trip, ~0.2 ms; a thread
+ * hop would add more than that). Loop calls, both never block:
+ * _begin() sends the request and returns an fd to poll for POLLIN, or
+ * -EOPNOTSUPP (use backend_boot_async()); _finish() then gives the result,
+ * -EAGAIN while there is none yet. The caller keeps the deadline, and
+ * on any error falls back to backend_boot_async(). */
+int backend_cell_reset_begin(BackendCell *c);
+int backend_cell_reset_finish(BackendCell *c);
 /* Tear the cell down. The object stays valid (state GONE) until freed. */
 int backend_cell_destroy(BackendCell *c);
 /* Release the daemon's handles. A cell not destroyed keeps running. */

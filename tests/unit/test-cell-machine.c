@@ -312,6 +312,10 @@ static void test_stuck_and_deadline(void **state) {
 	sample(&t, &o);
 	assert_int_equal(t.m.state, CELL_RUNNING);
 	assert_int_equal(sample_at(&t), last + 30 * MS + 1000);
+	assert_true(find(&t, CELL_DO_SAMPLE_AT)->precise);
+	t.now = last + 20 * MS;
+	sample(&t, &o);
+	assert_false(find(&t, CELL_DO_SAMPLE_AT)->precise); /* a routine look */
 	t.now = last + 30 * MS + 1000;
 	sample(&t, &o);
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
