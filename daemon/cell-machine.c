@@ -107,6 +107,11 @@ void cell_machine_init(CellMachine *m) {
 	policy_init(&m->policy);
 }
 
+bool cell_machine_wants_cpu_times(const CellMachine *m, const HealthSpec *h, uint64_t now) {
+	return (m->state == CELL_RUNNING || m->state == CELL_DEGRADED) && m->op == CELL_OP_NONE &&
+	       now - m->hb_changed_ns > (uint64_t)h->timeout_ms * NS_PER_MS;
+}
+
 bool cell_machine_up(const CellMachine *m) {
 	return m->state == CELL_RUNNING || m->state == CELL_DEGRADED;
 }
@@ -187,6 +192,7 @@ static uint64_t ms_ns(uint32_t ms) {
 /* ---- requests ------------------------------------------------------- */
 
 static void hb_reset(CellMachine *m, uint64_t now) {
+	m->grace_at_ns = 0;
 	m->hb_valid = false;
 	m->hb_seq = 0;
 	m->hb_inmate_state = WARDEN_INMATE_NONE;
@@ -634,6 +640,44 @@ static bool host_starved(Step *s, const CellObservation *o) {
 	return true;
 }
 
+typedef enum Verdict {
+	VERDICT_STUCK,
+	VERDICT_WAIT,    /* look again at grace_at_ns */
+	VERDICT_STARVED, /* the stall clock starts again */
+} Verdict;
+
+/* The cell's own threads tell a starved cell from a stuck one: over the
+ * grace after the deadline, a cell that spent half of it runnable but
+ * off-CPU (schedstat's run-queue wait) was kept from beating by the
+ * host. One that ran, or slept, and still did not beat is stuck. */
+static Verdict stall_verdict(Step *s, const CellObservation *o) {
+	CellMachine *m = s->m;
+	uint64_t elapsed, waited;
+
+	if (!o->cpu_known)
+		return VERDICT_STUCK;
+	if (!m->grace_at_ns) {
+		m->grace_at_ns = s->now + CELL_STALL_GRACE_NS;
+		m->grace_from_ns = s->now;
+		m->grace_wait_ns = o->cpu_wait_ns;
+		return VERDICT_WAIT;
+	}
+	if (s->now < m->grace_at_ns)
+		return VERDICT_WAIT;
+	elapsed = s->now - m->grace_from_ns;
+	waited = o->cpu_wait_ns >= m->grace_wait_ns ? o->cpu_wait_ns - m->grace_wait_ns : 0;
+	m->grace_at_ns = 0;
+	if (elapsed == 0 || waited * 2 < elapsed)
+		return VERDICT_STUCK;
+	m->starved++;
+	say(s, LOG_WARNING, MSGID_CELL_HEALTH,
+	    "Cell \"%s\": no beat for %.1f ms, but its threads waited %.1f of the last %.1f ms for a CPU: host "
+	    "starved, not counted against the inmate",
+	    s->ctx->name, (double)(s->now - m->hb_changed_ns) / 1e6, (double)waited / 1e6, (double)elapsed / 1e6);
+	m->hb_changed_ns = s->now;
+	return VERDICT_STARVED;
+}
+
 static void on_sample(Step *s) {
 	CellMachine *m = s->m;
 	const HealthSpec *h = s->ctx->health;
@@ -733,6 +777,7 @@ static void on_sample(Step *s) {
 		m->hb_seq = o->seq;
 		m->hb_valid = true;
 		m->hb_uptime_ns = o->uptime_ns;
+		m->grace_at_ns = 0;
 	}
 	m->hb_inmate_state = o->istate;
 
@@ -759,6 +804,20 @@ static void on_sample(Step *s) {
 				break;
 			if (host_starved(s, o))
 				break;
+			switch (stall_verdict(s, o)) {
+			case VERDICT_WAIT: {
+				CellAction *a = act(s, CELL_DO_SAMPLE_AT);
+				a->at_ns = m->grace_at_ns;
+				a->precise = true;
+				return;
+			}
+			case VERDICT_STARVED:
+				next_sample(s);
+				return;
+			case VERDICT_STUCK:
+			default:
+				break;
+			}
 			snprintf(reason, sizeof reason,
 			         "no beat for %.1f ms (timeout %u ms), sequence stuck at %" PRIu64 ", inmate %s",
 			         (double)(now - m->hb_changed_ns) / 1e6, h->timeout_ms, m->hb_seq,

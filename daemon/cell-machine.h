@@ -116,6 +116,10 @@ typedef struct CellMachine {
 	/* starvation: stalls the host caused, not the inmate */
 	uint64_t starved;
 	uint64_t last_sample_ns;
+	/* Past a stall deadline with the cell's CPU times known, the verdict
+	 * waits one short grace: a cell whose threads spent it waiting for a
+	 * CPU is starved, not stuck. */
+	uint64_t grace_at_ns, grace_from_ns, grace_wait_ns;
 
 	Policy policy;
 	Histogram h_boot, h_recovery, h_detection[_FAILURE_KIND_MAX];
@@ -150,6 +154,10 @@ typedef struct CellObservation {
 
 	/* how late the daemon's own sampling ran: a measure of starvation */
 	uint64_t sample_late_ns;
+	/* the cell's threads: on a CPU, and runnable but waiting for one
+	 * (read only when cell_machine_wants_cpu_times() says so) */
+	bool cpu_known;
+	uint64_t cpu_run_ns, cpu_wait_ns;
 } CellObservation;
 
 typedef enum CellInputKind {
@@ -222,6 +230,13 @@ void cell_machine_init(CellMachine *m);
  * negative errno that refuses them: -EALREADY (already there), -EBUSY
  * (another transition is under way). */
 int cell_step(CellMachine *m, const CellContext *ctx, const CellInput *in, CellActions *out);
+
+/* The next sample may end in a stall verdict: read the cell's CPU times
+ * for it (a few procfs reads, too many for every sample). */
+bool cell_machine_wants_cpu_times(const CellMachine *m, const HealthSpec *h, uint64_t now_ns);
+
+/* The grace a stall verdict waits when the cell's CPU times are known. */
+#define CELL_STALL_GRACE_NS 1000000ULL
 
 /* The cell counts as up for the API and the metrics. */
 bool cell_machine_up(const CellMachine *m);

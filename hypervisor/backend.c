@@ -5,6 +5,8 @@
  * and small process and file helpers. Never logs; returns negative errno.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -200,6 +202,57 @@ int backend_cell_reset_finish(BackendCell *c)
 	if (!c)
 		return -EINVAL;
 	return c->ops->reset_finish ? c->ops->reset_finish(c) : -EOPNOTSUPP;
+}
+
+int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, uint64_t *ret_wait_ns)
+{
+	BackendCellStatus st;
+	char path[64];
+	struct dirent *de;
+	uint64_t run = 0, wait = 0;
+	unsigned n = 0;
+	DIR *d;
+	int r;
+
+	r = backend_cell_status(c, &st);
+	if (r < 0)
+		return r;
+	if (st.pid <= 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)st.pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char file[96], buf[96];
+		unsigned long long a, b;
+		ssize_t k;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "%s/%s/schedstat", path, de->d_name);
+		fd = open(file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* the thread just went */
+		k = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (k <= 0)
+			continue;
+		buf[k] = 0;
+		/* "on-cpu-ns runqueue-wait-ns timeslices" */
+		if (sscanf(buf, "%llu %llu", &a, &b) == 2) {
+			run += a;
+			wait += b;
+			n++;
+		}
+	}
+	closedir(d);
+	if (n == 0)
+		return -ENOENT;
+	*ret_run_ns = run;
+	*ret_wait_ns = wait;
+	return 0;
 }
 
 void backend_cell_reap(BackendCell *c)

@@ -9,7 +9,7 @@
  *
  *   loop calls    never block and never wait: backend_cell_status(),
  *                 _comm(), _console_read(), _event_fd(), _event_ack(),
- *                 _pidfd(), _reap(), _mail(), _shutdown(), _name(),
+ *                 _pidfd(), _reap(), _cpu_times(), _mail(), _shutdown(), _name(),
  *                 _free(). The daemon calls
  *                 them on its event loop, sampling heartbeats between them.
  *   worker calls  may block, each wait bounded by the backend's own
@@ -174,6 +174,11 @@ int backend_cell_event_ack(BackendCell *c);
 /* A pidfd, readable once the process holding the cell exited; -1 if the
  * backend has no such process. */
 int backend_cell_pidfd(BackendCell *c);
+/* CPU time of the cell's process, all threads: on a CPU (run) and
+ * runnable but waiting for one (wait), from /proc/PID/task/<*>/schedstat.
+ * A loop call for the rare moment a stall is about to be declared: it
+ * tells a starved cell from a stuck one. -ENOENT without a process. */
+int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, uint64_t *ret_wait_ns);
 /* The pidfd polled readable: collect the exit, so that status() reports
  * GONE from now on. status() itself never polls (it runs on every sample). */
 void backend_cell_reap(BackendCell *c);

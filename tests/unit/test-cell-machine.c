@@ -356,6 +356,65 @@ static void test_stall_when_host_starved(void **state) {
 	assert_int_equal(t.m.starved, 1);
 }
 
+/* With the cell's CPU times: a cell that waited for a CPU is starved. */
+static void test_stall_cpu_starved_or_stuck(void **state) {
+	T t;
+	(void)state;
+	t_init(&t);
+	t_running(&t);
+	uint64_t last = t.now;
+	assert_false(cell_machine_wants_cpu_times(&t.m, &t.h, last + 30 * MS));
+	t.now = last + 30 * MS + 1000;
+	assert_true(cell_machine_wants_cpu_times(&t.m, &t.h, t.now));
+	CellObservation o = obs(&t, WARDEN_INMATE_RUNNING);
+	o.cpu_known = true;
+	o.cpu_wait_ns = 5 * SEC;
+	sample(&t, &o);
+	/* no verdict yet: one grace, looked at precisely */
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
+	assert_int_equal(sample_at(&t), t.now + CELL_STALL_GRACE_NS);
+	assert_true(find(&t, CELL_DO_SAMPLE_AT)->precise);
+	/* the threads spent the grace waiting for a CPU */
+	t.now += CELL_STALL_GRACE_NS;
+	o.cpu_wait_ns += CELL_STALL_GRACE_NS * 3 / 4;
+	sample(&t, &o);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
+	assert_int_equal(t.m.starved, 1);
+	assert_int_equal(t.m.hb_changed_ns, t.now);
+
+	/* a real hang: the threads ran (or slept), no beat: stuck after the grace */
+	t.now += 30 * MS + 1000;
+	sample(&t, &o);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
+	t.now += CELL_STALL_GRACE_NS;
+	o.cpu_run_ns += CELL_STALL_GRACE_NS;
+	sample(&t, &o);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
+	assert_true(t.m.detection_ms > 31.0 && t.m.detection_ms < 31.01);
+
+	/* a beat during the grace ends it */
+	t_init(&t);
+	t_running(&t);
+	t.now += 31 * MS;
+	o = obs(&t, WARDEN_INMATE_RUNNING);
+	o.cpu_known = true;
+	sample(&t, &o);
+	assert_true(t.m.grace_at_ns > 0);
+	t.now += CELL_STALL_GRACE_NS / 2;
+	beat(&t, WARDEN_INMATE_RUNNING);
+	assert_int_equal(t.m.grace_at_ns, 0);
+	assert_int_equal(t.m.state, CELL_RUNNING);
+	/* an early look inside the grace keeps waiting */
+	t.now += 31 * MS;
+	o = obs(&t, WARDEN_INMATE_RUNNING);
+	o.cpu_known = true;
+	sample(&t, &o);
+	t.now += CELL_STALL_GRACE_NS / 2;
+	sample(&t, &o);
+	assert_int_equal(sample_at(&t), t.m.grace_at_ns);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
+}
+
 static void test_halt_exit_and_vcpu_stop(void **state) {
 	T t;
 	(void)state;
@@ -896,6 +955,7 @@ int main(void) {
 		cmocka_unit_test(test_comm_invalid),
 		cmocka_unit_test(test_stuck_and_deadline),
 		cmocka_unit_test(test_stall_when_host_starved),
+		cmocka_unit_test(test_stall_cpu_starved_or_stuck),
 		cmocka_unit_test(test_halt_exit_and_vcpu_stop),
 		cmocka_unit_test(test_crash_by_exit_and_by_status),
 		cmocka_unit_test(test_actions_stop_preserve_none),
