@@ -193,6 +193,7 @@ static uint64_t ms_ns(uint32_t ms) {
 
 static void hb_reset(CellMachine *m, uint64_t now) {
 	m->grace_at_ns = 0;
+	m->hb_beat_ns = now;
 	m->hb_valid = false;
 	m->hb_seq = 0;
 	m->hb_inmate_state = WARDEN_INMATE_NONE;
@@ -621,53 +622,50 @@ static void on_running_beat(Step *s, const CellObservation *o) {
 	act(s, CELL_DO_SAVE);
 }
 
-/* A stall the daemon could not watch is the host's, not the inmate's:
- * when its own sampling ran late by more than a quarter of the timeout
- * (at least 2 ms), the stall clock starts again from now. */
-static bool host_starved(Step *s, const CellObservation *o) {
-	uint64_t limit = ms_ns(s->ctx->health->timeout_ms) / 4;
-
-	if (limit < 2 * NS_PER_MS)
-		limit = 2 * NS_PER_MS;
-	if (o->sample_late_ns <= limit)
-		return false;
-	s->m->starved++;
-	say(s, LOG_WARNING, MSGID_CELL_HEALTH,
-	    "Cell \"%s\": no beat for %.1f ms, but wardend itself ran %.1f ms late: host starved, not counted "
-	    "against the inmate",
-	    s->ctx->name, (double)(s->now - s->m->hb_changed_ns) / 1e6, (double)o->sample_late_ns / 1e6);
-	s->m->hb_changed_ns = s->now;
-	return true;
-}
-
 typedef enum Verdict {
 	VERDICT_STUCK,
 	VERDICT_WAIT,    /* look again at grace_at_ns */
 	VERDICT_STARVED, /* the stall clock starts again */
 } Verdict;
 
-/* The cell's own threads tell a starved cell from a stuck one: over the
- * grace after the deadline, a cell that spent half of it runnable but
- * off-CPU (schedstat's run-queue wait) was kept from beating by the
- * host. One that ran, or slept, and still did not beat is stuck. */
+/* Past a stall deadline the verdict may wait one short grace, for two
+ * reasons that are the host's and not the inmate's: wardend itself ran its
+ * sample late (more than a quarter of the timeout, at least 2 ms), so the
+ * inmate may have been kept off the CPU too; or the cell's CPU times are
+ * known, and if its threads spend half the grace runnable but waiting for
+ * a CPU (schedstat), the host starves it: that stall is forgiven and its
+ * clock starts again, but never past STARVE_CAP of no beat at all. Either
+ * way one grace per stall at most: an overloaded daemon still declares. */
+static bool daemon_late(const Step *s, const CellObservation *o) {
+	uint64_t limit = ms_ns(s->ctx->health->timeout_ms) / 4;
+	return o->sample_late_ns > (limit > 2 * NS_PER_MS ? limit : 2 * NS_PER_MS);
+}
+
+static uint64_t starve_cap_ns(const Step *s) {
+	uint64_t cap = 10 * ms_ns(s->ctx->health->timeout_ms);
+	return cap > 1000 * NS_PER_MS ? cap : 1000 * NS_PER_MS;
+}
+
 static Verdict stall_verdict(Step *s, const CellObservation *o) {
 	CellMachine *m = s->m;
 	uint64_t elapsed, waited;
 
-	if (!o->cpu_known)
-		return VERDICT_STUCK;
 	if (!m->grace_at_ns) {
+		if (!o->cpu_known && !daemon_late(s, o))
+			return VERDICT_STUCK;
 		m->grace_at_ns = s->now + CELL_STALL_GRACE_NS;
 		m->grace_from_ns = s->now;
-		m->grace_wait_ns = o->cpu_wait_ns;
+		m->grace_wait_ns = o->cpu_known ? o->cpu_wait_ns : UINT64_MAX;
 		return VERDICT_WAIT;
 	}
 	if (s->now < m->grace_at_ns)
 		return VERDICT_WAIT;
+	m->grace_at_ns = 0;
+	if (!o->cpu_known || m->grace_wait_ns == UINT64_MAX)
+		return VERDICT_STUCK;
 	elapsed = s->now - m->grace_from_ns;
 	waited = o->cpu_wait_ns >= m->grace_wait_ns ? o->cpu_wait_ns - m->grace_wait_ns : 0;
-	m->grace_at_ns = 0;
-	if (elapsed == 0 || waited * 2 < elapsed)
+	if (elapsed == 0 || waited * 2 < elapsed || s->now - m->hb_beat_ns > starve_cap_ns(s))
 		return VERDICT_STUCK;
 	m->starved++;
 	say(s, LOG_WARNING, MSGID_CELL_HEALTH,
@@ -777,6 +775,7 @@ static void on_sample(Step *s) {
 		m->hb_seq = o->seq;
 		m->hb_valid = true;
 		m->hb_uptime_ns = o->uptime_ns;
+		m->hb_beat_ns = m->hb_changed_ns;
 		m->grace_at_ns = 0;
 	}
 	m->hb_inmate_state = o->istate;
@@ -786,10 +785,6 @@ static void on_sample(Step *s) {
 		if (m->hb_valid && (o->istate == WARDEN_INMATE_RUNNING || o->istate == WARDEN_INMATE_DEGRADED))
 			on_running_beat(s, o);
 		else if (now - m->start_issued_ns >= ms_ns(h->boot_timeout_ms)) {
-			if (host_starved(s, o)) {
-				m->start_issued_ns = now;
-				break;
-			}
 			snprintf(reason, sizeof reason, "no running beat %u ms after start (inmate %s)", h->boot_timeout_ms,
 			         inmate_state_to_string(o->istate));
 			fail(s, FAILURE_BOOT_TIMEOUT, reason, m->start_issued_ns + ms_ns(h->boot_timeout_ms));
@@ -801,8 +796,6 @@ static void on_sample(Step *s) {
 	case CELL_FAILED: /* action "none": watch for a comeback */
 		if (now - m->hb_changed_ns > ms_ns(h->timeout_ms)) {
 			if (m->state == CELL_FAILED)
-				break;
-			if (host_starved(s, o))
 				break;
 			switch (stall_verdict(s, o)) {
 			case VERDICT_WAIT: {
@@ -819,10 +812,11 @@ static void on_sample(Step *s) {
 				break;
 			}
 			snprintf(reason, sizeof reason,
-			         "no beat for %.1f ms (timeout %u ms), sequence stuck at %" PRIu64 ", inmate %s",
-			         (double)(now - m->hb_changed_ns) / 1e6, h->timeout_ms, m->hb_seq,
-			         inmate_state_to_string(o->istate));
-			fail(s, FAILURE_STUCK, reason, m->hb_changed_ns);
+			         "no beat for %.1f ms (timeout %u ms), sequence stuck at %" PRIu64 ", inmate %s%s",
+			         (double)(now - m->hb_beat_ns) / 1e6, h->timeout_ms, m->hb_seq,
+			         inmate_state_to_string(o->istate),
+			         m->hb_changed_ns != m->hb_beat_ns ? " (host starvation forgiven before)" : "");
+			fail(s, FAILURE_STUCK, reason, m->hb_beat_ns);
 			return;
 		}
 		if (o->istate == WARDEN_INMATE_DEGRADED && m->state != CELL_DEGRADED) {
@@ -853,6 +847,7 @@ int cell_step(CellMachine *m, const CellContext *ctx, const CellInput *in, CellA
 		if (in->by_operator)
 			m->held = true;
 		stop_cell(&s, in->reason ? in->reason : "stop requested");
+		act(&s, CELL_DO_SAVE); /* the hold, across daemon restarts */
 		return 0;
 	case CELL_INPUT_RESTART:
 		m->held = false;

@@ -95,7 +95,9 @@ typedef struct CellMachine {
 	bool hb_valid;
 	uint64_t hb_seq;
 	uint32_t hb_inmate_state;
-	uint64_t hb_changed_ns; /* CLOCK_MONOTONIC of the last new beat */
+	uint64_t hb_changed_ns; /* the stall clock: the last new beat, or the
+	                         * end of a stall forgiven as host starvation */
+	uint64_t hb_beat_ns;    /* CLOCK_MONOTONIC of the last new beat */
 	uint64_t hb_uptime_ns;
 
 	/* timestamps (CLOCK_MONOTONIC ns; 0: none) */

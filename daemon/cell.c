@@ -298,6 +298,8 @@ static void on_request_done(const BackendCompletion *d, void *userdata) {
 	if (c->backend && (r = cell_watch(c)) < 0)
 		log_cell_errno(LOG_WARNING, r, c->spec->name, NULL, "Failed to watch cell \"%s\": %m", c->spec->name);
 	feed_done(c, d->result, d->reused);
+	/* No longer busy, whether or not the state changed: READY may be due. */
+	manager_update_status(c->manager);
 }
 
 /* The backend config of the current spec; paths point into `paths`. */
