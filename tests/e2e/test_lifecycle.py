@@ -307,6 +307,33 @@ def unused_broken_qemu_does_not_fail_a_hypervisor_restart():
         assert d.get("/health").json()["status"] == "ok"
 
 
+@test
+def unused_qemu_gone_since_startup_does_not_fail_a_hypervisor_restart():
+    """The same when the unused backend was there at startup and is gone
+    by the restart (its binary removed): old behaviour, the restart's
+    enable of qemu failed and with it the operation, 500."""
+    require_kvm()
+    d = Daemon({"cells": []})
+    qemu = os.path.join(d.dir, "qemu-system-x86_64")
+    with open(qemu, "w") as f:
+        f.write("#!/bin/sh\nexit 1\n")  # never run: no cell uses qemu
+    os.chmod(qemu, stat.S_IRWXU)
+    d.config = {"backends": {"kvm": {"runner": os.path.abspath(WARDEN_KVM)}, "qemu": {"binary": qemu}},
+                "cells": [heartbeat("a", 0), heartbeat("b", 1)]}
+    try:
+        d.start()
+        d.wait_state("a", "running", 20)
+        d.wait_state("b", "running", 20)
+        backends = {b["kind"]: b["available"] for b in d.get("/hypervisor").json()["backends"]}
+        assert backends["qemu"] is True, backends
+        os.unlink(qemu)
+        op = succeeded(d.post("/hypervisor/restart?wait=10"))
+        assert op["kind"] == "hypervisor-restart" and sorted(op["cells"]) == ["a", "b"], op
+        assert states(d) == {"a": "running", "b": "running"}, states(d)
+    finally:
+        d.cleanup()
+
+
 # --- 6. a failed automatic restart goes back through the policy -----------------------
 
 
