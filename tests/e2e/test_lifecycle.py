@@ -181,7 +181,13 @@ def disabled_hypervisor_shows_everywhere_and_survives_a_daemon_restart():
 @test
 def operator_stop_survives_a_daemon_restart():
     """Old behaviour: a daemon restart started every autostart cell again,
-    the ones the operator had stopped included."""
+    the ones the operator had stopped included.
+
+    DAEMON BUG, kept failing on purpose (reported; the daemon is not
+    changed here): the hold is set in memory by the operator's stop but
+    never saved. Neither the STOP input nor the destroy's completion asks
+    for a save (CELL_DO_SAVE), so supervision.json keeps "held": false
+    (and "state": "running") and the next wardend autostarts the cell."""
     require_kvm()
     d = Daemon({"cells": [heartbeat("held", 0), heartbeat("other", 1)]})
     try:
