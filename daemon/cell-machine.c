@@ -555,6 +555,15 @@ static void on_orphaned(Step *s) {
 
 /* ---- a heartbeat sample --------------------------------------------- */
 
+static uint64_t sample_grid_ns(const HealthSpec *h) {
+	uint64_t g = ms_ns(h->period_ms) / 10;
+	return g < NS_PER_MS ? NS_PER_MS : g > 10 * NS_PER_MS ? 10 * NS_PER_MS : g;
+}
+
+static uint64_t grid_up(uint64_t t, uint64_t g) {
+	return (t + g - 1) / g * g;
+}
+
 static void next_sample(Step *s) {
 	CellMachine *m = s->m;
 	const HealthSpec *h = s->ctx->health;
@@ -566,8 +575,12 @@ static void next_sample(Step *s) {
 		deadline = m->hb_changed_ns + ms_ns(h->timeout_ms) + NS_PER_US;
 	else if (m->state == CELL_STARTING)
 		deadline = m->start_issued_ns + ms_ns(h->boot_timeout_ms);
+	/* Routine looks sit on a grid of a tenth of the period (1 to 10 ms),
+	 * the same for every cell of that period: cells looked at together
+	 * stay together, and one wake-up of the loop serves them all (a
+	 * timer wheel). A deadline is never moved. */
+	next = grid_up(next, sample_grid_ns(h));
 	a = act(s, CELL_DO_SAMPLE_AT);
-	/* A routine look may be coalesced with other cells'; a deadline not. */
 	a->precise = deadline <= next;
 	if (a->precise)
 		next = deadline;
