@@ -134,7 +134,7 @@ static void route_hypervisor(Manager *m, HttpRequest *r) {
 	for (size_t i = 0; i < m->config->n_root_cpus; i++)
 		json_array_append_new(root, json_integer(m->config->root_cpus[i]));
 	for (size_t i = 0; i < m->n_cells; i++)
-		json_array_append_new(cells, json_string(m->cells[i]->spec->name));
+		json_array_append_new(cells, json_string(cell_name(m->cells[i])));
 	/* Available: present, and its last enable did not fail. */
 	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available",
 	                     m->kvm != NULL && m->kvm_error >= 0, "kind", "qemu", "available",
@@ -161,7 +161,7 @@ static void route_console(Cell *c, HttpRequest *r) {
 		}
 	}
 	if (!cell_has_backend(c)) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" has no console: it is %s%s", c->spec->name,
+		http_reply_problem(r, 409, "Conflict", "cell \"%s\" has no console: it is %s%s", cell_name(c),
 		                   cell_state_to_string(cell_state(c)), cell_busy(c) ? " (a backend request is under way)" : "");
 		return;
 	}
@@ -200,20 +200,20 @@ static void route_inject(Cell *c, HttpRequest *r) {
 	}
 	fault = json_string_value(f);
 	k = cell_inject(c, fault);
-	log_cell(LOG_NOTICE, c->spec->name, MSGID_AUDIT, "API: inject \"%s\" into cell \"%s\": %s", fault,
-	         c->spec->name, k < 0 ? strerror(-k) : "done");
+	log_cell(LOG_NOTICE, cell_name(c), MSGID_AUDIT, "API: inject \"%s\" into cell \"%s\": %s", fault,
+	         cell_name(c), k < 0 ? strerror(-k) : "done");
 	if (k == -EPERM)
 		http_reply_problem(r, 403, "Forbidden", "cell \"%s\" does not allow fault injection (allow_inject)",
-		                   c->spec->name);
+		                   cell_name(c));
 	else if (k == -EINVAL)
 		http_reply_problem(r, 422, NULL, "unknown fault \"%s\" (hang, panic, crash, exit, stall)", fault);
 	else if (k == -ESRCH)
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s; faults go to running cells", c->spec->name,
+		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s; faults go to running cells", cell_name(c),
 		                   cell_state_to_string(cell_state(c)));
 	else if (k < 0)
 		http_reply_problem(r, 500, NULL, "injection failed: %s", strerror(-k));
 	else
-		http_reply_json(r, 202, json_pack("{s:s, s:s}", "cell", c->spec->name, "fault", fault));
+		http_reply_json(r, 202, json_pack("{s:s, s:s}", "cell", cell_name(c), "fault", fault));
 	json_decref(j);
 }
 
@@ -233,7 +233,7 @@ static bool check_if_match(HttpRequest *r, const Cell *c) {
 
 	if (!im || strcmp(im, "*") == 0)
 		return true;
-	snprintf(tag, sizeof tag, "\"%llu\"", (unsigned long long)c->revision);
+	snprintf(tag, sizeof tag, "\"%llu\"", (unsigned long long)cell_revision(c));
 	/* a list of entity tags, weak ones compared weakly */
 	for (const char *p = im; *p;) {
 		size_t n;
@@ -246,10 +246,10 @@ static bool check_if_match(HttpRequest *r, const Cell *c) {
 			return true;
 		p += n;
 	}
-	set_etag(r, c->revision);
+	set_etag(r, cell_revision(c));
 	http_reply_problem(r, 412, "Precondition Failed",
-	                   "cell \"%s\" is at revision %llu, not %s: fetch it again and retry", c->spec->name,
-	                   (unsigned long long)c->revision, im);
+	                   "cell \"%s\" is at revision %llu, not %s: fetch it again and retry", cell_name(c),
+	                   (unsigned long long)cell_revision(c), im);
 	return false;
 }
 
@@ -324,7 +324,7 @@ static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *
 }
 
 static void reply_cell(HttpRequest *r, Cell *c, unsigned status) {
-	set_etag(r, c->revision);
+	set_etag(r, cell_revision(c));
 	http_reply_json(r, status, cell_to_json(c, true));
 }
 
@@ -337,7 +337,7 @@ static void reply_operation(Manager *m, HttpRequest *r, Operation *op, double wa
 
 static Operation *new_operation(Manager *m, HttpRequest *r, const char *kind, Cell *c, OperationTarget target,
                                 uint64_t deadline_ns) {
-	Operation *op = operation_new(m->operations, kind, c ? c->spec->name : NULL, target, deadline_ns);
+	Operation *op = operation_new(m->operations, kind, c ? cell_name(c) : NULL, target, deadline_ns);
 	if (!op)
 		http_reply_problem(r, 503, "Service Unavailable", "too many operations in flight; retry later");
 	return op;
@@ -366,7 +366,7 @@ static uint64_t boot_deadline(const Cell *c) {
 	return ((uint64_t)s->health.boot_timeout_ms + 5000) * NSEC_PER_MSEC;
 }
 static uint64_t stop_deadline(const Cell *c) {
-	return ((uint64_t)c->spec->recovery.shutdown_timeout_ms + 5000) * NSEC_PER_MSEC;
+	return ((uint64_t)cell_spec(c)->recovery.shutdown_timeout_ms + 5000) * NSEC_PER_MSEC;
 }
 
 /* --- cells -------------------------------------------------------------- */
@@ -387,7 +387,7 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 		json_t *missing = cell_missing_images(c);
 		if (json_array_size(missing) > 0) {
 			http_reply_problem(r, 409, "Conflict", "cell \"%s\" needs image \"%s\", which is not uploaded",
-			                   c->spec->name, json_string_value(json_array_get(missing, 0)));
+			                   cell_name(c), json_string_value(json_array_get(missing, 0)));
 			json_decref(missing);
 			return;
 		}
@@ -397,22 +397,22 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 		char err[CONFIG_ERROR_MAX];
 		if (image_path_check_spec(cell_latest_spec(c), "$", m->config->api.image_dirs,
 		                          m->config->api.n_image_dirs, err) < 0) {
-			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", c->spec->name, err);
+			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", cell_name(c), err);
 			return;
 		}
 	}
 	if (strcmp(verb, "start") == 0 && (cell_state(c) == CELL_RUNNING || cell_state(c) == CELL_DEGRADED ||
 	                                   cell_state(c) == CELL_STARTING)) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already %s", c->spec->name,
+		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already %s", cell_name(c),
 		                   cell_state_to_string(cell_state(c)));
 		return;
 	}
 	if (strcmp(verb, "stop") == 0 && cell_state(c) == CELL_STOPPED && !cell_has_backend(c) && !cell_busy(c)) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already stopped", c->spec->name);
+		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already stopped", cell_name(c));
 		return;
 	}
 	if (strcmp(verb, "shutdown") == 0 && (cell_state(c) == CELL_STOPPED || !cell_has_backend(c))) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s: there is nothing to shut down", c->spec->name,
+		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s: there is nothing to shut down", cell_name(c),
 		                   cell_state_to_string(cell_state(c)));
 		return;
 	}
@@ -428,13 +428,13 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 	else
 		k = cell_shutdown(c);
 	if (k == -EALREADY || k == -EBUSY) {
-		fail_operation(m, r, op, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb, c->spec->name,
+		fail_operation(m, r, op, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb, cell_name(c),
 		               cell_state_to_string(cell_state(c)));
 		return;
 	}
 	if (k < 0) {
 		fail_operation(m, r, op, 500, "Internal Server Error", "%s of cell \"%s\" failed: %s", verb,
-		               c->spec->name, strerror(-k));
+		               cell_name(c), strerror(-k));
 		return;
 	}
 	operation_issued(m->operations, op);
@@ -474,9 +474,9 @@ static void route_create(Manager *m, HttpRequest *r) {
 		http_reply_problem(r, 500, NULL, "setting up the cell failed: %s", strerror(-k));
 		return;
 	}
-	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:i}", "cell", c->spec->name, "change", "created",
+	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:i}", "cell", cell_name(c), "change", "created",
 	                                      "revision", 1));
-	snprintf(loc, sizeof loc, "/cells/%s", c->spec->name);
+	snprintf(loc, sizeof loc, "/cells/%s", cell_name(c));
 	http_reply_header(r, "Location", loc);
 	reply_cell(r, c, 201);
 }
@@ -498,25 +498,25 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 	if (!check_if_match(r, c) || !(j = parse_body(r)))
 		return;
 	name = json_is_object(j) ? json_object_get(j, "name") : NULL;
-	if (name && !(json_is_string(name) && strcmp(json_string_value(name), c->spec->name) == 0)) {
+	if (name && !(json_is_string(name) && strcmp(json_string_value(name), cell_name(c)) == 0)) {
 		http_reply_problem(r, 422, NULL, "the spec's \"name\" must be \"%s\" (the path's); a cell cannot be renamed",
-		                   c->spec->name);
+		                   cell_name(c));
 		return;
 	}
 	if (json_is_object(j) && !name)
-		json_object_set_new(j, "name", json_string(c->spec->name));
-	spec = accept_spec(m, r, j, c->spec->name);
+		json_object_set_new(j, "name", json_string(cell_name(c)));
+	spec = accept_spec(m, r, j, cell_name(c));
 	if (!spec)
 		return;
-	k = store_save_spec(m, spec, c->revision + 1);
+	k = store_save_spec(m, spec, cell_revision(c) + 1);
 	if (k < 0) {
 		http_reply_problem(r, 500, NULL, "storing the spec failed: %s", strerror(-k));
 		cell_spec_free(spec);
 		return;
 	}
-	cell_replace_spec(c, spec, c->revision + 1);
-	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", c->spec->name, "change", "replaced",
-	                                      "revision", (json_int_t)c->revision));
+	cell_replace_spec(c, spec, cell_revision(c) + 1);
+	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", cell_name(c), "change", "replaced",
+	                                      "revision", (json_int_t)cell_revision(c)));
 	if (apply && cell_state(c) != CELL_STOPPED && cell_state(c) != CELL_STOPPING) {
 		Operation *op = new_operation(m, r, "apply", c, OP_TARGET_UP, boot_deadline(c));
 		if (!op)
@@ -527,7 +527,7 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 			               "the spec is stored, but the restart failed: %s", strerror(-k));
 			return;
 		}
-		set_etag(r, c->revision);
+		set_etag(r, cell_revision(c));
 		operation_issued(m->operations, op);
 		reply_operation(m, r, op, wait);
 		return;
@@ -538,13 +538,13 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
 	char name[CELL_NAME_MAX + 1];
 	double wait = query_wait(r);
-	uint64_t revision = c->revision;
+	uint64_t revision = cell_revision(c);
 	Operation *op;
 	int k;
 
 	if (wait < 0 || !check_if_match(r, c))
 		return;
-	snprintf(name, sizeof name, "%s", c->spec->name);
+	snprintf(name, sizeof name, "%s", cell_name(c));
 	op = new_operation(m, r, "delete", c, OP_TARGET_NONE, 0);
 	if (!op)
 		return;
@@ -677,21 +677,21 @@ static void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) 
 static void route_image_delete(Manager *m, Cell *c, const char *file, HttpRequest *r) {
 	int k;
 
-	if (!image_name_is_valid(file) || !store_image_exists(m, c->spec->name, file)) {
-		http_reply_problem(r, 404, "Not Found", "cell \"%s\" has no image \"%s\"", c->spec->name, file);
+	if (!image_name_is_valid(file) || !store_image_exists(m, cell_name(c), file)) {
+		http_reply_problem(r, 404, "Not Found", "cell \"%s\" has no image \"%s\"", cell_name(c), file);
 		return;
 	}
-	if (image_in_use(c->spec, file) || image_in_use(cell_latest_spec(c), file)) {
+	if (image_in_use(cell_spec(c), file) || image_in_use(cell_latest_spec(c), file)) {
 		http_reply_problem(r, 409, "Conflict", "image \"%s\" is used by the spec of cell \"%s\"", file,
-		                   c->spec->name);
+		                   cell_name(c));
 		return;
 	}
-	k = store_remove_image(m, c->spec->name, file);
+	k = store_remove_image(m, cell_name(c), file);
 	if (k < 0) {
 		http_reply_problem(r, 500, NULL, "removing the image failed: %s", strerror(-k));
 		return;
 	}
-	events_emit_json(m, "image", json_pack("{s:s, s:s, s:s}", "cell", c->spec->name, "name", file, "change",
+	events_emit_json(m, "image", json_pack("{s:s, s:s, s:s}", "cell", cell_name(c), "name", file, "change",
 	                                       "deleted"));
 	http_reply_text(r, 204, "text/plain", NULL, 0);
 }
@@ -775,7 +775,7 @@ static void route_cell(Manager *m, HttpRequest *r, const char *rest) {
 			route_inject(c, r);
 	} else if (strcmp(p.sub, "images") == 0 && !p.file[0]) {
 		if (check_method(r, M_GET))
-			http_reply_json(r, 200, store_list_images(m, c->spec->name));
+			http_reply_json(r, 200, store_list_images(m, cell_name(c)));
 	} else if (strcmp(p.sub, "images") == 0) {
 		if (!check_method(r, M_PUT | M_DELETE))
 			return;
@@ -803,9 +803,9 @@ static void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r
 		return;
 	for (size_t i = 0; i < m->n_cells; i++) {
 		Cell *c = m->cells[i];
-		if (up && !c->spec->autostart)
+		if (up && !cell_spec(c)->autostart)
 			continue;
-		operation_follow(op, c->spec->name);
+		operation_follow(op, cell_name(c));
 		if (up && boot_deadline(c) > deadline)
 			deadline = boot_deadline(c);
 	}

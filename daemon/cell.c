@@ -28,10 +28,46 @@
  * and HTTP (normal). */
 #define CELL_PRIORITY_TIMERS (SD_EVENT_PRIORITY_IMPORTANT / 2)
 
+#define CELL_EVENTS_MAX 64
+
+/* The executor around a CellMachine (cell-machine.h); see cell.h. */
+struct Cell {
+	Manager *manager;
+	CellSpec *spec;      /* what the cell runs (or will run at its next start) */
+	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
+	uint64_t revision;   /* of the newest accepted spec */
+	uint64_t backend_revision; /* of the spec the backend cell was made from */
+	CellMachine m;
+	BackendCell *backend;     /* NULL while a request owns it */
+	BackendRequest *request;  /* in flight, or NULL */
+
+	sd_event_source *event_source;  /* doorbell / backend state changes */
+	sd_event_source *pidfd_source;  /* the cell's process exited */
+	sd_event_source *sample_timer;  /* heartbeat sampling and timeouts */
+	sd_event_source *action_timer;  /* backoff, shutdown deadline */
+	sd_event_source *save_source;   /* deferred persist_save_cell() */
+	uint64_t sample_due_ns;         /* when the armed sample is due */
+
+	CellEvent events[CELL_EVENTS_MAX];
+	unsigned n_events, events_head;
+};
+
 /* ---- accessors ------------------------------------------------------ */
 
 const char *cell_name(const Cell *c) {
 	return c->spec->name;
+}
+
+Manager *cell_manager(const Cell *c) {
+	return c->manager;
+}
+
+const CellSpec *cell_spec(const Cell *c) {
+	return c->spec;
+}
+
+uint64_t cell_revision(const Cell *c) {
+	return c->revision;
 }
 
 CellState cell_state(const Cell *c) {
@@ -170,7 +206,7 @@ static BackendCell *cell_take_backend(Cell *c) {
 	return TAKE_PTR(c->backend);
 }
 
-int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
+int cell_new(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) {
 	Cell *c = calloc(1, sizeof *c);
 	int r;
 
@@ -178,6 +214,7 @@ int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
 		return -ENOMEM;
 	c->manager = m;
 	c->spec = spec;
+	c->revision = revision;
 	cell_machine_init(&c->m);
 
 	/* Samples of all cells due within SAMPLE_ACCURACY_USEC share one

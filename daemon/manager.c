@@ -410,7 +410,7 @@ static void set_hypervisor_enabled(Manager *m, bool on) {
 }
 
 static int cmp_cells(const void *a, const void *b) {
-	return strcmp((*(Cell *const *)a)->spec->name, (*(Cell *const *)b)->spec->name);
+	return strcmp(cell_name(*(Cell *const *)a), cell_name(*(Cell *const *)b));
 }
 
 /* The store is authoritative once seeded; the config seeds it once. */
@@ -490,12 +490,11 @@ int manager_add_cell(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) 
 		cell_spec_free(spec);
 		return -E2BIG;
 	}
-	r = cell_new(m, spec, &c);
+	r = cell_new(m, spec, revision, &c);
 	if (r < 0) {
 		cell_spec_free(spec);
 		return r;
 	}
-	c->revision = revision;
 	m->cells[m->n_cells++] = c;
 	r = persist_load_cell(c);
 	if (r < 0 && r != -ENOENT)
@@ -531,7 +530,7 @@ void manager_cell_event(Manager *m, Cell *c, const CellEvent *e) {
 	if (strcmp(e->type, "failure") == 0 && cm->has_failure) {
 		json_object_set_new(d, "kind", json_string(failure_kind_to_string(cm->last_failure_kind)));
 		json_object_set_new(d, "action",
-		                    json_string(recovery_action_to_string(c->spec->recovery.on[cm->last_failure_kind])));
+		                    json_string(recovery_action_to_string(cell_spec(c)->recovery.on[cm->last_failure_kind])));
 	}
 	events_emit_json(m, e->type, d);
 	if (m->operations)
@@ -554,7 +553,7 @@ static void start_autostart_cells(Manager *m) {
 		Cell *c = m->cells[i];
 		/* A cell still being torn down (a hypervisor restart) starts
 		 * once that is done. */
-		if (!c->spec->autostart || cell_held(c) ||
+		if (!cell_spec(c)->autostart || cell_held(c) ||
 		    (cell_state(c) != CELL_STOPPED && !(cell_state(c) == CELL_STOPPING && cell_busy(c))))
 			continue;
 		r = cell_start(c);

@@ -127,7 +127,7 @@ int write_json_atomic(const char *path, json_t *j) {
 }
 
 static int cell_state_path(Cell *c, char *buf, size_t n, bool create_dir) {
-	Manager *m = c->manager;
+	Manager *m = cell_manager(c);
 	int r;
 
 	if (!m->state_dir)
