@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "auth.h"
 #include "cell.h"
 #include "events.h"
@@ -92,29 +93,35 @@ static void route_health(Manager *m, HttpRequest *r) {
 	/* A stored spec that no longer loads is a cell the daemon once
 	 * acknowledged and now does not run: as loud as a failed cell. */
 	json_t *broken = store_broken_specs(m);
+	size_t n_cells;
+	Cell *const *all = manager_cells(m, &n_cells);
+	Http *h = manager_http(m);
 	bool degraded;
 
-	for (size_t i = 0; i < m->n_cells; i++)
-		counts[cell_state(m->cells[i])]++;
+	for (size_t i = 0; i < n_cells; i++)
+		counts[cell_state(all[i])]++;
 	for (int s = 0; s < _CELL_STATE_MAX; s++)
 		json_object_set_new(cells, cell_state_to_string(s), json_integer(counts[s]));
-	json_object_set_new(cells, "total", json_integer((json_int_t)m->n_cells));
-	for (size_t i = 0; i < http_n_listeners(m->http); i++)
-		json_array_append_new(listeners, json_string(http_listener_name(m->http, i)));
+	json_object_set_new(cells, "total", json_integer((json_int_t)n_cells));
+	for (size_t i = 0; i < http_n_listeners(h); i++)
+		json_array_append_new(listeners, json_string(http_listener_name(h, i)));
 	/* A disabled hypervisor runs no cell at all: never "ok". */
-	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0 || !m->hypervisor_enabled;
+	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0 || !manager_hypervisor_enabled(m);
 	http_reply_json(r, 200,
 	                json_pack("{s:s, s:s, s:s, s:f, s:o, s:o, s:b, s:o}", "status", degraded ? "degraded" : "ok",
-	                          "hypervisor", m->hypervisor_enabled ? "enabled" : "disabled", "version",
-	                          WARDEN_VERSION, "uptime_s", (double)(now_ns(CLOCK_MONOTONIC) - m->started_mono_ns) / 1e9,
-	                          "cells", cells, "listeners", listeners, "cpu_sharing", m->config->cpu_sharing,
-	                          "broken_specs", broken));
+	                          "hypervisor", manager_hypervisor_enabled(m) ? "enabled" : "disabled", "version",
+	                          WARDEN_VERSION, "uptime_s",
+	                          (double)(now_ns(CLOCK_MONOTONIC) - manager_started_mono_ns(m)) / 1e9, "cells", cells,
+	                          "listeners", listeners, "cpu_sharing", manager_config(m)->cpu_sharing, "broken_specs",
+	                          broken));
 }
 
 static void route_cells(Manager *m, HttpRequest *r) {
 	json_t *a = json_array();
-	for (size_t i = 0; i < m->n_cells; i++)
-		json_array_append_new(a, cell_to_json(m->cells[i], false));
+	size_t n_cells;
+	Cell *const *all = manager_cells(m, &n_cells);
+	for (size_t i = 0; i < n_cells; i++)
+		json_array_append_new(a, cell_to_json(all[i], false));
 	http_reply_json(r, 200, a);
 }
 
@@ -131,19 +138,22 @@ static void route_metrics(Manager *m, HttpRequest *r) {
 
 static void route_hypervisor(Manager *m, HttpRequest *r) {
 	json_t *root = json_array(), *cells = json_array(), *backends;
-	for (size_t i = 0; i < m->config->n_root_cpus; i++)
-		json_array_append_new(root, json_integer(m->config->root_cpus[i]));
-	for (size_t i = 0; i < m->n_cells; i++)
-		json_array_append_new(cells, json_string(cell_name(m->cells[i])));
+	size_t n_cells;
+	Cell *const *all = manager_cells(m, &n_cells);
+	const Config *cfg = manager_config(m);
+	for (size_t i = 0; i < cfg->n_root_cpus; i++)
+		json_array_append_new(root, json_integer(cfg->root_cpus[i]));
+	for (size_t i = 0; i < n_cells; i++)
+		json_array_append_new(cells, json_string(cell_name(all[i])));
 	/* Available: present, and its last enable did not fail. */
 	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available",
-	                     m->kvm != NULL && m->kvm_error >= 0, "kind", "qemu", "available",
-	                     m->qemu != NULL && m->qemu_error >= 0, "kind", "jailhouse", "available", 0);
+	                     manager_backend_available(m, "kvm"), "kind", "qemu", "available",
+	                     manager_backend_available(m, "qemu"), "kind", "jailhouse", "available", 0);
 	http_reply_json(r, 200,
 	                json_pack("{s:s, s:o, s:b, s:o, s:o, s:s}", "state",
-	                          m->hypervisor_enabled ? "enabled" : "disabled", "backends", backends, "cpu_sharing",
-	                          m->config->cpu_sharing, "root_cpus", root, "cells", cells, "runtime_dir",
-	                          m->runtime_dir));
+	                          manager_hypervisor_enabled(m) ? "enabled" : "disabled", "backends", backends,
+	                          "cpu_sharing", cfg->cpu_sharing, "root_cpus", root, "cells", cells, "runtime_dir",
+	                          manager_runtime_dir(m)));
 }
 
 static void route_console(Cell *c, HttpRequest *r) {
@@ -292,6 +302,7 @@ static json_t *parse_body(HttpRequest *r) {
 /* Parses and checks a spec against the other cells; replies on error. */
 static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *replacing) {
 	CellSpec *spec = NULL, *others[CONFIG_MAX_CELLS];
+	const Config *cfg = manager_config(m);
 	char err[CONFIG_ERROR_MAX];
 	ConfigEnv env;
 	size_t n;
@@ -306,15 +317,14 @@ static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *
 	/* The runner reads images as root and the inmate can echo them to
 	 * the console a monitor reads: an operator names no file outside the
 	 * image directories. */
-	k = image_path_check_spec(spec, "$", m->config->api.image_dirs, m->config->api.n_image_dirs, err);
+	k = image_path_check_spec(spec, "$", cfg->api.image_dirs, cfg->api.n_image_dirs, err);
 	if (k < 0) {
 		http_reply_problem(r, 422, NULL, "invalid cell spec: %s", err);
 		cell_spec_free(spec);
 		return NULL;
 	}
 	n = manager_other_specs(m, replacing, others);
-	k = cell_spec_check_partition(spec, "$", others, n, m->config->root_cpus, m->config->n_root_cpus,
-	                              m->config->cpu_sharing, err);
+	k = cell_spec_check_partition(spec, "$", others, n, cfg->root_cpus, cfg->n_root_cpus, cfg->cpu_sharing, err);
 	if (k < 0) {
 		http_reply_problem(r, 409, "Conflict", "%s", err);
 		cell_spec_free(spec);
@@ -332,12 +342,12 @@ static void reply_cell(HttpRequest *r, Cell *c, unsigned status) {
  * ?wait=, 200 once it finished). */
 static void reply_operation(Manager *m, HttpRequest *r, Operation *op, double wait) {
 	http_request_set_tag(r, op->id);
-	operation_reply(m->operations, op, r, wait, wait > 0 ? 200 : 202, 202);
+	operation_reply(manager_operations(m), op, r, wait, wait > 0 ? 200 : 202, 202);
 }
 
 static Operation *new_operation(Manager *m, HttpRequest *r, const char *kind, Cell *c, OperationTarget target,
                                 uint64_t deadline_ns) {
-	Operation *op = operation_new(m->operations, kind, c ? cell_name(c) : NULL, target, deadline_ns);
+	Operation *op = operation_new(manager_operations(m), kind, c ? cell_name(c) : NULL, target, deadline_ns);
 	if (!op)
 		http_reply_problem(r, 503, "Service Unavailable", "too many operations in flight; retry later");
 	return op;
@@ -355,7 +365,7 @@ static void fail_operation(Manager *m, HttpRequest *r, Operation *op, unsigned s
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
-	operation_fail(m->operations, op, status, title, "%s", detail);
+	operation_fail(manager_operations(m), op, status, title, "%s", detail);
 	http_reply_problem(r, status, title, "%s", detail);
 }
 
@@ -379,7 +389,7 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 
 	if (wait < 0)
 		return;
-	if (up && !m->hypervisor_enabled) {
+	if (up && !manager_hypervisor_enabled(m)) {
 		http_reply_problem(r, 409, "Conflict", "the hypervisor is disabled; POST /hypervisor/enable first");
 		return;
 	}
@@ -395,8 +405,8 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 		/* Said here with the JSON path; store_image_path() would refuse
 		 * the start anyway, with only an errno for the answer. */
 		char err[CONFIG_ERROR_MAX];
-		if (image_path_check_spec(cell_latest_spec(c), "$", m->config->api.image_dirs,
-		                          m->config->api.n_image_dirs, err) < 0) {
+		if (image_path_check_spec(cell_latest_spec(c), "$", manager_config(m)->api.image_dirs,
+		                          manager_config(m)->api.n_image_dirs, err) < 0) {
 			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", cell_name(c), err);
 			return;
 		}
@@ -437,7 +447,7 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 		               cell_name(c), strerror(-k));
 		return;
 	}
-	operation_issued(m->operations, op);
+	operation_issued(manager_operations(m), op);
 	reply_operation(m, r, op, wait);
 }
 
@@ -458,7 +468,7 @@ static void route_create(Manager *m, HttpRequest *r) {
 		cell_spec_free(spec);
 		return;
 	}
-	if (m->n_cells >= CONFIG_MAX_CELLS) {
+	if (manager_n_cells(m) >= CONFIG_MAX_CELLS) {
 		http_reply_problem(r, 409, "Conflict", "there are already %d cells", CONFIG_MAX_CELLS);
 		cell_spec_free(spec);
 		return;
@@ -528,7 +538,7 @@ static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
 			return;
 		}
 		set_etag(r, cell_revision(c));
-		operation_issued(m->operations, op);
+		operation_issued(manager_operations(m), op);
 		reply_operation(m, r, op, wait);
 		return;
 	}
@@ -559,7 +569,7 @@ static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
 	manager_remove_cell(m, c);
 	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", name, "change", "deleted", "revision",
 	                                      (json_int_t)revision));
-	operation_issued(m->operations, op);
+	operation_issued(manager_operations(m), op);
 	reply_operation(m, r, op, wait);
 }
 
@@ -647,7 +657,7 @@ static void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) 
 		upload_abort(u);
 		if (too_large)
 			http_reply_problem(r, 413, "Payload Too Large", "image larger than api.max_image_bytes (%llu)",
-			                   (unsigned long long)m->config->api.max_image_bytes);
+			                   (unsigned long long)manager_config(m)->api.max_image_bytes);
 		else
 			http_reply_problem(r, 500, NULL, "writing the image failed: %s", strerror(error));
 		return;
@@ -792,6 +802,8 @@ static void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r
 	char kind[32];
 	bool up = strcmp(verb, "disable") != 0;
 	uint64_t deadline = 0;
+	size_t n_cells;
+	Cell *const *all = manager_cells(m, &n_cells);
 	Operation *op;
 	int k;
 
@@ -801,8 +813,8 @@ static void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r
 	op = new_operation(m, r, kind, NULL, up ? OP_TARGET_UP : OP_TARGET_STOPPED, 0);
 	if (!op)
 		return;
-	for (size_t i = 0; i < m->n_cells; i++) {
-		Cell *c = m->cells[i];
+	for (size_t i = 0; i < n_cells; i++) {
+		Cell *c = all[i];
 		if (up && !cell_spec(c)->autostart)
 			continue;
 		operation_follow(op, cell_name(c));
@@ -821,7 +833,7 @@ static void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r
 		fail_operation(m, r, op, 500, "Internal Server Error", "hypervisor %s failed: %s", verb, strerror(-k));
 		return;
 	}
-	operation_issued(m->operations, op);
+	operation_issued(manager_operations(m), op);
 	reply_operation(m, r, op, wait);
 }
 
@@ -831,13 +843,13 @@ static void route_operation(Manager *m, HttpRequest *r, const char *id) {
 
 	if (wait < 0)
 		return;
-	op = operation_find(m->operations, id);
+	op = operation_find(manager_operations(m), id);
 	if (!op) {
 		http_reply_problem(r, 404, "Not Found", "no operation %s (the newest %d are kept, in memory)", id,
 		                   OPERATIONS_MAX);
 		return;
 	}
-	operation_reply(m->operations, op, r, wait, 200, wait > 0 ? 202 : 200);
+	operation_reply(manager_operations(m), op, r, wait, 200, wait > 0 ? 202 : 200);
 }
 
 static void route_events(Manager *m, HttpRequest *r) {
@@ -854,7 +866,7 @@ static void route_events(Manager *m, HttpRequest *r) {
 			return;
 		}
 	}
-	if (events_stream(m->events, r, after) < 0 && !http_request_replied(r))
+	if (events_stream(manager_events(m), r, after) < 0 && !http_request_replied(r))
 		http_reply_problem(r, 500, NULL, "cannot open the event stream");
 }
 
@@ -885,7 +897,7 @@ static void dispatch(Manager *m, HttpRequest *r) {
 			route_hypervisor_action(m, path + strlen("/hypervisor/"), r);
 	} else if (strcmp(path, "/operations") == 0) {
 		if (check_method(r, M_GET))
-			http_reply_json(r, 200, operations_to_json(m->operations));
+			http_reply_json(r, 200, operations_to_json(manager_operations(m)));
 	} else if (strncmp(path, "/operations/", 12) == 0 && path[12] && !strchr(path + 12, '/')) {
 		if (check_method(r, M_GET))
 			route_operation(m, r, path + 12);
@@ -900,7 +912,7 @@ static void dispatch(Manager *m, HttpRequest *r) {
 
 static bool is_anonymous_route(Manager *m, HttpRequest *r) {
 	const char *p = http_request_path(r);
-	return m->config->api.anonymous_metrics && method_bit(http_request_method(r)) == M_GET &&
+	return manager_config(m)->api.anonymous_metrics && method_bit(http_request_method(r)) == M_GET &&
 	       (strcmp(p, "/health") == 0 || strcmp(p, "/metrics") == 0);
 }
 
@@ -924,7 +936,7 @@ static const char *cell_of_path(const char *path, char buf[CELL_NAME_MAX + 1]) {
 }
 
 static void replay(Manager *m, HttpRequest *r, const IdemRecord *rec) {
-	Operation *op = rec->operation[0] ? operation_find(m->operations, rec->operation) : NULL;
+	Operation *op = rec->operation[0] ? operation_find(manager_operations(m), rec->operation) : NULL;
 	char *body;
 
 	http_reply_header(r, "Idempotent-Replayed", "true");
@@ -964,35 +976,57 @@ static void discard_abort(void *userdata) {
 	free(rec);
 }
 
-static bool inflight_add(Manager *m, HttpRequest *r, const char *key) {
-	size_t free_slot = ELEMENTSOF(m->inflight);
-	for (size_t i = 0; i < ELEMENTSOF(m->inflight); i++) {
-		if (m->inflight[i].request && strcmp(m->inflight[i].key, key) == 0) {
+/* Idempotency-Keys of requests being received or handled, so that a
+ * retry racing its original is refused rather than run twice. */
+struct Api {
+	struct {
+		const void *request;
+		char key[129];
+	} inflight[64];
+};
+
+int api_new(Api **ret) {
+	Api *a = calloc(1, sizeof *a);
+	if (!a)
+		return -ENOMEM;
+	*ret = a;
+	return 0;
+}
+
+Api *api_free(Api *a) {
+	free(a);
+	return NULL;
+}
+
+static bool inflight_add(Api *a, HttpRequest *r, const char *key) {
+	size_t free_slot = ELEMENTSOF(a->inflight);
+	for (size_t i = 0; i < ELEMENTSOF(a->inflight); i++) {
+		if (a->inflight[i].request && strcmp(a->inflight[i].key, key) == 0) {
 			http_reply_problem(r, 409, "Conflict",
 			                   "a request with Idempotency-Key \"%s\" is still in progress; retry when it has "
 			                   "been answered", key);
 			return false;
 		}
-		if (!m->inflight[i].request && free_slot == ELEMENTSOF(m->inflight))
+		if (!a->inflight[i].request && free_slot == ELEMENTSOF(a->inflight))
 			free_slot = i;
 	}
-	if (free_slot == ELEMENTSOF(m->inflight)) {
+	if (free_slot == ELEMENTSOF(a->inflight)) {
 		http_reply_problem(r, 503, "Service Unavailable", "too many requests with Idempotency-Keys in progress");
 		return false;
 	}
-	m->inflight[free_slot].request = r;
-	snprintf(m->inflight[free_slot].key, sizeof m->inflight[free_slot].key, "%s", key);
+	a->inflight[free_slot].request = r;
+	snprintf(a->inflight[free_slot].key, sizeof a->inflight[free_slot].key, "%s", key);
 	return true;
 }
 
-static void inflight_remove(Manager *m, const HttpRequest *r) {
-	for (size_t i = 0; i < ELEMENTSOF(m->inflight); i++)
-		if (m->inflight[i].request == r)
-			m->inflight[i].request = NULL;
+static void inflight_remove(Api *a, const HttpRequest *r) {
+	for (size_t i = 0; i < ELEMENTSOF(a->inflight); i++)
+		if (a->inflight[i].request == r)
+			a->inflight[i].request = NULL;
 }
 
 void api_end(Manager *m, HttpRequest *r) {
-	inflight_remove(m, r);
+	inflight_remove(manager_api(m), r);
 }
 
 void api_begin(Manager *m, HttpRequest *r) {
@@ -1043,10 +1077,11 @@ void api_begin(Manager *m, HttpRequest *r) {
 			*keep = rec;
 			http_request_set_tag(r, "replay");
 			http_request_set_sink(r, &(HttpSink){ .write = discard_write, .abort = discard_abort,
-			                                      .max_bytes = m->config->api.max_image_bytes, .userdata = keep });
+			                                      .max_bytes = manager_config(m)->api.max_image_bytes,
+			                                      .userdata = keep });
 			return;
 		}
-		if (!inflight_add(m, r, key))
+		if (!inflight_add(manager_api(m), r, key))
 			return;
 	}
 
@@ -1080,7 +1115,8 @@ void api_begin(Manager *m, HttpRequest *r) {
 			return;
 		}
 		http_request_set_sink(r, &(HttpSink){ .write = upload_write, .abort = upload_abort,
-		                                      .max_bytes = m->config->api.max_image_bytes, .userdata = u });
+		                                      .max_bytes = manager_config(m)->api.max_image_bytes,
+		                                      .userdata = u });
 	}
 }
 
@@ -1101,7 +1137,7 @@ static void api_answered(Manager *m, HttpRequest *r) {
 	if (!body) {
 		/* Parked on an operation: it answers later. A retry gets the
 		 * operation as it is then. */
-		Operation *op = operation_find(m->operations, http_request_tag(r));
+		Operation *op = operation_find(manager_operations(m), http_request_tag(r));
 		if (!op)
 			return;
 		json_t *oj = operation_to_json(op);
@@ -1141,7 +1177,7 @@ static void api_answered(Manager *m, HttpRequest *r) {
 			                  http_request_method(r), http_request_path(r));
 	}
 	/* Answered (or stored): a retry now gets the record, not a 409. */
-	inflight_remove(m, r);
+	inflight_remove(manager_api(m), r);
 }
 
 void api_handle(Manager *m, HttpRequest *r) {

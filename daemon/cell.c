@@ -134,7 +134,7 @@ static void cell_emit(Cell *c, const char *type, const char *reason) {
 	CellEvent *e = &c->events[c->events_head];
 
 	*e = (CellEvent){
-		.id = ++c->manager->next_event_id,
+		.id = manager_next_event_id(c->manager),
 		.mono_ns = now_ns(CLOCK_MONOTONIC),
 		.realtime_ns = now_ns(CLOCK_REALTIME),
 		.state = c->m.state,
@@ -184,7 +184,7 @@ static int cell_watch(Cell *c) {
 	cell_unwatch(c);
 	fd = backend_cell_event_fd(c->backend);
 	if (fd >= 0) {
-		r = sd_event_add_io(c->manager->event, &c->event_source, fd, EPOLLIN, on_backend_event, c);
+		r = sd_event_add_io(manager_event(c->manager), &c->event_source, fd, EPOLLIN, on_backend_event, c);
 		if (r < 0)
 			return r;
 		/* Doorbells carry panics: serve them before HTTP. */
@@ -192,7 +192,7 @@ static int cell_watch(Cell *c) {
 	}
 	fd = backend_cell_pidfd(c->backend);
 	if (fd >= 0) {
-		r = sd_event_add_io(c->manager->event, &c->pidfd_source, fd, EPOLLIN, on_pidfd, c);
+		r = sd_event_add_io(manager_event(c->manager), &c->pidfd_source, fd, EPOLLIN, on_pidfd, c);
 		if (r < 0)
 			return r;
 		sd_event_source_set_priority(c->pidfd_source, SD_EVENT_PRIORITY_IMPORTANT);
@@ -221,12 +221,13 @@ int cell_new(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) {
 	 * wake-up of the loop (sd-event coalesces timers by accuracy): a
 	 * timer wheel of that slot width, so 64 cells cost no more wake-ups
 	 * than 2 000 a second. A stall is still declared within the slot. */
-	r = sd_event_add_time(m->event, &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, SAMPLE_ACCURACY_USEC,
+	r = sd_event_add_time(manager_event(m), &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, SAMPLE_ACCURACY_USEC,
 	                      on_sample_timer, c);
 	if (r >= 0)
-		r = sd_event_add_time(m->event, &c->action_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_action_timer, c);
+		r = sd_event_add_time(manager_event(m), &c->action_timer, CLOCK_MONOTONIC, UINT64_MAX, 1,
+		                      on_action_timer, c);
 	if (r >= 0)
-		r = sd_event_add_defer(m->event, &c->save_source, on_save, c);
+		r = sd_event_add_defer(manager_event(m), &c->save_source, on_save, c);
 	if (r < 0) {
 		c->spec = NULL;
 		cell_free(c);
