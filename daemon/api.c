@@ -13,42 +13,34 @@
  *   PUT|DELETE /cells/NAME/images/FILE   raw upload with Content-Digest
  *   GET  /operations/ID              (?wait=S)
  *
+ * This file dispatches them to api-RESOURCE.c and holds what those share:
+ * method checks, request parsing, operation replies.
+ *
  * api_begin() runs on the headers alone: access control, Idempotency-Key
  * replays and upload sinks, so nothing is read (or written to disk) for a
  * request that will be refused. Every mutation is audit-logged.
  */
+#include "api.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-internal.h"
 #include "auth.h"
-#include "cell.h"
-#include "events.h"
 #include "http.h"
 #include "idempotency.h"
-#include "imagepath.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
-#include "metrics.h"
 #include "operation.h"
-#include "persist.h"
 #include "store.h"
-
-#define CONSOLE_MAX_BYTES (64 * 1024)
 
 #define WAIT_MAX_S 300
 
-typedef enum Method {
-	M_GET = 1 << 0,
-	M_POST = 1 << 1,
-	M_PUT = 1 << 2,
-	M_DELETE = 1 << 3,
-} Method;
-
-static unsigned method_bit(const char *m) {
+unsigned method_bit(const char *m) {
 	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
 		return M_GET;
 	if (strcmp(m, "POST") == 0)
@@ -79,182 +71,17 @@ static void reply_405(HttpRequest *r, unsigned allowed) {
 	                   http_request_method(r), http_request_path(r), allow);
 }
 
-static bool check_method(HttpRequest *r, unsigned allowed) {
+bool check_method(HttpRequest *r, unsigned allowed) {
 	if (method_bit(http_request_method(r)) & allowed)
 		return true;
 	reply_405(r, allowed);
 	return false;
 }
 
-static void route_health(Manager *m, HttpRequest *r) {
-	unsigned counts[_CELL_STATE_MAX] = { 0 };
-	json_t *cells = json_object(), *listeners = json_array();
-	/* A stored spec that no longer loads is a cell the daemon once
-	 * acknowledged and now does not run: as loud as a failed cell. */
-	json_t *broken = store_broken_specs(m);
-	bool degraded;
-
-	for (size_t i = 0; i < m->n_cells; i++)
-		counts[cell_state(m->cells[i])]++;
-	for (int s = 0; s < _CELL_STATE_MAX; s++)
-		json_object_set_new(cells, cell_state_to_string(s), json_integer(counts[s]));
-	json_object_set_new(cells, "total", json_integer((json_int_t)m->n_cells));
-	for (size_t i = 0; i < http_n_listeners(m->http); i++)
-		json_array_append_new(listeners, json_string(http_listener_name(m->http, i)));
-	/* A disabled hypervisor runs no cell at all: never "ok". */
-	degraded = counts[CELL_FAILED] || json_array_size(broken) > 0 || !m->hypervisor_enabled;
-	http_reply_json(r, 200,
-	                json_pack("{s:s, s:s, s:s, s:f, s:o, s:o, s:b, s:o}", "status", degraded ? "degraded" : "ok",
-	                          "hypervisor", m->hypervisor_enabled ? "enabled" : "disabled", "version",
-	                          WARDEN_VERSION, "uptime_s", (double)(now_ns(CLOCK_MONOTONIC) - m->started_mono_ns) / 1e9,
-	                          "cells", cells, "listeners", listeners, "cpu_sharing", m->config->cpu_sharing,
-	                          "broken_specs", broken));
-}
-
-static void route_cells(Manager *m, HttpRequest *r) {
-	json_t *a = json_array();
-	for (size_t i = 0; i < m->n_cells; i++)
-		json_array_append_new(a, cell_to_json(m->cells[i], false));
-	http_reply_json(r, 200, a);
-}
-
-static void route_metrics(Manager *m, HttpRequest *r) {
-	char *buf;
-	size_t n;
-	int k = metrics_render(m, &buf, &n);
-	if (k < 0) {
-		http_reply_problem(r, 500, NULL, "rendering metrics failed: %s", strerror(-k));
-		return;
-	}
-	http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, n);
-}
-
-static void route_hypervisor(Manager *m, HttpRequest *r) {
-	json_t *root = json_array(), *cells = json_array(), *backends;
-	for (size_t i = 0; i < m->config->n_root_cpus; i++)
-		json_array_append_new(root, json_integer(m->config->root_cpus[i]));
-	for (size_t i = 0; i < m->n_cells; i++)
-		json_array_append_new(cells, json_string(m->cells[i]->spec->name));
-	/* Available: present, and its last enable did not fail. */
-	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available",
-	                     m->kvm != NULL && m->kvm_error >= 0, "kind", "qemu", "available",
-	                     m->qemu != NULL && m->qemu_error >= 0, "kind", "jailhouse", "available", 0);
-	http_reply_json(r, 200,
-	                json_pack("{s:s, s:o, s:b, s:o, s:o, s:s}", "state",
-	                          m->hypervisor_enabled ? "enabled" : "disabled", "backends", backends, "cpu_sharing",
-	                          m->config->cpu_sharing, "root_cpus", root, "cells", cells, "runtime_dir",
-	                          m->runtime_dir));
-}
-
-static void route_console(Cell *c, HttpRequest *r) {
-	const char *q = http_request_query(r, "bytes");
-	long want = 4096;
-	char *buf;
-	ssize_t n;
-
-	if (q) {
-		char *end;
-		want = strtol(q, &end, 10);
-		if (*q == 0 || *end != 0 || want <= 0 || want > CONSOLE_MAX_BYTES) {
-			http_reply_problem(r, 400, NULL, "bytes must be an integer between 1 and %d", CONSOLE_MAX_BYTES);
-			return;
-		}
-	}
-	if (!cell_has_backend(c)) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" has no console: it is %s%s", c->spec->name,
-		                   cell_state_to_string(cell_state(c)), cell_busy(c) ? " (a backend request is under way)" : "");
-		return;
-	}
-	buf = malloc((size_t)want + 1);
-	if (!buf) {
-		http_reply_problem(r, 500, NULL, "out of memory");
-		return;
-	}
-	n = cell_console_read(c, buf, (size_t)want);
-	if (n < 0) {
-		free(buf);
-		http_reply_problem(r, 500, NULL, "reading the console failed: %s", strerror((int)-n));
-		return;
-	}
-	http_reply_text(r, 200, "text/plain; charset=utf-8", buf, (size_t)n);
-}
-
-static void route_inject(Cell *c, HttpRequest *r) {
-	size_t n;
-	const char *body = http_request_body(r, &n);
-	json_error_t je;
-	json_t *j, *f;
-	const char *fault;
-	int k;
-
-	j = json_loadb(body, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-	if (!j) {
-		http_reply_problem(r, 400, NULL, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
-		return;
-	}
-	f = json_object_get(j, "fault");
-	if (!json_is_object(j) || json_object_size(j) != 1 || !json_is_string(f)) {
-		json_decref(j);
-		http_reply_problem(r, 422, NULL, "the body must be {\"fault\": \"hang|panic|crash|exit|stall\"}");
-		return;
-	}
-	fault = json_string_value(f);
-	k = cell_inject(c, fault);
-	log_cell(LOG_NOTICE, c->spec->name, MSGID_AUDIT, "API: inject \"%s\" into cell \"%s\": %s", fault,
-	         c->spec->name, k < 0 ? strerror(-k) : "done");
-	if (k == -EPERM)
-		http_reply_problem(r, 403, "Forbidden", "cell \"%s\" does not allow fault injection (allow_inject)",
-		                   c->spec->name);
-	else if (k == -EINVAL)
-		http_reply_problem(r, 422, NULL, "unknown fault \"%s\" (hang, panic, crash, exit, stall)", fault);
-	else if (k == -ESRCH)
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s; faults go to running cells", c->spec->name,
-		                   cell_state_to_string(cell_state(c)));
-	else if (k < 0)
-		http_reply_problem(r, 500, NULL, "injection failed: %s", strerror(-k));
-	else
-		http_reply_json(r, 202, json_pack("{s:s, s:s}", "cell", c->spec->name, "fault", fault));
-	json_decref(j);
-}
-
-
 /* --- helpers ------------------------------------------------------------ */
 
-static void set_etag(HttpRequest *r, uint64_t revision) {
-	char tag[32];
-	snprintf(tag, sizeof tag, "\"%llu\"", (unsigned long long)revision);
-	http_reply_header(r, "ETag", tag);
-}
-
-/* If-Match against a revision: true when the request may go on. */
-static bool check_if_match(HttpRequest *r, const Cell *c) {
-	const char *im = http_request_header(r, "If-Match");
-	char tag[32];
-
-	if (!im || strcmp(im, "*") == 0)
-		return true;
-	snprintf(tag, sizeof tag, "\"%llu\"", (unsigned long long)c->revision);
-	/* a list of entity tags, weak ones compared weakly */
-	for (const char *p = im; *p;) {
-		size_t n;
-		while (*p == ' ' || *p == ',')
-			p++;
-		if (strncmp(p, "W/", 2) == 0)
-			p += 2;
-		n = strcspn(p, ", ");
-		if (n == strlen(tag) && strncmp(p, tag, n) == 0)
-			return true;
-		p += n;
-	}
-	set_etag(r, c->revision);
-	http_reply_problem(r, 412, "Precondition Failed",
-	                   "cell \"%s\" is at revision %llu, not %s: fetch it again and retry", c->spec->name,
-	                   (unsigned long long)c->revision, im);
-	return false;
-}
-
 /* ?wait=S: -1 when malformed (a 400 is sent), 0 when absent. */
-static double query_wait(HttpRequest *r) {
+double query_wait(HttpRequest *r) {
 	const char *q = http_request_query(r, "wait");
 	char *end;
 	double w;
@@ -271,7 +98,7 @@ static double query_wait(HttpRequest *r) {
 	return w;
 }
 
-static json_t *parse_body(HttpRequest *r) {
+json_t *parse_body(HttpRequest *r) {
 	size_t n;
 	const char *body = http_request_body(r, &n);
 	json_error_t je;
@@ -289,55 +116,16 @@ static json_t *parse_body(HttpRequest *r) {
 	return j;
 }
 
-/* Parses and checks a spec against the other cells; replies on error. */
-static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *replacing) {
-	CellSpec *spec = NULL, *others[CONFIG_MAX_CELLS];
-	char err[CONFIG_ERROR_MAX];
-	ConfigEnv env;
-	size_t n;
-	int k;
-
-	config_env_host(&env);
-	k = cell_spec_parse(j, "$", &env, &spec, err);
-	if (k < 0) {
-		http_reply_problem(r, k == -ENOMEM ? 500 : 422, NULL, "invalid cell spec: %s", err);
-		return NULL;
-	}
-	/* The runner reads images as root and the inmate can echo them to
-	 * the console a monitor reads: an operator names no file outside the
-	 * image directories. */
-	k = image_path_check_spec(spec, "$", m->config->api.image_dirs, m->config->api.n_image_dirs, err);
-	if (k < 0) {
-		http_reply_problem(r, 422, NULL, "invalid cell spec: %s", err);
-		cell_spec_free(spec);
-		return NULL;
-	}
-	n = manager_other_specs(m, replacing, others);
-	k = cell_spec_check_partition(spec, "$", others, n, m->config->root_cpus, m->config->n_root_cpus,
-	                              m->config->cpu_sharing, err);
-	if (k < 0) {
-		http_reply_problem(r, 409, "Conflict", "%s", err);
-		cell_spec_free(spec);
-		return NULL;
-	}
-	return spec;
-}
-
-static void reply_cell(HttpRequest *r, Cell *c, unsigned status) {
-	set_etag(r, c->revision);
-	http_reply_json(r, status, cell_to_json(c, true));
-}
-
 /* The answer to a request that started an operation: 202 (or, with
  * ?wait=, 200 once it finished). */
-static void reply_operation(Manager *m, HttpRequest *r, Operation *op, double wait) {
+void reply_operation(Manager *m, HttpRequest *r, Operation *op, double wait) {
 	http_request_set_tag(r, op->id);
-	operation_reply(m->operations, op, r, wait, wait > 0 ? 200 : 202, 202);
+	operation_reply(manager_operations(m), op, r, wait, wait > 0 ? 200 : 202, 202);
 }
 
-static Operation *new_operation(Manager *m, HttpRequest *r, const char *kind, Cell *c, OperationTarget target,
-                                uint64_t deadline_ns) {
-	Operation *op = operation_new(m->operations, kind, c ? c->spec->name : NULL, target, deadline_ns);
+Operation *new_operation(Manager *m, HttpRequest *r, const char *kind, Cell *c, OperationTarget target,
+                         uint64_t deadline_ns) {
+	Operation *op = operation_new(manager_operations(m), kind, c ? cell_name(c) : NULL, target, deadline_ns);
 	if (!op)
 		http_reply_problem(r, 503, "Service Unavailable", "too many operations in flight; retry later");
 	return op;
@@ -345,368 +133,33 @@ static Operation *new_operation(Manager *m, HttpRequest *r, const char *kind, Ce
 
 /* The operation fails, and the request that started it answers with the
  * same problem. */
-static void fail_operation(Manager *m, HttpRequest *r, Operation *op, unsigned status, const char *title,
-                           const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void fail_operation(Manager *m, HttpRequest *r, Operation *op, unsigned status, const char *title,
-                           const char *fmt, ...) {
+void fail_operation(Manager *m, HttpRequest *r, Operation *op, unsigned status, const char *title,
+                    const char *fmt, ...) {
 	char detail[320];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
-	operation_fail(m->operations, op, status, title, "%s", detail);
+	operation_fail(manager_operations(m), op, status, title, "%s", detail);
 	http_reply_problem(r, status, title, "%s", detail);
 }
 
 /* How long a cell may take to come up, or to go down, before its
  * operation fails. */
-static uint64_t boot_deadline(const Cell *c) {
+uint64_t boot_deadline(const Cell *c) {
 	const CellSpec *s = cell_latest_spec(c);
 	return ((uint64_t)s->health.boot_timeout_ms + 5000) * NSEC_PER_MSEC;
 }
-static uint64_t stop_deadline(const Cell *c) {
-	return ((uint64_t)c->spec->recovery.shutdown_timeout_ms + 5000) * NSEC_PER_MSEC;
-}
 
-/* --- cells -------------------------------------------------------------- */
-
-static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) {
-	double wait = query_wait(r);
-	bool up = strcmp(verb, "start") == 0 || strcmp(verb, "restart") == 0;
-	Operation *op;
-	int k;
-
-	if (wait < 0)
-		return;
-	if (up && !m->hypervisor_enabled) {
-		http_reply_problem(r, 409, "Conflict", "the hypervisor is disabled; POST /hypervisor/enable first");
-		return;
-	}
-	if (up) {
-		json_t *missing = cell_missing_images(c);
-		if (json_array_size(missing) > 0) {
-			http_reply_problem(r, 409, "Conflict", "cell \"%s\" needs image \"%s\", which is not uploaded",
-			                   c->spec->name, json_string_value(json_array_get(missing, 0)));
-			json_decref(missing);
-			return;
-		}
-		json_decref(missing);
-		/* Said here with the JSON path; store_image_path() would refuse
-		 * the start anyway, with only an errno for the answer. */
-		char err[CONFIG_ERROR_MAX];
-		if (image_path_check_spec(cell_latest_spec(c), "$", m->config->api.image_dirs,
-		                          m->config->api.n_image_dirs, err) < 0) {
-			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", c->spec->name, err);
-			return;
-		}
-	}
-	if (strcmp(verb, "start") == 0 && (cell_state(c) == CELL_RUNNING || cell_state(c) == CELL_DEGRADED ||
-	                                   cell_state(c) == CELL_STARTING)) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already %s", c->spec->name,
-		                   cell_state_to_string(cell_state(c)));
-		return;
-	}
-	if (strcmp(verb, "stop") == 0 && cell_state(c) == CELL_STOPPED && !cell_has_backend(c) && !cell_busy(c)) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is already stopped", c->spec->name);
-		return;
-	}
-	if (strcmp(verb, "shutdown") == 0 && (cell_state(c) == CELL_STOPPED || !cell_has_backend(c))) {
-		http_reply_problem(r, 409, "Conflict", "cell \"%s\" is %s: there is nothing to shut down", c->spec->name,
-		                   cell_state_to_string(cell_state(c)));
-		return;
-	}
-	op = new_operation(m, r, verb, c, up ? OP_TARGET_UP : OP_TARGET_STOPPED, up ? boot_deadline(c) : stop_deadline(c));
-	if (!op)
-		return;
-	if (strcmp(verb, "start") == 0)
-		k = cell_start(c);
-	else if (strcmp(verb, "stop") == 0)
-		k = cell_stop(c, "stop requested", true);
-	else if (strcmp(verb, "restart") == 0)
-		k = cell_restart(c, "restart requested");
-	else
-		k = cell_shutdown(c);
-	if (k == -EALREADY || k == -EBUSY) {
-		fail_operation(m, r, op, 409, "Conflict", "cannot %s cell \"%s\": it is %s", verb, c->spec->name,
-		               cell_state_to_string(cell_state(c)));
-		return;
-	}
-	if (k < 0) {
-		fail_operation(m, r, op, 500, "Internal Server Error", "%s of cell \"%s\" failed: %s", verb,
-		               c->spec->name, strerror(-k));
-		return;
-	}
-	operation_issued(m->operations, op);
-	reply_operation(m, r, op, wait);
-}
-
-static void route_create(Manager *m, HttpRequest *r) {
-	_cleanup_(json_decrefp) json_t *j = parse_body(r);
-	CellSpec *spec;
-	Cell *c;
-	char loc[64];
-	int k;
-
-	if (!j)
-		return;
-	spec = accept_spec(m, r, j, NULL);
-	if (!spec)
-		return;
-	if (manager_find_cell(m, spec->name)) {
-		http_reply_problem(r, 409, "Conflict", "a cell named \"%s\" already exists", spec->name);
-		cell_spec_free(spec);
-		return;
-	}
-	if (m->n_cells >= CONFIG_MAX_CELLS) {
-		http_reply_problem(r, 409, "Conflict", "there are already %d cells", CONFIG_MAX_CELLS);
-		cell_spec_free(spec);
-		return;
-	}
-	k = store_save_spec(m, spec, 1);
-	if (k < 0) {
-		http_reply_problem(r, 500, NULL, "storing the spec failed: %s", strerror(-k));
-		cell_spec_free(spec);
-		return;
-	}
-	k = manager_add_cell(m, spec, 1, &c);
-	if (k < 0) {
-		http_reply_problem(r, 500, NULL, "setting up the cell failed: %s", strerror(-k));
-		return;
-	}
-	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:i}", "cell", c->spec->name, "change", "created",
-	                                      "revision", 1));
-	snprintf(loc, sizeof loc, "/cells/%s", c->spec->name);
-	http_reply_header(r, "Location", loc);
-	reply_cell(r, c, 201);
-}
-
-static void route_replace(Manager *m, Cell *c, HttpRequest *r) {
-	_cleanup_(json_decrefp) json_t *j = NULL;
-	const char *apply = http_request_query(r, "apply");
-	double wait = query_wait(r);
-	json_t *name;
-	CellSpec *spec;
-	int k;
-
-	if (wait < 0)
-		return;
-	if (apply && strcmp(apply, "restart") != 0) {
-		http_reply_problem(r, 400, NULL, "apply must be \"restart\" (or absent: at the next start)");
-		return;
-	}
-	if (!check_if_match(r, c) || !(j = parse_body(r)))
-		return;
-	name = json_is_object(j) ? json_object_get(j, "name") : NULL;
-	if (name && !(json_is_string(name) && strcmp(json_string_value(name), c->spec->name) == 0)) {
-		http_reply_problem(r, 422, NULL, "the spec's \"name\" must be \"%s\" (the path's); a cell cannot be renamed",
-		                   c->spec->name);
-		return;
-	}
-	if (json_is_object(j) && !name)
-		json_object_set_new(j, "name", json_string(c->spec->name));
-	spec = accept_spec(m, r, j, c->spec->name);
-	if (!spec)
-		return;
-	k = store_save_spec(m, spec, c->revision + 1);
-	if (k < 0) {
-		http_reply_problem(r, 500, NULL, "storing the spec failed: %s", strerror(-k));
-		cell_spec_free(spec);
-		return;
-	}
-	cell_replace_spec(c, spec, c->revision + 1);
-	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", c->spec->name, "change", "replaced",
-	                                      "revision", (json_int_t)c->revision));
-	if (apply && cell_state(c) != CELL_STOPPED && cell_state(c) != CELL_STOPPING) {
-		Operation *op = new_operation(m, r, "apply", c, OP_TARGET_UP, boot_deadline(c));
-		if (!op)
-			return;
-		k = cell_restart(c, "spec replaced, applied at once");
-		if (k < 0) {
-			fail_operation(m, r, op, 500, "Internal Server Error",
-			               "the spec is stored, but the restart failed: %s", strerror(-k));
-			return;
-		}
-		set_etag(r, c->revision);
-		operation_issued(m->operations, op);
-		reply_operation(m, r, op, wait);
-		return;
-	}
-	reply_cell(r, c, 200);
-}
-
-static void route_delete(Manager *m, Cell *c, HttpRequest *r) {
-	char name[CELL_NAME_MAX + 1];
-	double wait = query_wait(r);
-	uint64_t revision = c->revision;
-	Operation *op;
-	int k;
-
-	if (wait < 0 || !check_if_match(r, c))
-		return;
-	snprintf(name, sizeof name, "%s", c->spec->name);
-	op = new_operation(m, r, "delete", c, OP_TARGET_NONE, 0);
-	if (!op)
-		return;
-	/* The spec file goes first: once it is gone the cell is gone, even
-	 * if the daemon dies before the rest is cleaned up. */
-	k = store_remove_cell(m, name);
-	if (k < 0) {
-		fail_operation(m, r, op, 500, "Internal Server Error", "removing the stored cell failed: %s",
-		               strerror(-k));
-		return;
-	}
-	manager_remove_cell(m, c);
-	events_emit_json(m, "spec", json_pack("{s:s, s:s, s:I}", "cell", name, "change", "deleted", "revision",
-	                                      (json_int_t)revision));
-	operation_issued(m->operations, op);
-	reply_operation(m, r, op, wait);
-}
-
-/* --- images ------------------------------------------------------------- */
-
-static bool image_in_use(const CellSpec *s, const char *file) {
-	const char *refs[SPEC_MAX_IMAGE_REFS];
-	size_t n = cell_spec_image_refs(s, refs);
-
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(refs[i], file) == 0)
-			return true;
-	return false;
-}
-
-static void api_answered(Manager *m, HttpRequest *r);
-
-/* An upload's commit (fsync of up to api.max_image_bytes, rename, fsync
- * of the directory) runs on a worker; the request waits, suspended. */
-typedef struct UploadJob {
-	Manager *manager;
-	HttpRequest *request;
-	Upload *upload;
-	uint8_t want[SHA256_LEN];
-	char cell[CELL_NAME_MAX + 1];
-	char file[IMAGE_NAME_MAX + 1];
-	bool done, replaced;
-	int result;
-	size_t size;
-	char hex[2 * SHA256_LEN + 1];
-} UploadJob;
-
-static int upload_job_run(void *arg) {
-	UploadJob *j = arg;
-	j->result = upload_commit(TAKE_PTR(j->upload), j->want, &j->replaced, j->hex, &j->size);
-	return j->result;
-}
-
-static void upload_job_done(const BackendCompletion *d, void *userdata) {
-	UploadJob *j = userdata;
-	(void)d;
-	j->done = true;
-	http_request_resume(j->request);
-}
-
-static void upload_job_reply(HttpRequest *r, void *userdata) {
-	UploadJob *j = userdata;
-
-	if (!j->done)
-		/* wardend stopped first; the worker finished, unheard */
-		http_reply_problem(r, 503, "Service Unavailable",
-		                   "wardend is shutting down; GET the image list to see whether it was stored");
-	else if (j->result == -EBADMSG)
-		http_reply_problem(r, 422, NULL,
-		                   "digest mismatch: the %zu bytes received have SHA-256 %s, not the one in Content-Digest; "
-		                   "nothing was stored", j->size, j->hex);
-	else if (j->result < 0)
-		http_reply_problem(r, 500, NULL, "storing the image failed: %s", strerror(-j->result));
-	else {
-		events_emit_json(j->manager, "image",
-		                 json_pack("{s:s, s:s, s:I, s:s, s:s}", "cell", j->cell, "name", j->file, "size",
-		                           (json_int_t)j->size, "sha256", j->hex, "change", "uploaded"));
-		http_reply_json(r, j->replaced ? 200 : 201,
-		                json_pack("{s:s, s:I, s:s}", "name", j->file, "size", (json_int_t)j->size, "sha256", j->hex));
-	}
-	api_answered(j->manager, r);
-	free(j);
-}
-
-static void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) {
-	Upload *u = NULL;
-	bool too_large;
-	int error, k;
-	UploadJob *j;
-
-	/* api_begin() set the sink; take the upload over from it. */
-	(void)http_request_sink_size(r, &too_large, &error);
-	u = http_request_sink_userdata(r);
-	if (!u) {
-		http_reply_problem(r, 500, NULL, "the upload was not set up");
-		return;
-	}
-	http_request_clear_sink(r);
-	if (too_large || error) {
-		upload_abort(u);
-		if (too_large)
-			http_reply_problem(r, 413, "Payload Too Large", "image larger than api.max_image_bytes (%llu)",
-			                   (unsigned long long)m->config->api.max_image_bytes);
-		else
-			http_reply_problem(r, 500, NULL, "writing the image failed: %s", strerror(error));
-		return;
-	}
-	j = calloc(1, sizeof *j);
-	if (!j) {
-		upload_abort(u);
-		http_reply_problem(r, 500, NULL, "out of memory");
-		return;
-	}
-	*j = (UploadJob){ .manager = m, .request = r, .upload = u };
-	snprintf(j->cell, sizeof j->cell, "%s", cell_name(c));
-	snprintf(j->file, sizeof j->file, "%s", file);
-	(void)content_digest_parse(http_request_header(r, "Content-Digest"), j->want);
-	/* Unordered with the cell's own requests: its recovery must not wait
-	 * for a disk flush. */
-	k = backend_call_async(manager_queue(m), NULL, upload_job_run, j, upload_job_done, j, NULL);
-	if (k < 0) {
-		upload_abort(u);
-		free(j);
-		http_reply_problem(r, 500, NULL, "storing the image failed: %s", strerror(-k));
-		return;
-	}
-	http_request_suspend(r, upload_job_reply, j);
-}
-
-static void route_image_delete(Manager *m, Cell *c, const char *file, HttpRequest *r) {
-	int k;
-
-	if (!image_name_is_valid(file) || !store_image_exists(m, c->spec->name, file)) {
-		http_reply_problem(r, 404, "Not Found", "cell \"%s\" has no image \"%s\"", c->spec->name, file);
-		return;
-	}
-	if (image_in_use(c->spec, file) || image_in_use(cell_latest_spec(c), file)) {
-		http_reply_problem(r, 409, "Conflict", "image \"%s\" is used by the spec of cell \"%s\"", file,
-		                   c->spec->name);
-		return;
-	}
-	k = store_remove_image(m, c->spec->name, file);
-	if (k < 0) {
-		http_reply_problem(r, 500, NULL, "removing the image failed: %s", strerror(-k));
-		return;
-	}
-	events_emit_json(m, "image", json_pack("{s:s, s:s, s:s}", "cell", c->spec->name, "name", file, "change",
-	                                       "deleted"));
-	http_reply_text(r, 204, "text/plain", NULL, 0);
+uint64_t stop_deadline(const Cell *c) {
+	return ((uint64_t)cell_spec(c)->recovery.shutdown_timeout_ms + 5000) * NSEC_PER_MSEC;
 }
 
 /* --- dispatch ----------------------------------------------------------- */
 
-typedef struct CellPath {
-	char name[CELL_NAME_MAX + 1];
-	char sub[32];      /* "" for the cell itself */
-	char file[IMAGE_NAME_MAX + 2]; /* images/FILE */
-	bool bad;
-} CellPath;
-
 /* "/cells/NAME[/SUB[/FILE]]" */
-static void split_cell_path(const char *rest, CellPath *p) {
+void split_cell_path(const char *rest, CellPath *p) {
 	const char *slash = strchr(rest, '/');
 	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
 
@@ -736,128 +189,6 @@ static void split_cell_path(const char *rest, CellPath *p) {
 	strcpy(p->file, rest);
 }
 
-static bool is_action(const char *sub) {
-	return strcmp(sub, "start") == 0 || strcmp(sub, "stop") == 0 || strcmp(sub, "restart") == 0 ||
-	       strcmp(sub, "shutdown") == 0;
-}
-
-static void route_cell(Manager *m, HttpRequest *r, const char *rest) {
-	CellPath p;
-	Cell *c;
-
-	split_cell_path(rest, &p);
-	if (p.bad || (p.file[0] && strcmp(p.sub, "images") != 0)) {
-		http_reply_problem(r, 404, "Not Found", "no resource at %s", http_request_path(r));
-		return;
-	}
-	c = manager_find_cell(m, p.name);
-	if (!c) {
-		http_reply_problem(r, 404, "Not Found", "no cell named \"%s\"", p.name);
-		return;
-	}
-	if (!p.sub[0]) {
-		if (!check_method(r, M_GET | M_PUT | M_DELETE))
-			return;
-		if (method_bit(http_request_method(r)) == M_GET)
-			reply_cell(r, c, 200);
-		else if (method_bit(http_request_method(r)) == M_PUT)
-			route_replace(m, c, r);
-		else
-			route_delete(m, c, r);
-	} else if (strcmp(p.sub, "console") == 0) {
-		if (check_method(r, M_GET))
-			route_console(c, r);
-	} else if (is_action(p.sub)) {
-		if (check_method(r, M_POST))
-			route_action(m, c, p.sub, r);
-	} else if (strcmp(p.sub, "inject") == 0) {
-		if (check_method(r, M_POST))
-			route_inject(c, r);
-	} else if (strcmp(p.sub, "images") == 0 && !p.file[0]) {
-		if (check_method(r, M_GET))
-			http_reply_json(r, 200, store_list_images(m, c->spec->name));
-	} else if (strcmp(p.sub, "images") == 0) {
-		if (!check_method(r, M_PUT | M_DELETE))
-			return;
-		if (method_bit(http_request_method(r)) == M_PUT)
-			route_upload(m, c, p.file, r);
-		else
-			route_image_delete(m, c, p.file, r);
-	} else
-		http_reply_problem(r, 404, "Not Found", "cell \"%s\" has no resource \"%s\"", p.name, p.sub);
-}
-
-static void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r) {
-	double wait = query_wait(r);
-	char kind[32];
-	bool up = strcmp(verb, "disable") != 0;
-	uint64_t deadline = 0;
-	Operation *op;
-	int k;
-
-	if (wait < 0)
-		return;
-	snprintf(kind, sizeof kind, "hypervisor-%s", verb);
-	op = new_operation(m, r, kind, NULL, up ? OP_TARGET_UP : OP_TARGET_STOPPED, 0);
-	if (!op)
-		return;
-	for (size_t i = 0; i < m->n_cells; i++) {
-		Cell *c = m->cells[i];
-		if (up && !c->spec->autostart)
-			continue;
-		operation_follow(op, c->spec->name);
-		if (up && boot_deadline(c) > deadline)
-			deadline = boot_deadline(c);
-	}
-	op->deadline_mono_ns = deadline ? op->created_mono_ns + deadline : 0;
-	if (strcmp(verb, "enable") == 0)
-		k = manager_enable_hypervisor(m);
-	else if (strcmp(verb, "disable") == 0)
-		k = manager_disable_hypervisor(m);
-	else {
-		k = manager_restart_hypervisor(m, "restart requested through the API");
-	}
-	if (k < 0) {
-		fail_operation(m, r, op, 500, "Internal Server Error", "hypervisor %s failed: %s", verb, strerror(-k));
-		return;
-	}
-	operation_issued(m->operations, op);
-	reply_operation(m, r, op, wait);
-}
-
-static void route_operation(Manager *m, HttpRequest *r, const char *id) {
-	double wait = query_wait(r);
-	Operation *op;
-
-	if (wait < 0)
-		return;
-	op = operation_find(m->operations, id);
-	if (!op) {
-		http_reply_problem(r, 404, "Not Found", "no operation %s (the newest %d are kept, in memory)", id,
-		                   OPERATIONS_MAX);
-		return;
-	}
-	operation_reply(m->operations, op, r, wait, 200, wait > 0 ? 202 : 200);
-}
-
-static void route_events(Manager *m, HttpRequest *r) {
-	const char *last = http_request_header(r, "Last-Event-ID");
-	const char *since = http_request_query(r, "since");
-	unsigned long long after = 0;
-	const char *v = last ? last : since;
-
-	if (v) {
-		char *end;
-		after = strtoull(v, &end, 10);
-		if (*v == 0 || *end != 0) {
-			http_reply_problem(r, 400, NULL, "Last-Event-ID (or since) must be an event id");
-			return;
-		}
-	}
-	if (events_stream(m->events, r, after) < 0 && !http_request_replied(r))
-		http_reply_problem(r, 500, NULL, "cannot open the event stream");
-}
-
 static void dispatch(Manager *m, HttpRequest *r) {
 	const char *path = http_request_path(r);
 
@@ -885,7 +216,7 @@ static void dispatch(Manager *m, HttpRequest *r) {
 			route_hypervisor_action(m, path + strlen("/hypervisor/"), r);
 	} else if (strcmp(path, "/operations") == 0) {
 		if (check_method(r, M_GET))
-			http_reply_json(r, 200, operations_to_json(m->operations));
+			http_reply_json(r, 200, operations_to_json(manager_operations(m)));
 	} else if (strncmp(path, "/operations/", 12) == 0 && path[12] && !strchr(path + 12, '/')) {
 		if (check_method(r, M_GET))
 			route_operation(m, r, path + 12);
@@ -900,7 +231,7 @@ static void dispatch(Manager *m, HttpRequest *r) {
 
 static bool is_anonymous_route(Manager *m, HttpRequest *r) {
 	const char *p = http_request_path(r);
-	return m->config->api.anonymous_metrics && method_bit(http_request_method(r)) == M_GET &&
+	return manager_config(m)->api.anonymous_metrics && method_bit(http_request_method(r)) == M_GET &&
 	       (strcmp(p, "/health") == 0 || strcmp(p, "/metrics") == 0);
 }
 
@@ -924,7 +255,7 @@ static const char *cell_of_path(const char *path, char buf[CELL_NAME_MAX + 1]) {
 }
 
 static void replay(Manager *m, HttpRequest *r, const IdemRecord *rec) {
-	Operation *op = rec->operation[0] ? operation_find(m->operations, rec->operation) : NULL;
+	Operation *op = rec->operation[0] ? operation_find(manager_operations(m), rec->operation) : NULL;
 	char *body;
 
 	http_reply_header(r, "Idempotent-Replayed", "true");
@@ -964,35 +295,57 @@ static void discard_abort(void *userdata) {
 	free(rec);
 }
 
-static bool inflight_add(Manager *m, HttpRequest *r, const char *key) {
-	size_t free_slot = ELEMENTSOF(m->inflight);
-	for (size_t i = 0; i < ELEMENTSOF(m->inflight); i++) {
-		if (m->inflight[i].request && strcmp(m->inflight[i].key, key) == 0) {
+/* Idempotency-Keys of requests being received or handled, so that a
+ * retry racing its original is refused rather than run twice. */
+struct Api {
+	struct {
+		const void *request;
+		char key[129];
+	} inflight[64];
+};
+
+int api_new(Api **ret) {
+	Api *a = calloc(1, sizeof *a);
+	if (!a)
+		return -ENOMEM;
+	*ret = a;
+	return 0;
+}
+
+Api *api_free(Api *a) {
+	free(a);
+	return NULL;
+}
+
+static bool inflight_add(Api *a, HttpRequest *r, const char *key) {
+	size_t free_slot = ELEMENTSOF(a->inflight);
+	for (size_t i = 0; i < ELEMENTSOF(a->inflight); i++) {
+		if (a->inflight[i].request && strcmp(a->inflight[i].key, key) == 0) {
 			http_reply_problem(r, 409, "Conflict",
 			                   "a request with Idempotency-Key \"%s\" is still in progress; retry when it has "
 			                   "been answered", key);
 			return false;
 		}
-		if (!m->inflight[i].request && free_slot == ELEMENTSOF(m->inflight))
+		if (!a->inflight[i].request && free_slot == ELEMENTSOF(a->inflight))
 			free_slot = i;
 	}
-	if (free_slot == ELEMENTSOF(m->inflight)) {
+	if (free_slot == ELEMENTSOF(a->inflight)) {
 		http_reply_problem(r, 503, "Service Unavailable", "too many requests with Idempotency-Keys in progress");
 		return false;
 	}
-	m->inflight[free_slot].request = r;
-	snprintf(m->inflight[free_slot].key, sizeof m->inflight[free_slot].key, "%s", key);
+	a->inflight[free_slot].request = r;
+	snprintf(a->inflight[free_slot].key, sizeof a->inflight[free_slot].key, "%s", key);
 	return true;
 }
 
-static void inflight_remove(Manager *m, const HttpRequest *r) {
-	for (size_t i = 0; i < ELEMENTSOF(m->inflight); i++)
-		if (m->inflight[i].request == r)
-			m->inflight[i].request = NULL;
+static void inflight_remove(Api *a, const HttpRequest *r) {
+	for (size_t i = 0; i < ELEMENTSOF(a->inflight); i++)
+		if (a->inflight[i].request == r)
+			a->inflight[i].request = NULL;
 }
 
 void api_end(Manager *m, HttpRequest *r) {
-	inflight_remove(m, r);
+	inflight_remove(manager_api(m), r);
 }
 
 void api_begin(Manager *m, HttpRequest *r) {
@@ -1043,10 +396,11 @@ void api_begin(Manager *m, HttpRequest *r) {
 			*keep = rec;
 			http_request_set_tag(r, "replay");
 			http_request_set_sink(r, &(HttpSink){ .write = discard_write, .abort = discard_abort,
-			                                      .max_bytes = m->config->api.max_image_bytes, .userdata = keep });
+			                                      .max_bytes = manager_config(m)->api.max_image_bytes,
+			                                      .userdata = keep });
 			return;
 		}
-		if (!inflight_add(m, r, key))
+		if (!inflight_add(manager_api(m), r, key))
 			return;
 	}
 
@@ -1080,13 +434,14 @@ void api_begin(Manager *m, HttpRequest *r) {
 			return;
 		}
 		http_request_set_sink(r, &(HttpSink){ .write = upload_write, .abort = upload_abort,
-		                                      .max_bytes = m->config->api.max_image_bytes, .userdata = u });
+		                                      .max_bytes = manager_config(m)->api.max_image_bytes,
+		                                      .userdata = u });
 	}
 }
 
 /* A mutation was answered (or parked on its operation): audit it and keep
  * its Idempotency-Key record. */
-static void api_answered(Manager *m, HttpRequest *r) {
+void api_answered(Manager *m, HttpRequest *r) {
 	const char *key = http_request_header(r, "Idempotency-Key");
 	char cbuf[CELL_NAME_MAX + 1], outcome[96];
 	const char *body, *type;
@@ -1101,7 +456,7 @@ static void api_answered(Manager *m, HttpRequest *r) {
 	if (!body) {
 		/* Parked on an operation: it answers later. A retry gets the
 		 * operation as it is then. */
-		Operation *op = operation_find(m->operations, http_request_tag(r));
+		Operation *op = operation_find(manager_operations(m), http_request_tag(r));
 		if (!op)
 			return;
 		json_t *oj = operation_to_json(op);
@@ -1141,7 +496,7 @@ static void api_answered(Manager *m, HttpRequest *r) {
 			                  http_request_method(r), http_request_path(r));
 	}
 	/* Answered (or stored): a retry now gets the record, not a 409. */
-	inflight_remove(m, r);
+	inflight_remove(manager_api(m), r);
 }
 
 void api_handle(Manager *m, HttpRequest *r) {

@@ -29,10 +29,49 @@
  * and HTTP (normal). */
 #define CELL_PRIORITY_TIMERS (SD_EVENT_PRIORITY_IMPORTANT / 2)
 
+#define CELL_EVENTS_MAX 64
+
+/* The executor around a CellMachine (cell-machine.h); see cell.h. */
+struct Cell {
+	Manager *manager;
+	CellSpec *spec;      /* what the cell runs (or will run at its next start) */
+	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
+	uint64_t revision;   /* of the newest accepted spec */
+	uint64_t backend_revision; /* of the spec the backend cell was made from */
+	CellMachine m;
+	BackendCell *backend;     /* NULL while a request owns it */
+	BackendRequest *request;  /* in flight, or NULL */
+	/* An in-place reset run from the loop (backend_cell_reset_begin):
+	 * its reply and its deadline. */
+	sd_event_source *reset_reply, *reset_deadline;
+
+	sd_event_source *event_source;  /* doorbell / backend state changes */
+	sd_event_source *pidfd_source;  /* the cell's process exited */
+	sd_event_source *sample_timer;  /* heartbeat sampling and timeouts */
+	sd_event_source *action_timer;  /* backoff, shutdown deadline */
+	sd_event_source *save_source;   /* deferred persist_save_cell() */
+	uint64_t sample_due_ns;         /* when the armed sample is due */
+
+	CellEvent events[CELL_EVENTS_MAX];
+	unsigned n_events, events_head;
+};
+
 /* ---- accessors ------------------------------------------------------ */
 
 const char *cell_name(const Cell *c) {
 	return c->spec->name;
+}
+
+Manager *cell_manager(const Cell *c) {
+	return c->manager;
+}
+
+const CellSpec *cell_spec(const Cell *c) {
+	return c->spec;
+}
+
+uint64_t cell_revision(const Cell *c) {
+	return c->revision;
 }
 
 CellState cell_state(const Cell *c) {
@@ -99,7 +138,7 @@ static void cell_emit(Cell *c, const char *type, const char *reason) {
 	CellEvent *e = &c->events[c->events_head];
 
 	*e = (CellEvent){
-		.id = ++c->manager->next_event_id,
+		.id = manager_next_event_id(c->manager),
 		.mono_ns = now_ns(CLOCK_MONOTONIC),
 		.realtime_ns = now_ns(CLOCK_REALTIME),
 		.state = c->m.state,
@@ -149,7 +188,7 @@ static int cell_watch(Cell *c) {
 	cell_unwatch(c);
 	fd = backend_cell_event_fd(c->backend);
 	if (fd >= 0) {
-		r = sd_event_add_io(c->manager->event, &c->event_source, fd, EPOLLIN, on_backend_event, c);
+		r = sd_event_add_io(manager_event(c->manager), &c->event_source, fd, EPOLLIN, on_backend_event, c);
 		if (r < 0)
 			return r;
 		/* Doorbells carry panics: serve them before HTTP. */
@@ -157,7 +196,7 @@ static int cell_watch(Cell *c) {
 	}
 	fd = backend_cell_pidfd(c->backend);
 	if (fd >= 0) {
-		r = sd_event_add_io(c->manager->event, &c->pidfd_source, fd, EPOLLIN, on_pidfd, c);
+		r = sd_event_add_io(manager_event(c->manager), &c->pidfd_source, fd, EPOLLIN, on_pidfd, c);
 		if (r < 0)
 			return r;
 		sd_event_source_set_priority(c->pidfd_source, SD_EVENT_PRIORITY_IMPORTANT);
@@ -171,7 +210,7 @@ static BackendCell *cell_take_backend(Cell *c) {
 	return TAKE_PTR(c->backend);
 }
 
-int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
+int cell_new(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) {
 	Cell *c = calloc(1, sizeof *c);
 	int r;
 
@@ -179,18 +218,20 @@ int cell_new(Manager *m, CellSpec *spec, Cell **ret) {
 		return -ENOMEM;
 	c->manager = m;
 	c->spec = spec;
+	c->revision = revision;
 	cell_machine_init(&c->m);
 
 	/* Routine samples of all cells due within SAMPLE_ACCURACY_USEC share
 	 * one wake-up of the loop (sd-event coalesces timers by accuracy): a
 	 * timer wheel of that slot width, so 64 cells cost no more wake-ups
 	 * than 2 000 a second. Deadlines (stall, boot) are armed precisely. */
-	r = sd_event_add_time(m->event, &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, SAMPLE_ACCURACY_USEC,
+	r = sd_event_add_time(manager_event(m), &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, SAMPLE_ACCURACY_USEC,
 	                      on_sample_timer, c);
 	if (r >= 0)
-		r = sd_event_add_time(m->event, &c->action_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_action_timer, c);
+		r = sd_event_add_time(manager_event(m), &c->action_timer, CLOCK_MONOTONIC, UINT64_MAX, 1,
+		                      on_action_timer, c);
 	if (r >= 0)
-		r = sd_event_add_defer(m->event, &c->save_source, on_save, c);
+		r = sd_event_add_defer(manager_event(m), &c->save_source, on_save, c);
 	if (r < 0) {
 		c->spec = NULL;
 		cell_free(c);
@@ -409,9 +450,9 @@ static int cell_submit_boot(Cell *c, bool reuse) {
 	fd = backend_cell_reset_begin(c->backend);
 	if (fd < 0)
 		return cell_submit_worker_boot(c, fd == -EOPNOTSUPP);
-	r = sd_event_add_io(c->manager->event, &c->reset_reply, fd, EPOLLIN, on_reset_reply, c);
+	r = sd_event_add_io(manager_event(c->manager), &c->reset_reply, fd, EPOLLIN, on_reset_reply, c);
 	if (r >= 0)
-		r = sd_event_add_time(c->manager->event, &c->reset_deadline, CLOCK_MONOTONIC,
+		r = sd_event_add_time(manager_event(c->manager), &c->reset_deadline, CLOCK_MONOTONIC,
 		                      (now + RESET_TIMEOUT_NS) / NSEC_PER_USEC, 1000, on_reset_deadline, c);
 	if (r < 0) {
 		reset_end(c);

@@ -19,8 +19,6 @@
 
 typedef struct Manager Manager;
 
-#define CELL_EVENTS_MAX 64
-
 typedef struct CellEvent {
 	uint64_t id;
 	uint64_t mono_ns;
@@ -34,33 +32,12 @@ typedef struct CellEvent {
 /* The executor around a CellMachine (cell-machine.h): it feeds the machine
  * what the loop sees (samples, timers, process exits, completed backend
  * requests, operator requests) and carries out the actions it returns.
- * Only cell.c touches these fields; everyone else uses the verbs and
+ * Opaque: only cell.c touches its fields; everyone else uses the verbs and
  * accessors below. */
-typedef struct Cell {
-	Manager *manager;
-	CellSpec *spec;      /* what the cell runs (or will run at its next start) */
-	CellSpec *next_spec; /* accepted while the cell ran: used at the next boot */
-	uint64_t revision;   /* of the newest accepted spec */
-	uint64_t backend_revision; /* of the spec the backend cell was made from */
-	CellMachine m;
-	BackendCell *backend;     /* NULL while a request owns it */
-	BackendRequest *request;  /* in flight, or NULL */
-	/* An in-place reset run from the loop (backend_cell_reset_begin):
-	 * its reply and its deadline. */
-	sd_event_source *reset_reply, *reset_deadline;
+typedef struct Cell Cell;
 
-	sd_event_source *event_source;  /* doorbell / backend state changes */
-	sd_event_source *pidfd_source;  /* the cell's process exited */
-	sd_event_source *sample_timer;  /* heartbeat sampling and timeouts */
-	sd_event_source *action_timer;  /* backoff, shutdown deadline */
-	sd_event_source *save_source;   /* deferred persist_save_cell() */
-	uint64_t sample_due_ns;         /* when the armed sample is due */
-
-	CellEvent events[CELL_EVENTS_MAX];
-	unsigned n_events, events_head;
-} Cell;
-
-int cell_new(Manager *m, CellSpec *spec, Cell **ret);
+/* spec (consumed) is at `revision`. */
+int cell_new(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret);
 Cell *cell_free(Cell *c);
 
 /* Stop it (a backend request in flight is left to destroy what it
@@ -87,6 +64,12 @@ int cell_inject(Cell *c, const char *fault);
 void cell_sample(Cell *c);
 
 const char *cell_name(const Cell *c);
+Manager *cell_manager(const Cell *c);
+/* What the cell runs (or will run at its next start); see also
+ * cell_latest_spec(). */
+const CellSpec *cell_spec(const Cell *c);
+/* Of the newest accepted spec. */
+uint64_t cell_revision(const Cell *c);
 CellState cell_state(const Cell *c);
 /* Why it is in its state (the reason of the last transition). */
 const char *cell_state_reason(const Cell *c);

@@ -41,7 +41,7 @@ typedef struct Reader {
 static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
 	Events *e = userdata;
 	e->keepalive_gen++;
-	http_streams_wake(e->manager->http);
+	http_streams_wake(manager_http(e->manager));
 	sd_event_source_set_time(s, usec + EVENTS_KEEPALIVE_S * USEC_PER_SEC);
 	return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
@@ -56,8 +56,8 @@ int events_new(Manager *m, Events **ret) {
 	/* Microseconds of wall clock: above any id an earlier run handed out,
 	 * unless the clock went back. */
 	e->next_id = now_ns(CLOCK_REALTIME) / NSEC_PER_USEC;
-	r = sd_event_add_time_relative(m->event, &e->keepalive, CLOCK_MONOTONIC, EVENTS_KEEPALIVE_S * USEC_PER_SEC,
-	                               USEC_PER_SEC, on_keepalive, e);
+	r = sd_event_add_time_relative(manager_event(m), &e->keepalive, CLOCK_MONOTONIC,
+	                               EVENTS_KEEPALIVE_S * USEC_PER_SEC, USEC_PER_SEC, on_keepalive, e);
 	if (r < 0) {
 		free(e);
 		return r;
@@ -82,7 +82,7 @@ uint64_t events_last_id(const Events *e) {
 }
 
 void events_emit_json(Manager *m, const char *type, json_t *data) {
-	Events *e = m->events;
+	Events *e = manager_events(m);
 	Event *ev;
 	char *s;
 	int n;
@@ -112,8 +112,8 @@ void events_emit_json(Manager *m, const char *type, json_t *data) {
 	}
 	ev->len = (size_t)n;
 	e->n++;
-	if (m->http)
-		http_streams_wake(m->http);
+	if (manager_http(m))
+		http_streams_wake(manager_http(m));
 }
 
 static const Event *next_after(Events *e, uint64_t after) {

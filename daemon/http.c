@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 #include <systemd/sd-event.h>
 
+#include "api.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -487,7 +488,7 @@ int http_new(Manager *m, const HttpLimits *limits, const HttpSocketOptions *so, 
 	}
 	h->so.tls_cert = h->tls_cert;
 	h->so.tls_key = h->tls_key;
-	r = sd_event_add_defer(m->event, &h->dispatch, on_dispatch, h);
+	r = sd_event_add_defer(manager_event(m), &h->dispatch, on_dispatch, h);
 	if (r < 0) {
 		http_free(h);
 		return r;
@@ -594,12 +595,12 @@ int http_listen_fd(Http *h, int fd) {
 		MHD_stop_daemon(l->mhd);
 		return -EIO;
 	}
-	r = sd_event_add_io(h->manager->event, &l->io, info->epoll_fd, EPOLLIN, on_listener_io, l);
+	r = sd_event_add_io(manager_event(h->manager), &l->io, info->epoll_fd, EPOLLIN, on_listener_io, l);
 	if (r >= 0)
-		r = sd_event_add_time(h->manager->event, &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
+		r = sd_event_add_time(manager_event(h->manager), &l->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
 		                      on_listener_timer, l);
 	if (r >= 0)
-		r = sd_event_add_defer(h->manager->event, &l->kick, on_listener_kick, l);
+		r = sd_event_add_defer(manager_event(h->manager), &l->kick, on_listener_kick, l);
 	if (r < 0) {
 		sd_event_source_disable_unref(l->io);
 		sd_event_source_disable_unref(l->timer);
@@ -811,7 +812,7 @@ void http_request_set_sink(HttpRequest *r, const HttpSink *sink) {
 		h->uploads->up_prev = r;
 	h->uploads = r;
 	if (!h->upload_sweep &&
-	    sd_event_add_time_relative(h->manager->event, &h->upload_sweep, CLOCK_MONOTONIC, USEC_PER_SEC,
+	    sd_event_add_time_relative(manager_event(h->manager), &h->upload_sweep, CLOCK_MONOTONIC, USEC_PER_SEC,
 	                               USEC_PER_SEC / 10, on_upload_sweep, h) < 0)
 		return;
 	sd_event_source_set_time_relative(h->upload_sweep, USEC_PER_SEC);

@@ -115,11 +115,3 @@ int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead r
                       void *userdata);
 /* New data for every parked stream. */
 void http_streams_wake(Http *h);
-
-/* The API layer's entry points (daemon/api.c): api_begin() sees the
- * headers before any body is read (access checks, upload sinks) and may
- * reply at once; api_handle() sees the complete request. */
-void api_begin(Manager *m, HttpRequest *r);
-void api_handle(Manager *m, HttpRequest *r);
-/* The request is gone (answered and sent, or its client left). */
-void api_end(Manager *m, HttpRequest *r);

@@ -28,7 +28,7 @@ static int record_path(Manager *m, const char *key, char *buf, size_t n) {
 	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, key, strlen(key), h) < 0)
 		return -EIO;
 	sha256_hex(h, hex);
-	k = snprintf(buf, n, "%s/idempotency/%s.json", m->state_dir, hex);
+	k = snprintf(buf, n, "%s/idempotency/%s.json", manager_state_dir(m), hex);
 	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
 }
 
@@ -45,7 +45,7 @@ static void copy_str(json_t *j, const char *key, char *dst, size_t n) {
 static bool expired(Manager *m, json_t *j) {
 	json_int_t created = json_integer_value(json_object_get(j, "created_s"));
 	uint64_t now = now_ns(CLOCK_REALTIME) / NSEC_PER_SEC;
-	return created <= 0 || now > (uint64_t)created + m->config->api.idempotency_ttl_s;
+	return created <= 0 || now > (uint64_t)created + manager_config(m)->api.idempotency_ttl_s;
 }
 
 int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret) {
@@ -87,7 +87,7 @@ int idempotency_store(Manager *m, const char *key, const IdemRecord *rec) {
 
 	if ((r = record_path(m, key, p, sizeof p)) < 0)
 		return r;
-	snprintf(dir, sizeof dir, "%s/idempotency", m->state_dir);
+	snprintf(dir, sizeof dir, "%s/idempotency", manager_state_dir(m));
 	if ((r = mkdir_p(dir, 0700)) < 0)
 		return r;
 	j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s%, s:I}", "key", key, "method", rec->method, "path",
@@ -108,7 +108,7 @@ unsigned idempotency_prune(Manager *m) {
 	DIR *d;
 	struct dirent *de;
 
-	snprintf(dir, sizeof dir, "%s/idempotency", m->state_dir);
+	snprintf(dir, sizeof dir, "%s/idempotency", manager_state_dir(m));
 	d = opendir(dir);
 	if (!d)
 		return 0;

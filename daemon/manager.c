@@ -12,6 +12,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "api.h"
 #include "auth.h"
 #include "events.h"
 #include "http.h"
@@ -26,6 +27,39 @@
 #define DEFAULT_RUNTIME_DIR "/run/warden"
 #define DEFAULT_KVM_RUNNER "/usr/libexec/warden/warden-kvm"
 #define DEFAULT_QEMU_BINARY "/usr/bin/qemu-system-x86_64"
+
+struct Manager {
+	sd_event *event;
+	Config *config;
+	char *state_dir;
+	char *runtime_dir;
+	Backend *kvm;
+	Backend *qemu; /* NULL when QEMU is not installed */
+	bool kvm_enabled, qemu_enabled; /* enabled, or an enable is queued */
+	int kvm_error, qemu_error;      /* of the last enable: 0 or -errno */
+	BackendQueue *queue; /* runs the blocking backend calls off the loop */
+	sd_event_source *queue_source;
+	Http *http;
+	Api *api;
+	Tokens *tokens;
+	Operations *operations;
+	Events *events;
+	Cell *cells[CONFIG_MAX_CELLS];
+	size_t n_cells;
+	bool reseed;
+	bool hypervisor_enabled;
+	sd_event_source *prune_timer; /* expired Idempotency-Key records */
+
+	uint64_t next_event_id;
+	uint64_t started_mono_ns;
+	uint64_t watchdog_usec;
+	sd_event_source *watchdog_timer;
+	sd_event_source *lag_timer;
+	uint64_t lag_due_ns;
+	LoopLag lag;
+	bool ready;        /* READY=1 sent: the autostarted cells settled */
+	bool started;      /* manager_startup() is done */
+};
 
 /* CLI beats config beats systemd's *_DIRECTORY beats the default. */
 static char *pick_dir(const char *cli, const char *cfg, const char *env, const char *def) {
@@ -152,6 +186,9 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 	    (r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m)) < 0)
 		return log_error_errno(r, "Failed to watch signals: %m");
 
+	r = api_new(&m->api);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up the API: %m");
 	HttpLimits limits = {
 		.max_body_bytes = m->config->max_body_bytes,
 		.max_header_bytes = m->config->max_header_bytes,
@@ -247,6 +284,7 @@ Manager *manager_free(Manager *m) {
 	sd_event_source_disable_unref(m->queue_source);
 	backend_queue_free(m->queue);
 	http_free(m->http);
+	api_free(m->api);
 	operations_free(m->operations);
 	events_free(m->events);
 	tokens_free(m->tokens);
@@ -264,6 +302,71 @@ Manager *manager_free(Manager *m) {
 	free(m->runtime_dir);
 	free(m);
 	return NULL;
+}
+
+sd_event *manager_event(Manager *m) {
+	return m->event;
+}
+
+const Config *manager_config(const Manager *m) {
+	return m->config;
+}
+
+const char *manager_state_dir(const Manager *m) {
+	return m->state_dir;
+}
+
+const char *manager_runtime_dir(const Manager *m) {
+	return m->runtime_dir;
+}
+
+Http *manager_http(Manager *m) {
+	return m->http;
+}
+
+Operations *manager_operations(Manager *m) {
+	return m->operations;
+}
+
+Events *manager_events(Manager *m) {
+	return m->events;
+}
+
+Api *manager_api(Manager *m) {
+	return m->api;
+}
+
+uint64_t manager_started_mono_ns(const Manager *m) {
+	return m->started_mono_ns;
+}
+
+const LoopLag *manager_loop_lag(const Manager *m) {
+	return &m->lag;
+}
+
+bool manager_hypervisor_enabled(const Manager *m) {
+	return m->hypervisor_enabled;
+}
+
+bool manager_backend_available(Manager *m, const char *kind) {
+	if (strcmp(kind, "kvm") == 0)
+		return m->kvm != NULL && m->kvm_error >= 0;
+	if (strcmp(kind, "qemu") == 0)
+		return m->qemu != NULL && m->qemu_error >= 0;
+	return false;
+}
+
+uint64_t manager_next_event_id(Manager *m) {
+	return ++m->next_event_id;
+}
+
+Cell *const *manager_cells(Manager *m, size_t *ret_n) {
+	*ret_n = m->n_cells;
+	return m->cells;
+}
+
+size_t manager_n_cells(const Manager *m) {
+	return m->n_cells;
 }
 
 Cell *manager_find_cell(Manager *m, const char *name) {
@@ -410,7 +513,7 @@ static void set_hypervisor_enabled(Manager *m, bool on) {
 }
 
 static int cmp_cells(const void *a, const void *b) {
-	return strcmp((*(Cell *const *)a)->spec->name, (*(Cell *const *)b)->spec->name);
+	return strcmp(cell_name(*(Cell *const *)a), cell_name(*(Cell *const *)b));
 }
 
 /* The store is authoritative once seeded; the config seeds it once. */
@@ -490,12 +593,11 @@ int manager_add_cell(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) 
 		cell_spec_free(spec);
 		return -E2BIG;
 	}
-	r = cell_new(m, spec, &c);
+	r = cell_new(m, spec, revision, &c);
 	if (r < 0) {
 		cell_spec_free(spec);
 		return r;
 	}
-	c->revision = revision;
 	m->cells[m->n_cells++] = c;
 	r = persist_load_cell(c);
 	if (r < 0 && r != -ENOENT)
@@ -531,7 +633,7 @@ void manager_cell_event(Manager *m, Cell *c, const CellEvent *e) {
 	if (strcmp(e->type, "failure") == 0 && cm->has_failure) {
 		json_object_set_new(d, "kind", json_string(failure_kind_to_string(cm->last_failure_kind)));
 		json_object_set_new(d, "action",
-		                    json_string(recovery_action_to_string(c->spec->recovery.on[cm->last_failure_kind])));
+		                    json_string(recovery_action_to_string(cell_spec(c)->recovery.on[cm->last_failure_kind])));
 	}
 	events_emit_json(m, e->type, d);
 	if (m->operations)
@@ -554,7 +656,7 @@ static void start_autostart_cells(Manager *m) {
 		Cell *c = m->cells[i];
 		/* A cell still being torn down (a hypervisor restart) starts
 		 * once that is done. */
-		if (!c->spec->autostart || cell_held(c) ||
+		if (!cell_spec(c)->autostart || cell_held(c) ||
 		    (cell_state(c) != CELL_STOPPED && !(cell_state(c) == CELL_STOPPING && cell_busy(c))))
 			continue;
 		r = cell_start(c);

@@ -19,6 +19,7 @@ typedef struct Http Http;
 typedef struct Tokens Tokens;
 typedef struct Operations Operations;
 typedef struct Events Events;
+typedef struct Api Api;
 
 /* How late the loop ran a periodic high-priority timer: the daemon's own
  * measure of whether anything held its loop. Buckets in seconds. */
@@ -40,43 +41,9 @@ typedef struct ManagerOptions {
 	bool reseed; /* forget the stored specs, seed again from the config */
 } ManagerOptions;
 
-typedef struct Manager {
-	sd_event *event;
-	Config *config;
-	char *state_dir;
-	char *runtime_dir;
-	Backend *kvm;
-	Backend *qemu; /* NULL when QEMU is not installed */
-	bool kvm_enabled, qemu_enabled; /* enabled, or an enable is queued */
-	int kvm_error, qemu_error;      /* of the last enable: 0 or -errno */
-	BackendQueue *queue; /* runs the blocking backend calls off the loop */
-	sd_event_source *queue_source;
-	Http *http;
-	Tokens *tokens;
-	Operations *operations;
-	Events *events;
-	Cell *cells[CONFIG_MAX_CELLS];
-	size_t n_cells;
-	bool reseed;
-	bool hypervisor_enabled;
-	sd_event_source *prune_timer; /* expired Idempotency-Key records */
-	/* Idempotency-Keys of requests being received or handled, so that a
-	 * retry racing its original is refused rather than run twice. */
-	struct {
-		const void *request;
-		char key[129];
-	} inflight[64];
-
-	uint64_t next_event_id;
-	uint64_t started_mono_ns;
-	uint64_t watchdog_usec;
-	sd_event_source *watchdog_timer;
-	sd_event_source *lag_timer;
-	uint64_t lag_due_ns;
-	LoopLag lag;
-	bool ready;        /* READY=1 sent: the autostarted cells settled */
-	bool started;      /* manager_startup() is done */
-} Manager;
+/* Opaque: only manager.c touches its fields; everyone else uses the verbs
+ * and accessors below. */
+typedef struct Manager Manager;
 
 int manager_new(const ManagerOptions *o, Manager **ret);
 Manager *manager_free(Manager *m);
@@ -84,6 +51,28 @@ Manager *manager_free(Manager *m);
 int manager_startup(Manager *m);
 int manager_run(Manager *m);
 
+sd_event *manager_event(Manager *m);
+const Config *manager_config(const Manager *m);
+const char *manager_state_dir(const Manager *m);
+const char *manager_runtime_dir(const Manager *m);
+Http *manager_http(Manager *m);
+Operations *manager_operations(Manager *m);
+Events *manager_events(Manager *m);
+Api *manager_api(Manager *m);
+/* When wardend started (CLOCK_MONOTONIC). */
+uint64_t manager_started_mono_ns(const Manager *m);
+const LoopLag *manager_loop_lag(const Manager *m);
+/* Not disabled by POST /hypervisor/disable. */
+bool manager_hypervisor_enabled(const Manager *m);
+/* The backend of this kind is present and its last enable did not fail. */
+bool manager_backend_available(Manager *m, const char *kind);
+/* The id of a new cell event (they increase daemon-wide). */
+uint64_t manager_next_event_id(Manager *m);
+
+/* The cells (sorted by name at start-up, new ones appended); valid until
+ * a cell is added or removed. */
+Cell *const *manager_cells(Manager *m, size_t *ret_n);
+size_t manager_n_cells(const Manager *m);
 Cell *manager_find_cell(Manager *m, const char *name);
 Backend *manager_backend_for(Manager *m, const char *kind);
 BackendQueue *manager_queue(Manager *m);

@@ -61,6 +61,9 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 	size_t size = 0;
 	FILE *f = open_memstream(&buf, &size);
 	char labels[128];
+	size_t n_cells;
+	Cell *const *cells = manager_cells(m, &n_cells);
+	const LoopLag *lag = manager_loop_lag(m);
 
 	if (!f)
 		return -ENOMEM;
@@ -68,69 +71,69 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 	header(f, "warden_build_info", "gauge", "Build information of wardend; the value is always 1.");
 	fprintf(f, "warden_build_info{version=\"%s\"} 1\n", WARDEN_VERSION);
 	header(f, "warden_uptime_seconds", "gauge", "Seconds since wardend started.");
-	fprintf(f, "warden_uptime_seconds %.3f\n", (double)(now - m->started_mono_ns) / 1e9);
+	fprintf(f, "warden_uptime_seconds %.3f\n", (double)(now - manager_started_mono_ns(m)) / 1e9);
 	header(f, "warden_cells", "gauge", "Number of configured cells.");
-	fprintf(f, "warden_cells %zu\n", m->n_cells);
+	fprintf(f, "warden_cells %zu\n", n_cells);
 
 	header(f, "warden_hypervisor_enabled", "gauge",
 	       "1 if the hypervisor is enabled, 0 after POST /hypervisor/disable (no cell starts).");
-	fprintf(f, "warden_hypervisor_enabled %d\n", m->hypervisor_enabled);
+	fprintf(f, "warden_hypervisor_enabled %d\n", manager_hypervisor_enabled(m));
 
 	header(f, "warden_cell_up", "gauge", "1 if the cell is running or degraded, 0 otherwise.");
-	for (size_t i = 0; i < m->n_cells; i++)
-		fprintf(f, "warden_cell_up{cell=\"%s\"} %d\n", cell_name(m->cells[i]),
-		        cell_machine_up(cell_machine(m->cells[i])));
+	for (size_t i = 0; i < n_cells; i++)
+		fprintf(f, "warden_cell_up{cell=\"%s\"} %d\n", cell_name(cells[i]),
+		        cell_machine_up(cell_machine(cells[i])));
 	header(f, "warden_cell_state", "gauge", "1 for the state the cell is in, 0 for the others.");
-	for (size_t i = 0; i < m->n_cells; i++)
+	for (size_t i = 0; i < n_cells; i++)
 		for (int s = 0; s < _CELL_STATE_MAX; s++)
-			fprintf(f, "warden_cell_state{cell=\"%s\",state=\"%s\"} %d\n", cell_name(m->cells[i]),
-			        cell_state_to_string(s), cell_state(m->cells[i]) == (CellState)s);
+			fprintf(f, "warden_cell_state{cell=\"%s\",state=\"%s\"} %d\n", cell_name(cells[i]),
+			        cell_state_to_string(s), cell_state(cells[i]) == (CellState)s);
 	header(f, "warden_cell_heartbeat_age_seconds", "gauge",
 	       "Seconds since the cell's heartbeat sequence last advanced (NaN before the first beat).");
-	for (size_t i = 0; i < m->n_cells; i++) {
-		const CellMachine *cm = cell_machine(m->cells[i]);
+	for (size_t i = 0; i < n_cells; i++) {
+		const CellMachine *cm = cell_machine(cells[i]);
 		if (cm->hb_valid)
-			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} %.6f\n", cell_name(m->cells[i]),
+			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} %.6f\n", cell_name(cells[i]),
 			        (double)(now - cm->hb_changed_ns) / 1e9);
 		else
-			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} NaN\n", cell_name(m->cells[i]));
+			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} NaN\n", cell_name(cells[i]));
 	}
 	header(f, "warden_cell_heartbeat_sequence", "gauge", "The last heartbeat sequence number read.");
-	for (size_t i = 0; i < m->n_cells; i++)
-		fprintf(f, "warden_cell_heartbeat_sequence{cell=\"%s\"} %llu\n", cell_name(m->cells[i]),
-		        (unsigned long long)cell_machine(m->cells[i])->hb_seq);
+	for (size_t i = 0; i < n_cells; i++)
+		fprintf(f, "warden_cell_heartbeat_sequence{cell=\"%s\"} %llu\n", cell_name(cells[i]),
+		        (unsigned long long)cell_machine(cells[i])->hb_seq);
 	header(f, "warden_cell_restarts_total", "counter", "Automatic restarts of the cell by its recovery policy.");
-	for (size_t i = 0; i < m->n_cells; i++)
-		fprintf(f, "warden_cell_restarts_total{cell=\"%s\"} %u\n", cell_name(m->cells[i]),
-		        cell_machine(m->cells[i])->restarts);
+	for (size_t i = 0; i < n_cells; i++)
+		fprintf(f, "warden_cell_restarts_total{cell=\"%s\"} %u\n", cell_name(cells[i]),
+		        cell_machine(cells[i])->restarts);
 	header(f, "warden_cell_failures_total", "counter", "Failures declared, by kind.");
-	for (size_t i = 0; i < m->n_cells; i++)
+	for (size_t i = 0; i < n_cells; i++)
 		for (int k = 0; k < _FAILURE_KIND_MAX; k++)
-			fprintf(f, "warden_cell_failures_total{cell=\"%s\",kind=\"%s\"} %llu\n", cell_name(m->cells[i]),
-			        failure_kind_to_string(k), (unsigned long long)cell_machine(m->cells[i])->failures[k]);
+			fprintf(f, "warden_cell_failures_total{cell=\"%s\",kind=\"%s\"} %llu\n", cell_name(cells[i]),
+			        failure_kind_to_string(k), (unsigned long long)cell_machine(cells[i])->failures[k]);
 	header(f, "warden_cell_starved_total", "counter",
 	       "Heartbeat stalls not counted against the inmate because wardend itself was starved of CPU.");
-	for (size_t i = 0; i < m->n_cells; i++)
-		fprintf(f, "warden_cell_starved_total{cell=\"%s\"} %llu\n", cell_name(m->cells[i]),
-		        (unsigned long long)cell_machine(m->cells[i])->starved);
+	for (size_t i = 0; i < n_cells; i++)
+		fprintf(f, "warden_cell_starved_total{cell=\"%s\"} %llu\n", cell_name(cells[i]),
+		        (unsigned long long)cell_machine(cells[i])->starved);
 
 	header(f, "warden_cell_boot_seconds", "histogram", "Start issued to first running heartbeat.");
-	for (size_t i = 0; i < m->n_cells; i++) {
-		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(m->cells[i]));
-		histogram(f, "warden_cell_boot_seconds", labels, &cell_machine(m->cells[i])->h_boot);
+	for (size_t i = 0; i < n_cells; i++) {
+		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(cells[i]));
+		histogram(f, "warden_cell_boot_seconds", labels, &cell_machine(cells[i])->h_boot);
 	}
 	header(f, "warden_cell_detection_seconds", "histogram",
 	       "Last good heartbeat (or the inmate's panic write) to failure declared, by kind.");
-	for (size_t i = 0; i < m->n_cells; i++)
+	for (size_t i = 0; i < n_cells; i++)
 		for (int k = 0; k < _FAILURE_KIND_MAX; k++) {
-			snprintf(labels, sizeof labels, "cell=\"%s\",kind=\"%s\"", cell_name(m->cells[i]),
+			snprintf(labels, sizeof labels, "cell=\"%s\",kind=\"%s\"", cell_name(cells[i]),
 			         failure_kind_to_string(k));
-			histogram(f, "warden_cell_detection_seconds", labels, &cell_machine(m->cells[i])->h_detection[k]);
+			histogram(f, "warden_cell_detection_seconds", labels, &cell_machine(cells[i])->h_detection[k]);
 		}
 	header(f, "warden_cell_recovery_seconds", "histogram", "Failure declared to running again.");
-	for (size_t i = 0; i < m->n_cells; i++) {
-		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(m->cells[i]));
-		histogram(f, "warden_cell_recovery_seconds", labels, &cell_machine(m->cells[i])->h_recovery);
+	for (size_t i = 0; i < n_cells; i++) {
+		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(cells[i]));
+		histogram(f, "warden_cell_recovery_seconds", labels, &cell_machine(cells[i])->h_recovery);
 	}
 
 	header(f, "warden_loop_lag_seconds", "histogram",
@@ -138,15 +141,15 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 	{
 		uint64_t cum = 0;
 		for (int i = 0; i < LOOP_LAG_BUCKETS; i++) {
-			cum += m->lag.bucket[i];
+			cum += lag->bucket[i];
 			fprintf(f, "warden_loop_lag_seconds_bucket{le=\"%s\"} %llu\n", loop_lag_le[i], (unsigned long long)cum);
 		}
-		fprintf(f, "warden_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)m->lag.count);
-		fprintf(f, "warden_loop_lag_seconds_sum %.9f\n", (double)m->lag.sum_ns / 1e9);
-		fprintf(f, "warden_loop_lag_seconds_count %llu\n", (unsigned long long)m->lag.count);
+		fprintf(f, "warden_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)lag->count);
+		fprintf(f, "warden_loop_lag_seconds_sum %.9f\n", (double)lag->sum_ns / 1e9);
+		fprintf(f, "warden_loop_lag_seconds_count %llu\n", (unsigned long long)lag->count);
 	}
 	header(f, "warden_loop_lag_max_seconds", "gauge", "The largest loop lag since wardend started.");
-	fprintf(f, "warden_loop_lag_max_seconds %.9f\n", (double)m->lag.max_ns / 1e9);
+	fprintf(f, "warden_loop_lag_max_seconds %.9f\n", (double)lag->max_ns / 1e9);
 
 	process_metrics(f);
 	if (fclose(f) != 0) {

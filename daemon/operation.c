@@ -105,7 +105,7 @@ int operations_new(Manager *m, Operations **ret) {
 	/* Ids stay unique across daemon restarts: a retried request that
 	 * replays a stored 202 must not name somebody else's operation. */
 	o->boot_tag = now_ns(CLOCK_REALTIME) / NSEC_PER_USEC;
-	r = sd_event_add_time(m->event, &o->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, o);
+	r = sd_event_add_time(manager_event(m), &o->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, o);
 	if (r < 0) {
 		free(o);
 		return r;

@@ -127,12 +127,12 @@ int write_json_atomic(const char *path, json_t *j) {
 }
 
 static int cell_state_path(Cell *c, char *buf, size_t n, bool create_dir) {
-	Manager *m = c->manager;
+	Manager *m = cell_manager(c);
 	int r;
 
-	if (!m->state_dir)
+	if (!manager_state_dir(m))
 		return -ENOENT;
-	if (snprintf(buf, n, "%s/cells/%s", m->state_dir, cell_name(c)) >= (int)n)
+	if (snprintf(buf, n, "%s/cells/%s", manager_state_dir(m), cell_name(c)) >= (int)n)
 		return -ENAMETOOLONG;
 	if (create_dir && (r = mkdir_p(buf, 0755)) < 0)
 		return r;

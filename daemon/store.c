@@ -26,10 +26,10 @@
 static int path_of(Manager *m, char *buf, size_t n, const char *leaf, const char *cell, const char *file) {
 	int k;
 	if (!cell)
-		k = snprintf(buf, n, "%s/%s", m->state_dir, leaf);
+		k = snprintf(buf, n, "%s/%s", manager_state_dir(m), leaf);
 	else
-		k = snprintf(buf, n, "%s/cells/%s%s%s%s%s", m->state_dir, cell, leaf ? "/" : "", leaf ? leaf : "",
-		             file ? "/" : "", file ? file : "");
+		k = snprintf(buf, n, "%s/cells/%s%s%s%s%s", manager_state_dir(m), cell, leaf ? "/" : "",
+		             leaf ? leaf : "", file ? "/" : "", file ? file : "");
 	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
 }
 
@@ -105,7 +105,7 @@ static void sweep_dir(const char *dir, bool recurse) {
 
 void store_sweep(Manager *m) {
 	char p[4096];
-	sweep_dir(m->state_dir, false);
+	sweep_dir(manager_state_dir(m), false);
 	if (path_of(m, p, sizeof p, "cells", NULL, NULL) == 0)
 		sweep_dir(p, true);
 	if (path_of(m, p, sizeof p, "idempotency", NULL, NULL) == 0)
@@ -197,6 +197,7 @@ static void broken_reason(Manager *m, const char *name, const char *sp, char *er
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	_cleanup_(cell_spec_freep) CellSpec *spec = NULL;
 	CellSpec *others[CONFIG_MAX_CELLS];
+	const Config *cfg;
 	json_error_t je;
 	ConfigEnv env;
 	size_t n;
@@ -214,8 +215,9 @@ static void broken_reason(Manager *m, const char *name, const char *sp, char *er
 		return;
 	}
 	n = manager_other_specs(m, name, others);
-	if (cell_spec_check_partition(spec, "$.spec", others, n, m->config->root_cpus, m->config->n_root_cpus,
-	                              m->config->cpu_sharing, err) < 0)
+	cfg = manager_config(m);
+	if (cell_spec_check_partition(spec, "$.spec", others, n, cfg->root_cpus, cfg->n_root_cpus, cfg->cpu_sharing,
+	                              err) < 0)
 		return;
 	snprintf(err, CONFIG_ERROR_MAX, "it did not load at startup (the log says why)");
 }
@@ -253,7 +255,8 @@ int store_image_path(Manager *m, const char *cell, const char *file, char *buf, 
 		 * start: a spec stored before api.image_dirs existed, or a
 		 * symlink changed since, must not hand the runner (root) a file
 		 * outside them. The runner gets the resolved path. */
-		int r = image_path_check(file, m->config->api.image_dirs, m->config->api.n_image_dirs, buf, size);
+		const Config *cfg = manager_config(m);
+		int r = image_path_check(file, cfg->api.image_dirs, cfg->api.n_image_dirs, buf, size);
 		if (r == -EPERM)
 			/* logged here, once: the caller only has the errno */
 			log_error("Refusing image \"%s\" of cell \"%s\": it resolves to \"%s\", outside api.image_dirs",

@@ -215,7 +215,7 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		o->bytes = (long)v;
 		break;
 	case ID_SINCE:
-		/* Event ids are the daemon's counter, a decimal number (api.c). */
+		/* Event ids are the daemon's counter, a decimal number (api-events.c). */
 		if (!*value || strlen(value) > 20 || strspn(value, "0123456789") != strlen(value)) {
 			fprintf(stderr, "wardenctl: --since %s: expected an event id\n", value);
 			return -EINVAL;

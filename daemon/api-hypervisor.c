@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* GET /hypervisor and POST /hypervisor/enable|disable|restart. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api-internal.h"
+#include "cell.h"
+#include "http.h"
+#include "manager.h"
+#include "operation.h"
+
+void route_hypervisor(Manager *m, HttpRequest *r) {
+	json_t *root = json_array(), *cells = json_array(), *backends;
+	size_t n_cells;
+	Cell *const *all = manager_cells(m, &n_cells);
+	const Config *cfg = manager_config(m);
+	for (size_t i = 0; i < cfg->n_root_cpus; i++)
+		json_array_append_new(root, json_integer(cfg->root_cpus[i]));
+	for (size_t i = 0; i < n_cells; i++)
+		json_array_append_new(cells, json_string(cell_name(all[i])));
+	/* Available: present, and its last enable did not fail. */
+	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available",
+	                     manager_backend_available(m, "kvm"), "kind", "qemu", "available",
+	                     manager_backend_available(m, "qemu"), "kind", "jailhouse", "available", 0);
+	http_reply_json(r, 200,
+	                json_pack("{s:s, s:o, s:b, s:o, s:o, s:s}", "state",
+	                          manager_hypervisor_enabled(m) ? "enabled" : "disabled", "backends", backends,
+	                          "cpu_sharing", cfg->cpu_sharing, "root_cpus", root, "cells", cells, "runtime_dir",
+	                          manager_runtime_dir(m)));
+}
+
+void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r) {
+	double wait = query_wait(r);
+	char kind[32];
+	bool up = strcmp(verb, "disable") != 0;
+	uint64_t deadline = 0;
+	size_t n_cells;
+	Cell *const *all = manager_cells(m, &n_cells);
+	Operation *op;
+	int k;
+
+	if (wait < 0)
+		return;
+	snprintf(kind, sizeof kind, "hypervisor-%s", verb);
+	op = new_operation(m, r, kind, NULL, up ? OP_TARGET_UP : OP_TARGET_STOPPED, 0);
+	if (!op)
+		return;
+	for (size_t i = 0; i < n_cells; i++) {
+		Cell *c = all[i];
+		if (up && !cell_spec(c)->autostart)
+			continue;
+		operation_follow(op, cell_name(c));
+		if (up && boot_deadline(c) > deadline)
+			deadline = boot_deadline(c);
+	}
+	op->deadline_mono_ns = deadline ? op->created_mono_ns + deadline : 0;
+	if (strcmp(verb, "enable") == 0)
+		k = manager_enable_hypervisor(m);
+	else if (strcmp(verb, "disable") == 0)
+		k = manager_disable_hypervisor(m);
+	else {
+		k = manager_restart_hypervisor(m, "restart requested through the API");
+	}
+	if (k < 0) {
+		fail_operation(m, r, op, 500, "Internal Server Error", "hypervisor %s failed: %s", verb, strerror(-k));
+		return;
+	}
+	operation_issued(manager_operations(m), op);
+	reply_operation(m, r, op, wait);
+}
