@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* GET /health and GET /metrics: what monitors poll, the two routes
  * api.anonymous_metrics may open to anyone. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api-internal.h"
@@ -40,13 +41,62 @@ void route_health(Manager *m, HttpRequest *r) {
 	                          broken));
 }
 
+/* The snapshot is taken on the loop; its formatting runs on a worker
+ * while the request waits, so 32 scrapers of 64 cells never hold the loop. */
+typedef struct MetricsJob {
+	HttpRequest *request;
+	MetricsSnapshot *snapshot;
+	char *text;
+	size_t size;
+	int result;
+	bool done;
+} MetricsJob;
+
+static int metrics_job_run(void *arg) {
+	MetricsJob *j = arg;
+	j->result = metrics_format(j->snapshot, &j->text, &j->size);
+	return j->result;
+}
+
+static void metrics_job_done(const BackendCompletion *d, void *userdata) {
+	MetricsJob *j = userdata;
+	(void)d;
+	j->done = true;
+	http_request_resume(j->request);
+}
+
+static void metrics_job_reply(HttpRequest *r, void *userdata) {
+	MetricsJob *j = userdata;
+
+	if (!j->done)
+		http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
+	else if (j->result < 0)
+		http_reply_problem(r, 500, NULL, "rendering metrics failed: %s", strerror(-j->result));
+	else
+		http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", TAKE_PTR(j->text), j->size);
+	free(j->text);
+	metrics_snapshot_free(j->snapshot);
+	free(j);
+}
+
 void route_metrics(Manager *m, HttpRequest *r) {
-	char *buf;
-	size_t n;
-	int k = metrics_render(m, &buf, &n);
+	MetricsJob *j = calloc(1, sizeof *j);
+	int k;
+
+	if (j)
+		j->snapshot = metrics_snapshot(m);
+	if (!j || !j->snapshot) {
+		free(j);
+		http_reply_problem(r, 500, NULL, "rendering metrics failed: out of memory");
+		return;
+	}
+	j->request = r;
+	k = backend_call_async(manager_queue(m), NULL, metrics_job_run, j, metrics_job_done, j, NULL);
 	if (k < 0) {
+		metrics_snapshot_free(j->snapshot);
+		free(j);
 		http_reply_problem(r, 500, NULL, "rendering metrics failed: %s", strerror(-k));
 		return;
 	}
-	http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, n);
+	http_request_suspend(r, metrics_job_reply, j);
 }

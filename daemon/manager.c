@@ -90,9 +90,9 @@ const double loop_lag_bounds[LOOP_LAG_BUCKETS] = { 0.00001, 0.000025, 0.00005, 0
 const char *const loop_lag_le[LOOP_LAG_BUCKETS] = { "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
 	                                            "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "1" };
 
-/* 50 probes a second: often enough to catch any stall the bench makes,
- * cheap enough for an idle daemon. */
-#define LAG_PERIOD_NS (20 * NSEC_PER_MSEC)
+/* 20 probes a second: enough to catch the stalls a benchmark makes over
+ * its run, cheap enough for an idle daemon (each is a wake-up). */
+#define LAG_PERIOD_NS (50 * NSEC_PER_MSEC)
 
 static int on_lag_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 	Manager *m = userdata;

@@ -55,15 +55,67 @@ static void process_metrics(FILE *f) {
 	                (double)ru.ru_stime.tv_usec / 1e6);
 }
 
-int metrics_render(Manager *m, char **ret, size_t *ret_size) {
+typedef struct CellFigures {
+	char name[CELL_NAME_MAX + 1];
+	CellState state;
+	bool up, hb_valid;
+	uint64_t hb_age_ns, hb_seq, starved;
+	unsigned restarts;
+	uint64_t failures[_FAILURE_KIND_MAX];
+	Histogram h_boot, h_recovery, h_detection[_FAILURE_KIND_MAX];
+} CellFigures;
+
+struct MetricsSnapshot {
+	uint64_t uptime_ns;
+	bool hypervisor_enabled;
+	LoopLag lag;
+	size_t n_cells;
+	CellFigures cells[];
+};
+
+MetricsSnapshot *metrics_snapshot(Manager *m) {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	size_t n_cells;
+	Cell *const *cells = manager_cells(m, &n_cells);
+	MetricsSnapshot *s = calloc(1, sizeof(*s) + n_cells * sizeof(s->cells[0]));
+
+	if (!s)
+		return NULL;
+	s->uptime_ns = now - manager_started_mono_ns(m);
+	s->hypervisor_enabled = manager_hypervisor_enabled(m);
+	s->lag = *manager_loop_lag(m);
+	s->n_cells = n_cells;
+	for (size_t i = 0; i < n_cells; i++) {
+		const CellMachine *cm = cell_machine(cells[i]);
+		CellFigures *f = &s->cells[i];
+		snprintf(f->name, sizeof f->name, "%s", cell_name(cells[i]));
+		f->state = cm->state;
+		f->up = cell_machine_up(cm);
+		f->hb_valid = cm->hb_valid;
+		f->hb_age_ns = now - cm->hb_changed_ns;
+		f->hb_seq = cm->hb_seq;
+		f->starved = cm->starved;
+		f->restarts = cm->restarts;
+		memcpy(f->failures, cm->failures, sizeof f->failures);
+		f->h_boot = cm->h_boot;
+		f->h_recovery = cm->h_recovery;
+		memcpy(f->h_detection, cm->h_detection, sizeof f->h_detection);
+	}
+	return s;
+}
+
+MetricsSnapshot *metrics_snapshot_free(MetricsSnapshot *s) {
+	free(s);
+	return NULL;
+}
+
+int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
 	char *buf = NULL;
 	size_t size = 0;
 	FILE *f = open_memstream(&buf, &size);
 	char labels[128];
-	size_t n_cells;
-	Cell *const *cells = manager_cells(m, &n_cells);
-	const LoopLag *lag = manager_loop_lag(m);
+	const CellFigures *c = s->cells;
+	size_t n = s->n_cells;
 
 	if (!f)
 		return -ENOMEM;
@@ -71,85 +123,80 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 	header(f, "warden_build_info", "gauge", "Build information of wardend; the value is always 1.");
 	fprintf(f, "warden_build_info{version=\"%s\"} 1\n", WARDEN_VERSION);
 	header(f, "warden_uptime_seconds", "gauge", "Seconds since wardend started.");
-	fprintf(f, "warden_uptime_seconds %.3f\n", (double)(now - manager_started_mono_ns(m)) / 1e9);
+	fprintf(f, "warden_uptime_seconds %.3f\n", (double)s->uptime_ns / 1e9);
 	header(f, "warden_cells", "gauge", "Number of configured cells.");
-	fprintf(f, "warden_cells %zu\n", n_cells);
+	fprintf(f, "warden_cells %zu\n", n);
 
 	header(f, "warden_hypervisor_enabled", "gauge",
 	       "1 if the hypervisor is enabled, 0 after POST /hypervisor/disable (no cell starts).");
-	fprintf(f, "warden_hypervisor_enabled %d\n", manager_hypervisor_enabled(m));
+	fprintf(f, "warden_hypervisor_enabled %d\n", s->hypervisor_enabled);
 
 	header(f, "warden_cell_up", "gauge", "1 if the cell is running or degraded, 0 otherwise.");
-	for (size_t i = 0; i < n_cells; i++)
-		fprintf(f, "warden_cell_up{cell=\"%s\"} %d\n", cell_name(cells[i]),
-		        cell_machine_up(cell_machine(cells[i])));
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_up{cell=\"%s\"} %d\n", c[i].name, c[i].up);
 	header(f, "warden_cell_state", "gauge", "1 for the state the cell is in, 0 for the others.");
-	for (size_t i = 0; i < n_cells; i++)
-		for (int s = 0; s < _CELL_STATE_MAX; s++)
-			fprintf(f, "warden_cell_state{cell=\"%s\",state=\"%s\"} %d\n", cell_name(cells[i]),
-			        cell_state_to_string(s), cell_state(cells[i]) == (CellState)s);
+	for (size_t i = 0; i < n; i++)
+		for (int st = 0; st < _CELL_STATE_MAX; st++)
+			fprintf(f, "warden_cell_state{cell=\"%s\",state=\"%s\"} %d\n", c[i].name, cell_state_to_string(st),
+			        c[i].state == (CellState)st);
 	header(f, "warden_cell_heartbeat_age_seconds", "gauge",
 	       "Seconds since the cell's heartbeat sequence last advanced (NaN before the first beat).");
-	for (size_t i = 0; i < n_cells; i++) {
-		const CellMachine *cm = cell_machine(cells[i]);
-		if (cm->hb_valid)
-			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} %.6f\n", cell_name(cells[i]),
-			        (double)(now - cm->hb_changed_ns) / 1e9);
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].hb_valid)
+			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} %.6f\n", c[i].name,
+			        (double)c[i].hb_age_ns / 1e9);
 		else
-			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} NaN\n", cell_name(cells[i]));
+			fprintf(f, "warden_cell_heartbeat_age_seconds{cell=\"%s\"} NaN\n", c[i].name);
 	}
 	header(f, "warden_cell_heartbeat_sequence", "gauge", "The last heartbeat sequence number read.");
-	for (size_t i = 0; i < n_cells; i++)
-		fprintf(f, "warden_cell_heartbeat_sequence{cell=\"%s\"} %llu\n", cell_name(cells[i]),
-		        (unsigned long long)cell_machine(cells[i])->hb_seq);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_heartbeat_sequence{cell=\"%s\"} %llu\n", c[i].name,
+		        (unsigned long long)c[i].hb_seq);
 	header(f, "warden_cell_restarts_total", "counter", "Automatic restarts of the cell by its recovery policy.");
-	for (size_t i = 0; i < n_cells; i++)
-		fprintf(f, "warden_cell_restarts_total{cell=\"%s\"} %u\n", cell_name(cells[i]),
-		        cell_machine(cells[i])->restarts);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_restarts_total{cell=\"%s\"} %u\n", c[i].name, c[i].restarts);
 	header(f, "warden_cell_failures_total", "counter", "Failures declared, by kind.");
-	for (size_t i = 0; i < n_cells; i++)
+	for (size_t i = 0; i < n; i++)
 		for (int k = 0; k < _FAILURE_KIND_MAX; k++)
-			fprintf(f, "warden_cell_failures_total{cell=\"%s\",kind=\"%s\"} %llu\n", cell_name(cells[i]),
-			        failure_kind_to_string(k), (unsigned long long)cell_machine(cells[i])->failures[k]);
+			fprintf(f, "warden_cell_failures_total{cell=\"%s\",kind=\"%s\"} %llu\n", c[i].name,
+			        failure_kind_to_string(k), (unsigned long long)c[i].failures[k]);
 	header(f, "warden_cell_starved_total", "counter",
-	       "Heartbeat stalls not counted against the inmate because wardend itself was starved of CPU.");
-	for (size_t i = 0; i < n_cells; i++)
-		fprintf(f, "warden_cell_starved_total{cell=\"%s\"} %llu\n", cell_name(cells[i]),
-		        (unsigned long long)cell_machine(cells[i])->starved);
+	       "Heartbeat stalls not counted against the inmate because the host starved it of CPU.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_starved_total{cell=\"%s\"} %llu\n", c[i].name, (unsigned long long)c[i].starved);
 
 	header(f, "warden_cell_boot_seconds", "histogram", "Start issued to first running heartbeat.");
-	for (size_t i = 0; i < n_cells; i++) {
-		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(cells[i]));
-		histogram(f, "warden_cell_boot_seconds", labels, &cell_machine(cells[i])->h_boot);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(labels, sizeof labels, "cell=\"%s\"", c[i].name);
+		histogram(f, "warden_cell_boot_seconds", labels, &c[i].h_boot);
 	}
 	header(f, "warden_cell_detection_seconds", "histogram",
 	       "Last good heartbeat (or the inmate's panic write) to failure declared, by kind.");
-	for (size_t i = 0; i < n_cells; i++)
+	for (size_t i = 0; i < n; i++)
 		for (int k = 0; k < _FAILURE_KIND_MAX; k++) {
-			snprintf(labels, sizeof labels, "cell=\"%s\",kind=\"%s\"", cell_name(cells[i]),
-			         failure_kind_to_string(k));
-			histogram(f, "warden_cell_detection_seconds", labels, &cell_machine(cells[i])->h_detection[k]);
+			snprintf(labels, sizeof labels, "cell=\"%s\",kind=\"%s\"", c[i].name, failure_kind_to_string(k));
+			histogram(f, "warden_cell_detection_seconds", labels, &c[i].h_detection[k]);
 		}
 	header(f, "warden_cell_recovery_seconds", "histogram", "Failure declared to running again.");
-	for (size_t i = 0; i < n_cells; i++) {
-		snprintf(labels, sizeof labels, "cell=\"%s\"", cell_name(cells[i]));
-		histogram(f, "warden_cell_recovery_seconds", labels, &cell_machine(cells[i])->h_recovery);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(labels, sizeof labels, "cell=\"%s\"", c[i].name);
+		histogram(f, "warden_cell_recovery_seconds", labels, &c[i].h_recovery);
 	}
 
 	header(f, "warden_loop_lag_seconds", "histogram",
-	       "How late wardend's loop ran a high-priority timer (probed 50 times a second).");
+	       "How late wardend's loop ran a high-priority timer (probed 20 times a second).");
 	{
 		uint64_t cum = 0;
 		for (int i = 0; i < LOOP_LAG_BUCKETS; i++) {
-			cum += lag->bucket[i];
+			cum += s->lag.bucket[i];
 			fprintf(f, "warden_loop_lag_seconds_bucket{le=\"%s\"} %llu\n", loop_lag_le[i], (unsigned long long)cum);
 		}
-		fprintf(f, "warden_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)lag->count);
-		fprintf(f, "warden_loop_lag_seconds_sum %.9f\n", (double)lag->sum_ns / 1e9);
-		fprintf(f, "warden_loop_lag_seconds_count %llu\n", (unsigned long long)lag->count);
+		fprintf(f, "warden_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)s->lag.count);
+		fprintf(f, "warden_loop_lag_seconds_sum %.9f\n", (double)s->lag.sum_ns / 1e9);
+		fprintf(f, "warden_loop_lag_seconds_count %llu\n", (unsigned long long)s->lag.count);
 	}
 	header(f, "warden_loop_lag_max_seconds", "gauge", "The largest loop lag since wardend started.");
-	fprintf(f, "warden_loop_lag_max_seconds %.9f\n", (double)lag->max_ns / 1e9);
+	fprintf(f, "warden_loop_lag_max_seconds %.9f\n", (double)s->lag.max_ns / 1e9);
 
 	process_metrics(f);
 	if (fclose(f) != 0) {
@@ -159,4 +206,15 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
 	*ret = buf;
 	*ret_size = size;
 	return 0;
+}
+
+int metrics_render(Manager *m, char **ret, size_t *ret_size) {
+	MetricsSnapshot *s = metrics_snapshot(m);
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	r = metrics_format(s, ret, ret_size);
+	metrics_snapshot_free(s);
+	return r;
 }
