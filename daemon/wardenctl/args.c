@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "buffer.h"
+#include "cell-config.h"
 #include "macro.h"
 #include "names.h"
 
@@ -40,6 +41,9 @@ typedef enum OptionId {
 	ID_BYTES,
 	ID_FOLLOW,
 	ID_SINCE,
+	ID_REVISION,
+	ID_ARCH,
+	ID_OUTPUT,
 } OptionId;
 
 typedef struct OptionDef {
@@ -67,6 +71,9 @@ static const OptionDef option_defs[] = {
 	{ "bytes", 0, ARG_REQUIRED, ID_BYTES, OPT_BYTES },
 	{ "follow", 'f', ARG_NONE, ID_FOLLOW, OPT_FOLLOW },
 	{ "since", 0, ARG_REQUIRED, ID_SINCE, OPT_SINCE },
+	{ "revision", 0, ARG_REQUIRED, ID_REVISION, OPT_REVISION },
+	{ "arch", 0, ARG_REQUIRED, ID_ARCH, OPT_ARCH },
+	{ "output", 'o', ARG_REQUIRED, ID_OUTPUT, OPT_OUTPUT },
 };
 
 void args_usage(FILE *f) {
@@ -96,6 +103,10 @@ void args_usage(FILE *f) {
 	      "  hypervisor [show]                        state, backends, cells\n"
 	      "  hypervisor enable|disable|restart [--wait [S]] [--idempotency-key K]\n"
 	      "  metrics                                  Prometheus text\n"
+	      "  jailhouse import FILE.cell [--arch A]    a Jailhouse cell or system config as warden JSON\n"
+	      "  jailhouse export SPEC.json -o FILE.cell [--revision 12|13|14] [--arch A]\n"
+	      "                                           the binary config of a JSON document\n"
+	      "                                           (both offline: no daemon needed)\n"
 	      "\n"
 	      "Options:\n"
 	      "  -s --socket PATH        the daemon's unix socket (default " DEFAULT_SOCKET ")\n"
@@ -113,6 +124,10 @@ void args_usage(FILE *f) {
 	      "     --bytes N            console: bytes of the tail (at most 65536)\n"
 	      "  -f --follow             events: keep printing; reconnect when the stream drops\n"
 	      "     --since ID           events: only events after ID (default: all the daemon holds)\n"
+	      "     --revision R         jailhouse export: config revision 12, 13 or 14 (default: the\n"
+	      "                          document's \"revision\", else 14)\n"
+	      "     --arch A             jailhouse: x86, arm or arm64 (revisions 12 and 13 do not record it)\n"
+	      "  -o --output FILE        jailhouse export: where to write (\"-\": stdout)\n"
 	      "  -h --help               this help\n"
 	      "     --version            the version\n"
 	      "\n"
@@ -222,6 +237,21 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		}
 		o->since = value;
 		break;
+	case ID_REVISION:
+		if (!parse_number(value, JH_REVISION_MIN, JH_REVISION_MAX, &v) || v != floor(v)) {
+			fprintf(stderr, "wardenctl: --revision %s: expected 12, 13 or 14\n", value);
+			return -EINVAL;
+		}
+		o->revision = (unsigned)v;
+		break;
+	case ID_ARCH:
+		if (jh_arch_from_string(value) == JH_ARCH_UNSPEC) {
+			fprintf(stderr, "wardenctl: --arch %s: expected x86, arm or arm64\n", value);
+			return -EINVAL;
+		}
+		o->arch = value;
+		break;
+	case ID_OUTPUT: o->output = value; break;
 	}
 	return 0;
 }

@@ -25,6 +25,9 @@ typedef enum CommandOption {
 	OPT_BYTES = 1 << 5,
 	OPT_FOLLOW = 1 << 6,
 	OPT_SINCE = 1 << 7,
+	OPT_REVISION = 1 << 8,
+	OPT_ARCH = 1 << 9,
+	OPT_OUTPUT = 1 << 10,
 } CommandOption;
 
 typedef struct Options {
@@ -46,6 +49,9 @@ typedef struct Options {
 	bool apply;
 	bool follow;
 	long bytes;
+	unsigned revision;  /* jailhouse export: 12..14, 0 = the document's */
+	const char *arch;   /* jailhouse: x86, arm or arm64 (checked) */
+	const char *output; /* jailhouse export: -o FILE */
 	char *authorization; /* "Authorization: Bearer …", owned, wiped on exit */
 	bool stdout_tty;
 	bool stderr_tty;

@@ -22,6 +22,7 @@
 #include "cmd-daemon.h"
 #include "cmd-events.h"
 #include "cmd-image.h"
+#include "cmd-jailhouse.h"
 #include "cmd-operation.h"
 #include "exit-code.h"
 #include "macro.h"
@@ -34,32 +35,35 @@ typedef struct Command {
 	unsigned max_args;
 	unsigned options; /* CommandOption flags it takes */
 	int (*run)(const Options *o, const char *verb, char **args);
+	bool offline; /* needs no daemon: no endpoint, token or libcurl */
 } Command;
 
 static const Command commands[] = {
-	{ "health", NULL, 0, 0, 0, cmd_health },
-	{ "cells", NULL, 0, 0, 0, cmd_cells },
-	{ "cell", "show", 1, 1, 0, cmd_cell_show },
-	{ "cell", "start", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action },
-	{ "cell", "stop", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action },
-	{ "cell", "restart", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action },
-	{ "cell", "shutdown", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action },
-	{ "cell", "create", 1, 1, OPT_KEY, cmd_cell_create },
-	{ "cell", "replace", 1, 1, OPT_IF_MATCH | OPT_APPLY | OPT_WAIT | OPT_KEY, cmd_cell_replace },
-	{ "cell", "delete", 1, 1, OPT_IF_MATCH | OPT_WAIT | OPT_KEY, cmd_cell_delete },
-	{ "cell", "upload", 2, 2, OPT_AS | OPT_KEY, cmd_cell_upload },
-	{ "cell", "images", 1, 1, 0, cmd_cell_images },
-	{ "cell", "inject", 2, 2, OPT_KEY, cmd_cell_inject },
-	{ "cell", "console", 1, 1, OPT_BYTES, cmd_cell_console },
-	{ "operation", "show", 1, 1, OPT_WAIT, cmd_operation_show },
-	{ "operations", NULL, 0, 0, 0, cmd_operations },
-	{ "events", NULL, 0, 0, OPT_FOLLOW | OPT_SINCE, cmd_events },
-	{ "hypervisor", "show", 0, 0, 0, cmd_hypervisor_show },
-	{ "hypervisor", "enable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action },
-	{ "hypervisor", "disable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action },
-	{ "hypervisor", "restart", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action },
-	{ "hypervisor", NULL, 0, 0, 0, cmd_hypervisor_show },
-	{ "metrics", NULL, 0, 0, 0, cmd_metrics },
+	{ "health", NULL, 0, 0, 0, cmd_health, false },
+	{ "cells", NULL, 0, 0, 0, cmd_cells, false },
+	{ "cell", "show", 1, 1, 0, cmd_cell_show, false },
+	{ "cell", "start", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
+	{ "cell", "stop", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
+	{ "cell", "restart", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
+	{ "cell", "shutdown", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
+	{ "cell", "create", 1, 1, OPT_KEY, cmd_cell_create, false },
+	{ "cell", "replace", 1, 1, OPT_IF_MATCH | OPT_APPLY | OPT_WAIT | OPT_KEY, cmd_cell_replace, false },
+	{ "cell", "delete", 1, 1, OPT_IF_MATCH | OPT_WAIT | OPT_KEY, cmd_cell_delete, false },
+	{ "cell", "upload", 2, 2, OPT_AS | OPT_KEY, cmd_cell_upload, false },
+	{ "cell", "images", 1, 1, 0, cmd_cell_images, false },
+	{ "cell", "inject", 2, 2, OPT_KEY, cmd_cell_inject, false },
+	{ "cell", "console", 1, 1, OPT_BYTES, cmd_cell_console, false },
+	{ "operation", "show", 1, 1, OPT_WAIT, cmd_operation_show, false },
+	{ "operations", NULL, 0, 0, 0, cmd_operations, false },
+	{ "events", NULL, 0, 0, OPT_FOLLOW | OPT_SINCE, cmd_events, false },
+	{ "hypervisor", "show", 0, 0, 0, cmd_hypervisor_show, false },
+	{ "hypervisor", "enable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false },
+	{ "hypervisor", "disable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false },
+	{ "hypervisor", "restart", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false },
+	{ "hypervisor", NULL, 0, 0, 0, cmd_hypervisor_show, false },
+	{ "metrics", NULL, 0, 0, 0, cmd_metrics, false },
+	{ "jailhouse", "import", 1, 1, OPT_ARCH, cmd_jailhouse_import, true },
+	{ "jailhouse", "export", 1, 1, OPT_REVISION | OPT_ARCH | OPT_OUTPUT, cmd_jailhouse_export, true },
 };
 
 static const Command *find_command(const Options *o) {
@@ -113,9 +117,17 @@ int main(int argc, char **argv) {
 		return EXIT_OK;
 	}
 	c = find_command(&o);
-	if (!c || args_check(&o, c->options, c->word, c->verb) < 0 || args_resolve_endpoint(&o) < 0) {
+	if (!c || args_check(&o, c->options, c->word, c->verb) < 0 || (!c->offline && args_resolve_endpoint(&o) < 0)) {
 		fprintf(stderr, "Try \"wardenctl --help\".\n");
 		return EXIT_USAGE;
+	}
+	if (c->offline) {
+		r = c->run(&o, c->verb, o.args + 2);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "wardenctl: writing the output failed\n");
+			return r ?: EXIT_REFUSED;
+		}
+		return r;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "wardenctl: cannot initialize libcurl\n");
