@@ -8,6 +8,8 @@
 #ifndef WARDEN_BACKEND_INTERNAL_H
 #define WARDEN_BACKEND_INTERNAL_H
 
+#include <time.h>
+
 #include "backend.h"
 
 typedef struct BackendOps {
@@ -59,6 +61,10 @@ int qemu_backend_new(const BackendConfig *cfg, Backend **ret);
 void backend_close_fd(int *fd);
 /* A pidfd for pid, or -errno. */
 int backend_pidfd_open(pid_t pid);
+/* Now on clk, in ns; and what is left until a CLOCK_MONOTONIC deadline,
+ * in ms rounded up (0: passed), for poll(). */
+uint64_t backend_now_ns(clockid_t clk);
+int backend_remaining_ms(uint64_t deadline_ns);
 /* fd polls readable (or hung up) within timeout_ms (0: now). */
 bool backend_fd_readable(int fd, int timeout_ms);
 /* Cell names become directory names: 1..64 of [A-Za-z0-9._-], no leading dot. */

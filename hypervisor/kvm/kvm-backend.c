@@ -13,30 +13,23 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../backend-internal.h"
+#include "../celldir.h"
+#include "../process.h"
 #include "runner.h"
-
-#ifndef P_PIDFD
-#define P_PIDFD 3 /* glibc < 2.36 lacks it; the kernel has had it since 5.4 */
-#endif
 
 #define READY_TIMEOUT_MS 5000
 #define REQUEST_TIMEOUT_MS 5000
 #define DESTROY_EXIT_TIMEOUT_MS 2000
+#define FAILED_START_REAP_MS 1000 /* it exits right after a failed start */
 #define MAX_ARGS (32 + 2 * (BACKEND_MAX_REGIONS + BACKEND_MAX_IMAGES))
 
 typedef struct KvmBackend {
@@ -54,14 +47,11 @@ typedef struct KvmCell {
 	int dir_fd;
 	int ctl_fd;
 	int event_fd;
-	int pidfd;
-	pid_t pid;
+	ChildProcess *proc;
 	volatile struct warden_comm *comm;
 	size_t comm_size;
 	const volatile struct warden_kvm_status *status;
 	bool destroyed;
-	bool exited;
-	char exit_reason[64];
 } KvmCell;
 
 static const BackendOps kvm_backend_ops;
@@ -123,22 +113,7 @@ static int kvm_backend_disable(Backend *base)
 
 static int control_connect(KvmCell *c)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	/* Through the directory fd, so the runtime path length never matters. */
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", c->dir_fd,
-		 WARDEN_KVM_FILE_CONTROL);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int r = -errno;
-		close(fd);
-		/* No socket, or nobody behind it: no live runner. */
-		return r == -ECONNREFUSED ? -ENOENT : r;
-	}
-	return fd;
+	return celldir_connect(c->dir_fd, WARDEN_KVM_FILE_CONTROL, SOCK_SEQPACKET);
 }
 
 static int recv_reply(int fd, char *reply, size_t n, int *fds, size_t n_fds)
@@ -243,50 +218,30 @@ static KvmCell *cell_new(KvmBackend *b, const char *name)
 		return NULL;
 	c->base.ops = &kvm_cell_ops;
 	c->backend = b;
-	c->dir_fd = c->ctl_fd = c->event_fd = c->pidfd = -1;
+	c->dir_fd = c->ctl_fd = c->event_fd = -1;
 	c->name = strdup(name);
-	if (!c->name || asprintf(&c->dir, "%s/%s", b->cells_dir, name) < 0) {
+	if (!c->name || asprintf(&c->dir, "%s/%s", b->cells_dir, name) < 0)
+		c->dir = NULL;
+	if (!c->name || !c->dir || child_new("runner", &c->proc) < 0) {
 		free(c->name);
+		free(c->dir);
 		free(c);
 		return NULL;
 	}
 	return c;
 }
 
-/* Reap the runner if it is our child and has exited (within timeout_ms);
- * remember how. */
-static void cell_reap(KvmCell *c, int timeout_ms)
-{
-	siginfo_t si = { 0 };
-
-	if (c->exited || c->pidfd < 0 || !backend_fd_readable(c->pidfd, timeout_ms))
-		return;
-	c->exited = true;
-	if (waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
-		if (si.si_code == CLD_EXITED)
-			snprintf(c->exit_reason, sizeof(c->exit_reason),
-				 "runner exited with status %d", si.si_status);
-		else
-			snprintf(c->exit_reason, sizeof(c->exit_reason),
-				 "runner killed by signal %d", si.si_status);
-	} else {
-		/* Not our child (adopted after a daemon restart): no status. */
-		snprintf(c->exit_reason, sizeof(c->exit_reason), "runner exited");
-	}
-}
-
 static void kvm_cell_free(BackendCell *base)
 {
 	KvmCell *c = (KvmCell *)base;
 
-	cell_reap(c, 0);
+	c->proc = child_free(c->proc);
 	if (c->comm)
 		munmap((void *)c->comm, c->comm_size);
 	if (c->status)
 		munmap((void *)c->status, sizeof(*c->status));
 	backend_close_fd(&c->ctl_fd);
 	backend_close_fd(&c->event_fd);
-	backend_close_fd(&c->pidfd);
 	backend_close_fd(&c->dir_fd);
 	free(c->name);
 	free(c->dir);
@@ -429,74 +384,47 @@ static int wait_ready(int fd)
 static int spawn_runner(KvmBackend *b, KvmCell *c, const BackendCellConfig *cfg)
 {
 	char *argv[MAX_ARGS] = { 0 };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, all;
 	int pipefd[2] = { -1, -1 };
-	int log_fd = -1, r;
+	int null_fd = -1, log_fd = -1, r;
 
 	r = build_argv(b, c, cfg, argv);
 	if (r < 0)
-		goto out_argv;
+		goto out;
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		r = -errno;
-		goto out_argv;
+		goto out;
 	}
+	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	log_fd = openat(c->dir_fd, WARDEN_KVM_FILE_RUNNER_LOG,
 			O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (log_fd < 0) {
+	if (null_fd < 0 || log_fd < 0) {
 		r = -errno;
-		goto out_pipe;
+		goto out;
 	}
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
-	posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-	/* The daemon blocks signals for sd-event; the runner must not
-	 * inherit that mask or any handler disposition. */
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-	extern char **environ;
-	r = -posix_spawn(&c->pid, b->runner_path, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	/* fd 3 is the ready pipe (--ready-fd=3). The runner pins its vCPU
+	 * threads itself and stays in our session. */
+	const ChildSpawn how = {
+		.binary = b->runner_path,
+		.argv = argv,
+		.fds = { null_fd, log_fd, log_fd, pipefd[1] },
+		.n_fds = 4,
+		.dir_fd = -1,
+	};
+	r = child_spawn(c->proc, &how);
 	backend_close_fd(&pipefd[1]);
 	if (r < 0)
-		goto out_pipe;
-
-	/* The child is ours and unreaped, so its pid cannot be recycled yet. */
-	r = backend_pidfd_open(c->pid);
-	if (r < 0) {
-		kill(c->pid, SIGKILL);
-		(void)waitpid(c->pid, NULL, 0);
-		goto out_pipe;
-	}
-	c->pidfd = r;
+		goto out;
 
 	r = wait_ready(pipefd[0]);
-	if (r < 0) {
-		siginfo_t si;
-		if (r == -ETIMEDOUT || r == -EPROTO)
-			(void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
-		/* It exits right after a failed start; bounded anyway. */
-		struct pollfd p = { .fd = c->pidfd, .events = POLLIN };
-		if (poll(&p, 1, 1000) > 0)
-			(void)waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG);
-		c->exited = true;
-	}
-out_pipe:
+	if (r == -ETIMEDOUT || r == -EPROTO)
+		(void)child_kill(c->proc, FAILED_START_REAP_MS);
+	else if (r < 0)
+		(void)child_reap(c->proc, FAILED_START_REAP_MS);
+out:
 	backend_close_fd(&pipefd[0]);
 	backend_close_fd(&pipefd[1]);
+	backend_close_fd(&null_fd);
 	backend_close_fd(&log_fd);
-out_argv:
 	for (size_t i = 0; argv[i]; i++)
 		free(argv[i]);
 	return r;
@@ -504,13 +432,8 @@ out_argv:
 
 static int open_cell_dir(KvmCell *c, bool create)
 {
-	if (create) {
-		int r = backend_mkdir_p(c->dir);
-		if (r < 0)
-			return r;
-	}
-	c->dir_fd = open(c->dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	return c->dir_fd < 0 ? -errno : 0;
+	c->dir_fd = celldir_open(c->dir, create);
+	return c->dir_fd < 0 ? c->dir_fd : 0;
 }
 
 static int kvm_cell_create(Backend *base, const BackendCellConfig *cfg, BackendCell **ret)
@@ -569,13 +492,9 @@ static int kvm_cell_adopt(Backend *base, const char *name, BackendCell **ret)
 		r = -errno;
 		goto fail;
 	}
-	c->pid = cred.pid;
-	r = backend_pidfd_open(c->pid);
-	if (r < 0) {
-		r = r == -ESRCH ? -ENOENT : r;
+	r = child_adopt(c->proc, cred.pid);
+	if (r < 0)
 		goto fail;
-	}
-	c->pidfd = r;
 	r = cell_attach(c);
 	if (r == -ESRCH)
 		r = -ENOENT;
@@ -621,7 +540,7 @@ static int kvm_cell_reset_begin(BackendCell *base)
 	KvmCell *c = (KvmCell *)base;
 	int r;
 
-	if (c->destroyed || c->exited)
+	if (c->destroyed || child_exited(c->proc))
 		return -ESRCH;
 	if (c->ctl_fd < 0) {
 		/* A unix socket connect to a listening runner does not wait. */
@@ -682,8 +601,7 @@ static int kvm_cell_destroy(BackendCell *base)
 
 	if (c->destroyed)
 		return 0;
-	cell_reap(c, 0);
-	if (c->exited) {
+	if (child_reap(c->proc, 0)) {
 		c->destroyed = true;
 		return 0;
 	}
@@ -695,7 +613,7 @@ static int kvm_cell_destroy(BackendCell *base)
 		backend_close_fd(&c->ctl_fd);
 		/* A worker call: wait for the exit the reply promised, so the
 		 * runner is reaped now and never lingers as a zombie. */
-		cell_reap(c, DESTROY_EXIT_TIMEOUT_MS);
+		(void)child_reap(c->proc, DESTROY_EXIT_TIMEOUT_MS);
 	}
 	return r;
 }
@@ -731,7 +649,7 @@ static int kvm_cell_status(BackendCell *base, BackendCellStatus *ret)
 	s.reason[sizeof(s.reason) - 1] = 0;
 	if (s.state < 0 || s.state >= _BACKEND_CELL_STATE_MAX)
 		return -EPROTO;
-	s.pid = c->pid;
+	s.pid = child_pid(c->proc);
 	s.exits = __atomic_load_n(&st->exits, __ATOMIC_RELAXED);
 	s.exits_io = __atomic_load_n(&st->exits_io, __ATOMIC_RELAXED);
 	s.exits_mmio = __atomic_load_n(&st->exits_mmio, __ATOMIC_RELAXED);
@@ -740,15 +658,15 @@ static int kvm_cell_status(BackendCell *base, BackendCellStatus *ret)
 
 	/* No poll() of the pidfd here: this runs on every sample, and the
 	 * caller watches the pidfd itself and says when it fired (reap). */
-	if (c->exited && s.state != BACKEND_CELL_GONE) {
+	if (child_exited(c->proc) && s.state != BACKEND_CELL_GONE) {
 		/* Died without saying so (SIGKILL, crash): the page is
 		 * stale, the process tells the truth. */
 		s.state = BACKEND_CELL_GONE;
-		snprintf(s.reason, sizeof(s.reason), "%s", c->exit_reason);
+		snprintf(s.reason, sizeof(s.reason), "%s", child_exit_reason(c->proc));
 		s.state_mono_ns = 0;
 	}
-	if (s.state == BACKEND_CELL_GONE)
-		s.pid = c->exited ? 0 : s.pid;
+	if (s.state == BACKEND_CELL_GONE && child_exited(c->proc))
+		s.pid = 0;
 	*ret = s;
 	return 0;
 }
@@ -803,12 +721,12 @@ static int kvm_cell_event_ack(BackendCell *base)
 
 static void kvm_cell_reap(BackendCell *base)
 {
-	cell_reap((KvmCell *)base, 0);
+	(void)child_reap(((KvmCell *)base)->proc, 0);
 }
 
 static int kvm_cell_pidfd(BackendCell *base)
 {
-	return ((KvmCell *)base)->pidfd;
+	return child_pidfd(((KvmCell *)base)->proc);
 }
 
 static const BackendOps kvm_backend_ops = {
