@@ -4,10 +4,12 @@
  * process. Creating a cell spawns one; adopting re-attaches to one that
  * outlived a daemon restart. State, counters and console come from the
  * runner's status page (shared memory, no IPC); commands go over the
- * control socket and are answered synchronously.
+ * control socket and are answered synchronously, on the daemon's backend
+ * workers (backend.h's worker calls), except the in-place reset, whose
+ * reply the daemon's loop watches (reset_begin/finish).
  *
- * Runs inside the single-threaded daemon: no threads, no logging, every
- * wait bounded.
+ * No logging, every wait bounded; a cell's calls never overlap (the
+ * BackendQueue runs one request per cell at a time).
  */
 #include <errno.h>
 #include <fcntl.h>
