@@ -108,8 +108,10 @@ void cell_machine_init(CellMachine *m) {
 }
 
 bool cell_machine_wants_cpu_times(const CellMachine *m, const HealthSpec *h, uint64_t now) {
+	/* Once a stall is past half its timeout (a healthy cell beats every
+	 * period, far sooner): a snapshot then, and one at the deadline. */
 	return (m->state == CELL_RUNNING || m->state == CELL_DEGRADED) && m->op == CELL_OP_NONE &&
-	       now - m->hb_changed_ns > (uint64_t)h->timeout_ms * NS_PER_MS;
+	       now - m->hb_changed_ns > (uint64_t)h->timeout_ms * NS_PER_MS / 2;
 }
 
 bool cell_machine_up(const CellMachine *m) {
@@ -193,6 +195,7 @@ static uint64_t ms_ns(uint32_t ms) {
 
 static void hb_reset(CellMachine *m, uint64_t now) {
 	m->grace_at_ns = 0;
+	m->pre_from_ns = 0;
 	m->hb_beat_ns = now;
 	m->hb_valid = false;
 	m->hb_seq = 0;
@@ -585,6 +588,13 @@ static void next_sample(Step *s) {
 	if (a->precise)
 		next = deadline;
 	a->at_ns = next > s->now ? next : s->now + NS_PER_US;
+	/* The first look in a stall's second half keeps the cell's CPU
+	 * times, for the verdict at the deadline (stall_verdict). */
+	if (!m->pre_from_ns && s->in->obs && s->in->obs->cpu_known &&
+	    cell_machine_wants_cpu_times(m, h, s->now)) {
+		m->pre_from_ns = s->now;
+		m->pre_run_ns = s->in->obs->cpu_run_ns;
+	}
 }
 
 /* The comm region says something impossible: NULL if it does not. */
@@ -641,14 +651,14 @@ typedef enum Verdict {
 	VERDICT_STARVED, /* the stall clock starts again */
 } Verdict;
 
-/* Past a stall deadline the verdict may wait one short grace, for two
- * reasons that are the host's and not the inmate's: wardend itself ran its
- * sample late (more than a quarter of the timeout, at least 2 ms), so the
- * inmate may have been kept off the CPU too; or the cell's CPU times are
- * known, and if its threads spend half the grace runnable but waiting for
- * a CPU (schedstat), the host starves it: that stall is forgiven and its
- * clock starts again, but never past STARVE_CAP of no beat at all. Either
- * way one grace per stall at most: an overloaded daemon still declares. */
+/* Two things at a stall deadline are the host's and not the inmate's.
+ * The cell's threads are runnable but, since the first look in the stall's
+ * second half, hardly ran (starved_since, from procfs): the host
+ * starved it, the stall is forgiven and its clock starts again, but never
+ * past starve_cap_ns() of no beat at all. Or wardend itself ran its sample
+ * late (more than a quarter of the timeout, at least 2 ms): the inmate gets
+ * one short grace to beat, then the verdict stands, so an overloaded
+ * daemon still declares. */
 static bool daemon_late(const Step *s, const CellObservation *o) {
 	uint64_t limit = ms_ns(s->ctx->health->timeout_ms) / 4;
 	return o->sample_late_ns > (limit > 2 * NS_PER_MS ? limit : 2 * NS_PER_MS);
@@ -659,34 +669,56 @@ static uint64_t starve_cap_ns(const Step *s) {
 	return cap > 1000 * NS_PER_MS ? cap : 1000 * NS_PER_MS;
 }
 
+/* Starved: a thread of the cell wants a CPU now (runnable), and since
+ * from_ns the cell ran less than a quarter of the time. A hung vCPU that
+ * spins is runnable too, but it runs (half its CPU beside one busy
+ * neighbour); one that sleeps is not runnable. Not "did not run at all":
+ * an inmate's ring-0 beat is emulated on these hosts and takes
+ * milliseconds of CPU, so a vCPU coming back from starvation runs a while
+ * before its next beat. */
+static bool starved_since(const Step *s, const CellObservation *o, uint64_t from_ns, uint64_t run0,
+                          uint64_t *ret_ran) {
+	uint64_t elapsed = s->now - from_ns;
+	uint64_t ran = o->cpu_run_ns >= run0 ? o->cpu_run_ns - run0 : 0;
+	*ret_ran = ran;
+	return elapsed > 0 && o->cpu_runnable > 0 && ran * 4 < elapsed;
+}
+
+static Verdict starved(Step *s, uint64_t ran, uint64_t elapsed) {
+	CellMachine *m = s->m;
+	m->starved++;
+	say(s, LOG_WARNING, MSGID_CELL_HEALTH,
+	    "Cell \"%s\": no beat for %.1f ms, but its threads are runnable and ran %.2f of the last %.1f ms: host "
+	    "starved, not counted against the inmate",
+	    s->ctx->name, (double)(s->now - m->hb_changed_ns) / 1e6, (double)ran / 1e6, (double)elapsed / 1e6);
+	m->hb_changed_ns = s->now;
+	m->pre_from_ns = 0;
+	return VERDICT_STARVED;
+}
+
 static Verdict stall_verdict(Step *s, const CellObservation *o) {
 	CellMachine *m = s->m;
-	uint64_t elapsed, waited;
+	uint64_t ran, from = m->pre_from_ns;
 
+	/* The snapshot from the stall's second half spans milliseconds, long
+	 * enough for schedstat, whose counters move at scheduler ticks. */
+	m->pre_from_ns = 0;
+	if (from && o->cpu_known && !m->grace_at_ns && !daemon_late(s, o)) {
+		if (!starved_since(s, o, from, m->pre_run_ns, &ran) || s->now - m->hb_beat_ns > starve_cap_ns(s))
+			return VERDICT_STUCK;
+		return starved(s, ran, s->now - from);
+	}
+	/* wardend itself was late: the inmate gets one grace to beat. */
 	if (!m->grace_at_ns) {
-		if (!o->cpu_known && !daemon_late(s, o))
+		if (!daemon_late(s, o))
 			return VERDICT_STUCK;
 		m->grace_at_ns = s->now + CELL_STALL_GRACE_NS;
-		m->grace_from_ns = s->now;
-		m->grace_wait_ns = o->cpu_known ? o->cpu_wait_ns : UINT64_MAX;
 		return VERDICT_WAIT;
 	}
 	if (s->now < m->grace_at_ns)
 		return VERDICT_WAIT;
 	m->grace_at_ns = 0;
-	if (!o->cpu_known || m->grace_wait_ns == UINT64_MAX)
-		return VERDICT_STUCK;
-	elapsed = s->now - m->grace_from_ns;
-	waited = o->cpu_wait_ns >= m->grace_wait_ns ? o->cpu_wait_ns - m->grace_wait_ns : 0;
-	if (elapsed == 0 || waited * 2 < elapsed || s->now - m->hb_beat_ns > starve_cap_ns(s))
-		return VERDICT_STUCK;
-	m->starved++;
-	say(s, LOG_WARNING, MSGID_CELL_HEALTH,
-	    "Cell \"%s\": no beat for %.1f ms, but its threads waited %.1f of the last %.1f ms for a CPU: host "
-	    "starved, not counted against the inmate",
-	    s->ctx->name, (double)(s->now - m->hb_changed_ns) / 1e6, (double)waited / 1e6, (double)elapsed / 1e6);
-	m->hb_changed_ns = s->now;
-	return VERDICT_STARVED;
+	return VERDICT_STUCK;
 }
 
 static void on_sample(Step *s) {
@@ -790,6 +822,7 @@ static void on_sample(Step *s) {
 		m->hb_uptime_ns = o->uptime_ns;
 		m->hb_beat_ns = m->hb_changed_ns;
 		m->grace_at_ns = 0;
+		m->pre_from_ns = 0;
 	}
 	m->hb_inmate_state = o->istate;
 

@@ -118,10 +118,11 @@ typedef struct CellMachine {
 	/* starvation: stalls the host caused, not the inmate */
 	uint64_t starved;
 	uint64_t last_sample_ns;
-	/* Past a stall deadline with the cell's CPU times known, the verdict
-	 * waits one short grace: a cell whose threads spent it waiting for a
-	 * CPU is starved, not stuck. */
-	uint64_t grace_at_ns, grace_from_ns, grace_wait_ns;
+	/* A stall past half its timeout: the cell's CPU times then, to tell
+	 * a starved cell from a stuck one at the deadline; and the grace a
+	 * late daemon gives the inmate. */
+	uint64_t pre_from_ns, pre_run_ns;
+	uint64_t grace_at_ns;
 
 	Policy policy;
 	Histogram h_boot, h_recovery, h_detection[_FAILURE_KIND_MAX];
@@ -156,10 +157,11 @@ typedef struct CellObservation {
 
 	/* how late the daemon's own sampling ran: a measure of starvation */
 	uint64_t sample_late_ns;
-	/* the cell's threads: on a CPU, and runnable but waiting for one
+	/* the cell's threads: CPU time so far, and how many are runnable
 	 * (read only when cell_machine_wants_cpu_times() says so) */
 	bool cpu_known;
-	uint64_t cpu_run_ns, cpu_wait_ns;
+	uint64_t cpu_run_ns;
+	unsigned cpu_runnable;
 } CellObservation;
 
 typedef enum CellInputKind {
@@ -237,7 +239,7 @@ int cell_step(CellMachine *m, const CellContext *ctx, const CellInput *in, CellA
  * for it (a few procfs reads, too many for every sample). */
 bool cell_machine_wants_cpu_times(const CellMachine *m, const HealthSpec *h, uint64_t now_ns);
 
-/* The grace a stall verdict waits when the cell's CPU times are known. */
+/* The grace a stall verdict waits when wardend itself ran late. */
 #define CELL_STALL_GRACE_NS 1000000ULL
 
 /* The cell counts as up for the API and the metrics. */

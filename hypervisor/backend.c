@@ -205,13 +205,32 @@ int backend_cell_reset_finish(BackendCell *c)
 	return c->ops->reset_finish ? c->ops->reset_finish(c) : -EOPNOTSUPP;
 }
 
-int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, uint64_t *ret_wait_ns)
+/* One file of /proc/PID/task/TID, its first line; -errno. */
+static int read_task_file(const char *dir, const char *tid, const char *what, char *buf, size_t n)
+{
+	char file[128];
+	ssize_t k;
+	int fd;
+
+	snprintf(file, sizeof(file), "%s/%s/%s", dir, tid, what);
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	k = read(fd, buf, n - 1);
+	close(fd);
+	if (k <= 0)
+		return k < 0 ? -errno : -ENODATA;
+	buf[k] = 0;
+	return 0;
+}
+
+int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable)
 {
 	BackendCellStatus st;
 	char path[64];
 	struct dirent *de;
-	uint64_t run = 0, wait = 0;
-	unsigned n = 0;
+	uint64_t run = 0;
+	unsigned n = 0, runnable = 0;
 	DIR *d;
 	int r;
 
@@ -225,34 +244,29 @@ int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, uint64_t *ret_w
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
-		char file[96], buf[96];
-		unsigned long long a, b;
-		ssize_t k;
-		int fd;
+		char buf[512], *p;
+		unsigned long long a;
 
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(file, sizeof(file), "%s/%s/schedstat", path, de->d_name);
-		fd = open(file, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		/* "on-cpu-ns runqueue-wait-ns timeslices"; the wait is only
+		 * added when the thread finally runs, so it says nothing of a
+		 * thread starved right now: its state does. */
+		if (read_task_file(path, de->d_name, "schedstat", buf, sizeof(buf)) < 0 ||
+		    sscanf(buf, "%llu", &a) != 1)
 			continue; /* the thread just went */
-		k = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (k <= 0)
-			continue;
-		buf[k] = 0;
-		/* "on-cpu-ns runqueue-wait-ns timeslices" */
-		if (sscanf(buf, "%llu %llu", &a, &b) == 2) {
-			run += a;
-			wait += b;
-			n++;
-		}
+		run += a;
+		n++;
+		/* "TID (comm) S ...": the state follows the last ')' */
+		if (read_task_file(path, de->d_name, "stat", buf, sizeof(buf)) >= 0 && (p = strrchr(buf, ')')) &&
+		    p[1] == ' ' && p[2] == 'R')
+			runnable++;
 	}
 	closedir(d);
 	if (n == 0)
 		return -ENOENT;
 	*ret_run_ns = run;
-	*ret_wait_ns = wait;
+	*ret_runnable = runnable;
 	return 0;
 }
 

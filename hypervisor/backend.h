@@ -174,11 +174,12 @@ int backend_cell_event_ack(BackendCell *c);
 /* A pidfd, readable once the process holding the cell exited; -1 if the
  * backend has no such process. */
 int backend_cell_pidfd(BackendCell *c);
-/* CPU time of the cell's process, all threads: on a CPU (run) and
- * runnable but waiting for one (wait), from /proc/PID/task/<*>/schedstat.
- * A loop call for the rare moment a stall is about to be declared: it
- * tells a starved cell from a stuck one. -ENOENT without a process. */
-int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, uint64_t *ret_wait_ns);
+/* The cell's process, all threads: CPU time so far (schedstat; it moves
+ * at scheduler ticks) and how many threads are runnable now (state R,
+ * on a CPU or waiting for one). A loop call for the rare moment a stall is
+ * about to be declared: a cell with runnable threads that does not get
+ * CPU time is starved, not stuck. -ENOENT without a process. */
+int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable);
 /* The pidfd polled readable: collect the exit, so that status() reports
  * GONE from now on. status() itself never polls (it runs on every sample). */
 void backend_cell_reap(BackendCell *c);

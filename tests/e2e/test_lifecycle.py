@@ -390,5 +390,46 @@ def failed_restart_is_retried_until_the_budget_is_exhausted():
         d.cleanup()
 
 
+
+def metric(d, line_start):
+    for line in d.get("/metrics").body.splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    raise AssertionError("no metric " + line_start)
+
+
+@test
+def a_starved_cell_is_not_stuck_and_a_hang_still_is():
+    """A real-time hog on the cell's CPU keeps its vCPU off it for 300 ms,
+    ten times the stall timeout: the stall is the host's (the vCPU thread is
+    runnable and gets no CPU), not a failure. A hang (the vCPU spins) on the
+    same cell is still declared stuck."""
+    require_kvm()
+    os.sched_setaffinity(0, {0})  # the test itself stays off the cell's CPU
+    cell = demo_cell("faulty", "faulty.bin", cpu=1, allow_inject=True, period=5, timeout=30, boot_timeout=5000,
+                     recovery={"on_stuck": "restart", "max_restarts": 100, "window_s": 60,
+                               "backoff": {"initial_ms": 0}}, **slot(0))
+    d = Daemon({"cells": [cell], "cpu_sharing": True, "root_cpus": [0]}).start()
+    try:
+        d.wait_cell("faulty", lambda c: c["state"] == "running" and c["heartbeat"]["seq"] >= 1, 20, "running")
+        for _ in range(3):
+            hog = subprocess.Popen(["chrt", "-f", "10", "taskset", "-c", "1", "sh", "-c", "while :; do :; done"])
+            try:
+                time.sleep(0.3)
+            finally:
+                hog.kill()
+                hog.wait()
+            time.sleep(0.2)
+        c = d.get("/cells/faulty").json()
+        assert sum(c["failures"].values()) == 0 and c["restarts"] == 0, c
+        assert metric(d, 'warden_cell_starved_total{cell="faulty"}') >= 1
+        assert "host starved" in d.log()
+        d.post("/cells/faulty/inject", {"fault": "hang"})
+        c = d.wait_cell("faulty", lambda c: c["failures"]["stuck"] == 1, 10, "stuck declared")
+        assert c["last_failure"]["kind"] == "stuck", c
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     run_tests()

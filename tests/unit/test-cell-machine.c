@@ -363,56 +363,60 @@ static void test_stall_when_host_starved(void **state) {
 	assert_int_equal(t.m.failures[FAILURE_BOOT_TIMEOUT], 1);
 }
 
-/* With the cell's CPU times: a cell that waited for a CPU is starved. */
+/* With the cell's CPU times: a cell whose threads are runnable and hardly
+ * ran is starved; one that ran, or sleeps, is stuck. */
+static void stall_to_deadline(T *t, uint64_t last, unsigned runnable, uint64_t run_add) {
+	/* the first look in the stall's second half takes the snapshot */
+	t->now = last + 20 * MS;
+	CellObservation o = obs(t, WARDEN_INMATE_RUNNING);
+	o.cpu_known = true;
+	o.cpu_run_ns = 3 * SEC;
+	sample(t, &o);
+	assert_int_equal(t->m.pre_from_ns, t->now);
+	t->now = last + 30 * MS + 1000;
+	o.cpu_runnable = runnable;
+	o.cpu_run_ns += run_add;
+	sample(t, &o);
+}
+
 static void test_stall_cpu_starved_or_stuck(void **state) {
 	T t;
 	(void)state;
 	t_init(&t);
 	t_running(&t);
 	uint64_t last = t.now;
-	assert_false(cell_machine_wants_cpu_times(&t.m, &t.h, last + 30 * MS));
-	t.now = last + 30 * MS + 1000;
-	assert_true(cell_machine_wants_cpu_times(&t.m, &t.h, t.now));
-	CellObservation o = obs(&t, WARDEN_INMATE_RUNNING);
-	o.cpu_known = true;
-	o.cpu_wait_ns = 5 * SEC;
-	sample(&t, &o);
-	/* no verdict yet: one grace, looked at precisely */
-	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
-	assert_int_equal(sample_at(&t), t.now + CELL_STALL_GRACE_NS);
-	assert_true(find(&t, CELL_DO_SAMPLE_AT)->precise);
-	/* the threads spent the grace waiting for a CPU */
-	t.now += CELL_STALL_GRACE_NS;
-	o.cpu_wait_ns += CELL_STALL_GRACE_NS * 3 / 4;
-	sample(&t, &o);
+	/* only once a stall is past half its timeout */
+	assert_false(cell_machine_wants_cpu_times(&t.m, &t.h, last + 14 * MS));
+	assert_true(cell_machine_wants_cpu_times(&t.m, &t.h, last + 16 * MS));
+
+	/* runnable, 0.1 ms run in 10 ms: starved, at once */
+	stall_to_deadline(&t, last, 1, MS / 10);
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
 	assert_int_equal(t.m.starved, 1);
 	assert_int_equal(t.m.hb_changed_ns, t.now);
+	assert_non_null(find(&t, CELL_DO_LOG));
 
-	/* a real hang: the threads ran (or slept), no beat: stuck after the grace */
-	t.now += 30 * MS + 1000;
-	sample(&t, &o);
-	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
-	t.now += CELL_STALL_GRACE_NS;
-	o.cpu_run_ns += CELL_STALL_GRACE_NS;
-	sample(&t, &o);
+	/* a hung vCPU that spins is runnable too, but it runs: stuck */
+	t_init(&t);
+	t_running(&t);
+	stall_to_deadline(&t, t.now, 1, 5 * MS);
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
-	/* from the last real beat, before the stall forgiven as starvation */
-	assert_true(t.m.detection_ms > 62.0 && t.m.detection_ms < 62.01);
+	assert_int_equal(t.m.starved, 0);
+	assert_true(t.m.detection_ms > 30.0 && t.m.detection_ms < 30.01); /* no grace */
+
+	/* a stall that sleeps (not runnable, no CPU time): stuck */
+	t_init(&t);
+	t_running(&t);
+	stall_to_deadline(&t, t.now, 0, 0);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
 
 	/* starvation is forgiven, but never past 1 s (10 x timeout here is less) of no beat at all */
 	t_init(&t);
 	t_running(&t);
 	uint64_t beat_at = t.now;
-	o = obs(&t, WARDEN_INMATE_RUNNING);
-	o.cpu_known = true;
 	unsigned forgiven = 0;
 	while (t.m.failures[FAILURE_STUCK] == 0 && forgiven < 100) {
-		t.now = t.m.hb_changed_ns + 30 * MS + 1000;
-		sample(&t, &o);
-		t.now += CELL_STALL_GRACE_NS;
-		o.cpu_wait_ns += CELL_STALL_GRACE_NS;
-		sample(&t, &o);
+		stall_to_deadline(&t, t.m.hb_changed_ns, 1, 0);
 		forgiven++;
 	}
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
@@ -421,27 +425,26 @@ static void test_stall_cpu_starved_or_stuck(void **state) {
 	/* detection counts from the last real beat */
 	assert_true(t.m.detection_ms > 1000.0);
 
-	/* a beat during the grace ends it */
+	/* a beat ends the stall, and its snapshot */
 	t_init(&t);
 	t_running(&t);
-	t.now += 31 * MS;
-	o = obs(&t, WARDEN_INMATE_RUNNING);
+	last = t.now;
+	t.now = last + 20 * MS;
+	CellObservation o = obs(&t, WARDEN_INMATE_RUNNING);
 	o.cpu_known = true;
 	sample(&t, &o);
-	assert_true(t.m.grace_at_ns > 0);
-	t.now += CELL_STALL_GRACE_NS / 2;
+	assert_true(t.m.pre_from_ns > 0);
 	beat(&t, WARDEN_INMATE_RUNNING);
-	assert_int_equal(t.m.grace_at_ns, 0);
+	assert_int_equal(t.m.pre_from_ns, 0);
 	assert_int_equal(t.m.state, CELL_RUNNING);
-	/* an early look inside the grace keeps waiting */
-	t.now += 31 * MS;
+	/* without a snapshot (no look in the second half), no forgiveness */
+	last = t.now;
+	t.now = last + 30 * MS + 1000;
 	o = obs(&t, WARDEN_INMATE_RUNNING);
 	o.cpu_known = true;
+	o.cpu_runnable = 1;
 	sample(&t, &o);
-	t.now += CELL_STALL_GRACE_NS / 2;
-	sample(&t, &o);
-	assert_int_equal(sample_at(&t), t.m.grace_at_ns);
-	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
 }
 
 static void test_halt_exit_and_vcpu_stop(void **state) {
