@@ -85,10 +85,9 @@ static bool add(uint64_t *acc, uint64_t v) {
 	return !__builtin_add_overflow(*acc, v, acc);
 }
 
-int jh_linux_layout(const JhCellConfig *cell, uint64_t text_offset, uint64_t image_len, uint64_t dtb_file_size,
-                    bool with_initrd, unsigned decompression_factor, JhLinuxLayout *ret, char *err,
-                    size_t err_size) {
-	const char *cname = or_default(cell->name, "cell");
+static int layout(const JhCellConfig *cell, const char *cname, uint64_t text_offset, uint64_t image_len,
+                  uint64_t dtb_file_size, bool with_initrd, unsigned decompression_factor, JhLinuxLayout *ret,
+                  char *err, size_t err_size) {
 	JhLinuxLayout l = { .text_offset = text_offset };
 	const JhMemory *ram = NULL;
 	uint64_t decompression;
@@ -136,6 +135,13 @@ int jh_linux_layout(const JhCellConfig *cell, uint64_t text_offset, uint64_t ima
 		            cname, l.ram_region);
 	*ret = l;
 	return 0;
+}
+
+int jh_linux_layout(const JhCellConfig *cell, uint64_t text_offset, uint64_t image_len, uint64_t dtb_file_size,
+                    bool with_initrd, unsigned decompression_factor, JhLinuxLayout *ret, char *err,
+                    size_t err_size) {
+	return layout(cell, or_default(cell->name, "cell"), text_offset, image_len, dtb_file_size, with_initrd,
+	              decompression_factor, ret, err, err_size);
 }
 
 /* All the members of a gzip file, and the zeros it may be padded with. */
@@ -474,6 +480,12 @@ static int patch_dtb(const JhCellConfig *cell, const JhLinuxInput *in, const JhL
 	r = fdt_create(p.out, (int)bufsize);
 	if (r >= 0)
 		r = dtb_rewrite(&p);
+	/* fdt_create aligns the reserve map to 16 bytes; laid out again, it
+	 * follows the header directly, as in dtc's and the reference's output. */
+	if (r >= 0)
+		r = fdt_open_into(p.out, p.out, (int)bufsize);
+	if (r >= 0)
+		r = fdt_pack(p.out);
 	if (r < 0) {
 		r = fail(err, err_size, -EINVAL, "%s: cannot patch the device tree: %s", name, fdt_strerror(r));
 		free(p.out);
@@ -501,8 +513,8 @@ static uint64_t extent(const JhLinuxImage *i) {
 }
 
 /* Where CELL_LOAD would refuse an image, or two would overwrite each other. */
-static int check_images(const JhCellConfig *cell, const JhLinuxPlacement *p, char *err, size_t err_size) {
-	const char *cname = or_default(cell->name, "cell");
+static int check_images(const JhCellConfig *cell, const char *cname, const JhLinuxPlacement *p, char *err,
+                        size_t err_size) {
 
 	for (size_t i = 0; i < p->n_images; i++) {
 		const JhLinuxImage *a = &p->images[i];
@@ -539,6 +551,7 @@ static int check_images(const JhCellConfig *cell, const JhLinuxPlacement *p, cha
 int jh_linux_place(const JhCellConfig *cell, const JhLinuxInput *in, JhLinuxPlacement **ret, char *err,
                    size_t err_size) {
 	const char *kname = or_default(in->kernel_name, "kernel");
+	const char *cname = or_default(in->cell_name, or_default(cell->name, "cell"));
 	const uint8_t *kernel = in->kernel;
 	size_t kernel_len = in->kernel_size, dtb_len = 0;
 	JhLinuxPlacement *p;
@@ -557,8 +570,8 @@ int jh_linux_place(const JhCellConfig *cell, const JhLinuxInput *in, JhLinuxPlac
 	r = check_image(kernel, kernel_len, kname, p->gzipped, err, err_size);
 	if (r < 0)
 		goto fail;
-	r = jh_linux_layout(cell, le64(kernel + IMAGE_TEXT_OFFSET), kernel_len, in->dtb_size, in->initrd != NULL,
-	                    in->decompression_factor, &p->layout, err, err_size);
+	r = layout(cell, cname, le64(kernel + IMAGE_TEXT_OFFSET), kernel_len, in->dtb_size, in->initrd != NULL,
+	           in->decompression_factor, &p->layout, err, err_size);
 	if (r < 0)
 		goto fail;
 	r = patch_dtb(cell, in, &p->layout, &p->dtb, &dtb_len, err, err_size);
@@ -579,7 +592,7 @@ int jh_linux_place(const JhCellConfig *cell, const JhLinuxInput *in, JhLinuxPlac
 	if (in->initrd)
 		add_image(p, JH_LINUX_IMAGE_INITRD, p->layout.initrd_address, in->initrd, in->initrd_size);
 	add_image(p, JH_LINUX_IMAGE_PARAMS, p->layout.params_address, p->params, strlen(p->params) + 1);
-	r = check_images(cell, p, err, err_size);
+	r = check_images(cell, cname, p, err, err_size);
 	if (r < 0)
 		goto fail;
 	*ret = p;
