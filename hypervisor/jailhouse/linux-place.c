@@ -409,6 +409,10 @@ static int patch_dtb(const JhCellConfig *cell, const JhLinuxInput *in, const JhL
 	size_t n_ram = 0, bufsize;
 	int r;
 
+	if (in->dtb_size >= 4 && fdt_magic(in->dtb) != FDT_MAGIC)
+		return fail(err, err_size, -EINVAL,
+		            "%s: offset 0x0 (magic): 0x%08" PRIx32 ", expected 0x%08x: not a flattened device tree (DTB)",
+		            name, fdt_magic(in->dtb), FDT_MAGIC);
 	if (in->dtb_size < sizeof(struct fdt_header) || (r = fdt_check_header(in->dtb)) < 0)
 		return fail(err, err_size, -EINVAL, "%s: not a flattened device tree (DTB): %s", name,
 		            in->dtb_size < sizeof(struct fdt_header) ? "shorter than its header" : fdt_strerror(r));
