@@ -44,6 +44,12 @@ typedef enum OptionId {
 	ID_REVISION,
 	ID_ARCH,
 	ID_OUTPUT,
+	ID_CELL,
+	ID_KERNEL,
+	ID_DTB,
+	ID_INITRD,
+	ID_CMDLINE,
+	ID_WRITE_DTB,
 } OptionId;
 
 typedef struct OptionDef {
@@ -74,6 +80,12 @@ static const OptionDef option_defs[] = {
 	{ "revision", 0, ARG_REQUIRED, ID_REVISION, OPT_REVISION },
 	{ "arch", 0, ARG_REQUIRED, ID_ARCH, OPT_ARCH },
 	{ "output", 'o', ARG_REQUIRED, ID_OUTPUT, OPT_OUTPUT },
+	{ "cell", 0, ARG_REQUIRED, ID_CELL, OPT_PLACE },
+	{ "kernel", 0, ARG_REQUIRED, ID_KERNEL, OPT_PLACE },
+	{ "dtb", 0, ARG_REQUIRED, ID_DTB, OPT_PLACE },
+	{ "initrd", 0, ARG_REQUIRED, ID_INITRD, OPT_PLACE },
+	{ "cmdline", 0, ARG_REQUIRED, ID_CMDLINE, OPT_PLACE },
+	{ "write-dtb", 0, ARG_REQUIRED, ID_WRITE_DTB, OPT_PLACE },
 };
 
 void args_usage(FILE *f) {
@@ -106,7 +118,10 @@ void args_usage(FILE *f) {
 	      "  jailhouse import FILE.cell [--arch A]    a Jailhouse cell or system config as warden JSON\n"
 	      "  jailhouse export SPEC.json -o FILE.cell [--revision 12|13|14] [--arch A]\n"
 	      "                                           the binary config of a JSON document\n"
-	      "                                           (both offline: no daemon needed)\n"
+	      "  jailhouse place --cell C.cell --kernel IMAGE --dtb IN.dtb [--initrd F] [--cmdline S]\n"
+	      "                  --write-dtb OUT.dtb      where `jailhouse cell linux` puts Linux on arm64,\n"
+	      "                                           as JSON, and the DTB patched for the cell\n"
+	      "                                           (the three offline: no daemon needed)\n"
 	      "\n"
 	      "Options:\n"
 	      "  -s --socket PATH        the daemon's unix socket (default " DEFAULT_SOCKET ")\n"
@@ -252,6 +267,12 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		o->arch = value;
 		break;
 	case ID_OUTPUT: o->output = value; break;
+	case ID_CELL: o->place_cell = value; break;
+	case ID_KERNEL: o->place_kernel = value; break;
+	case ID_DTB: o->place_dtb = value; break;
+	case ID_INITRD: o->place_initrd = value; break;
+	case ID_CMDLINE: o->place_cmdline = value; break;
+	case ID_WRITE_DTB: o->place_write_dtb = value; break;
 	}
 	return 0;
 }

@@ -28,6 +28,7 @@ typedef enum CommandOption {
 	OPT_REVISION = 1 << 8,
 	OPT_ARCH = 1 << 9,
 	OPT_OUTPUT = 1 << 10,
+	OPT_PLACE = 1 << 11, /* --cell, --kernel, --dtb, --initrd, --cmdline, --write-dtb */
 } CommandOption;
 
 typedef struct Options {
@@ -52,6 +53,14 @@ typedef struct Options {
 	unsigned revision;  /* jailhouse export: 12..14, 0 = the document's */
 	const char *arch;   /* jailhouse: x86, arm or arm64 (checked) */
 	const char *output; /* jailhouse export: -o FILE */
+	/* jailhouse place: the inputs of `jailhouse cell linux` and where the
+	 * patched DTB goes */
+	const char *place_cell;
+	const char *place_kernel;
+	const char *place_dtb;
+	const char *place_initrd;
+	const char *place_cmdline;
+	const char *place_write_dtb;
 	char *authorization; /* "Authorization: Bearer …", owned, wiped on exit */
 	bool stdout_tty;
 	bool stderr_tty;

@@ -23,6 +23,7 @@
 #include "cmd-events.h"
 #include "cmd-image.h"
 #include "cmd-jailhouse.h"
+#include "cmd-jailhouse-place.h"
 #include "cmd-operation.h"
 #include "exit-code.h"
 #include "macro.h"
@@ -64,6 +65,7 @@ static const Command commands[] = {
 	{ "metrics", NULL, 0, 0, 0, cmd_metrics, false },
 	{ "jailhouse", "import", 1, 1, OPT_ARCH, cmd_jailhouse_import, true },
 	{ "jailhouse", "export", 1, 1, OPT_REVISION | OPT_ARCH | OPT_OUTPUT, cmd_jailhouse_export, true },
+	{ "jailhouse", "place", 0, 0, OPT_PLACE, cmd_jailhouse_place, true },
 };
 
 static const Command *find_command(const Options *o) {
