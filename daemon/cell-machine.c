@@ -556,6 +556,40 @@ static void on_orphaned(Step *s) {
 	}
 }
 
+/* ---- reading the comm region ---------------------------------------- */
+
+/* Copies the reason under the seqcount; false if it kept changing. */
+static bool comm_read_reason(volatile const struct warden_comm *cm, CellObservation *o) {
+	for (int tries = 0; tries < 16; tries++) {
+		uint32_t s1 = __atomic_load_n(&cm->reason_seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue;
+		for (size_t i = 0; i < WARDEN_COMM_REASON_LEN; i++)
+			o->reason[i] = cm->reason[i];
+		o->event_ns = cm->event_mono_ns;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&cm->reason_seq, __ATOMIC_RELAXED) == s1)
+			return true;
+	}
+	return false;
+}
+
+void cell_observe_comm(volatile const struct warden_comm *cm, CellObservation *o) {
+	o->seq = __atomic_load_n(&cm->seq, __ATOMIC_ACQUIRE);
+	o->magic = cm->magic;
+	o->abi = cm->abi;
+	o->size = cm->size;
+	o->istate = cm->state;
+	o->flags = cm->flags;
+	o->beat_ns = cm->beat_mono_ns;
+	o->uptime_ns = cm->uptime_ns;
+	if (o->istate == WARDEN_INMATE_PANICKED || o->istate == WARDEN_INMATE_HALTED)
+		o->reason_torn = !comm_read_reason(cm, o);
+	else if (o->istate == WARDEN_INMATE_DEGRADED)
+		for (size_t i = 0; i < WARDEN_COMM_APP_LEN; i++)
+			o->app[i] = cm->degraded_app[i];
+}
+
 /* ---- a heartbeat sample --------------------------------------------- */
 
 static uint64_t sample_grid_ns(const HealthSpec *h) {

@@ -164,6 +164,11 @@ typedef struct CellObservation {
 	unsigned cpu_runnable;
 } CellObservation;
 
+/* Fills the comm region's part of `o` from the region as the inmate left
+ * it: every inmate-owned field the machine looks at, the reason under its
+ * seqcount. No check: cell_step() judges what it reads. */
+void cell_observe_comm(volatile const struct warden_comm *cm, CellObservation *o);
+
 typedef enum CellInputKind {
 	CELL_INPUT_START,    /* operator or autostart */
 	CELL_INPUT_STOP,     /* immediate: tear the cell down */

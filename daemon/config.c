@@ -83,6 +83,10 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, const char *pat
 }
 
 static const char *json_type_name(const json_t *v) {
+	/* a key that is not there at all, e.g. a stored spec.json torn or
+	 * edited without its "spec" */
+	if (!v)
+		return "missing";
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "an object";
 	case JSON_ARRAY: return "an array";

@@ -54,6 +54,18 @@ typedef struct Listener {
 	char name[128];
 } Listener;
 
+/* What a request made by http_request_new_for_test() has instead of a
+ * connection: its own listener, and the headers and query arguments
+ * libmicrohttpd would have parsed. */
+#define HTTP_TEST_MAX_FIELDS 32
+typedef struct HttpTestFields {
+	Listener listener;
+	char *header[HTTP_TEST_MAX_FIELDS][2];
+	size_t n_header;
+	char *query[HTTP_TEST_MAX_FIELDS][2];
+	size_t n_query;
+} HttpTestFields;
+
 typedef struct HttpStream HttpStream;
 struct HttpStream {
 	Listener *listener;
@@ -121,6 +133,7 @@ struct HttpRequest {
 	size_t cap_len;
 	char *extra[HTTP_MAX_EXTRA_HEADERS][2];
 	size_t n_extra;
+	HttpTestFields *test; /* no connection: a test seam's request */
 };
 
 /* A resumed connection is only served on MHD's next run, and in
@@ -237,6 +250,17 @@ static void request_free(HttpRequest *r) {
 		free(r->extra[i][0]);
 		free(r->extra[i][1]);
 	}
+	if (r->test) {
+		for (size_t i = 0; i < r->test->n_header; i++) {
+			free(r->test->header[i][0]);
+			free(r->test->header[i][1]);
+		}
+		for (size_t i = 0; i < r->test->n_query; i++) {
+			free(r->test->query[i][0]);
+			free(r->test->query[i][1]);
+		}
+		free(r->test);
+	}
 	free(r);
 }
 
@@ -262,14 +286,14 @@ static bool path_is_sane(const char *p) {
 /* Who is asking: the peer's uid on the unix socket, a token's name on TCP. */
 static void request_identify(HttpRequest *r) {
 	Http *h = r->listener->http;
-	const char *auth = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *auth = http_request_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
 
 	r->has_credentials = auth != NULL;
 	snprintf(r->principal, sizeof r->principal, "anonymous");
 	r->role = HTTP_ROLE_NONE;
 	if (r->listener->is_unix) {
 		const union MHD_ConnectionInfo *ci =
-			MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+			r->connection ? MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
 		struct ucred cred;
 		socklen_t len = sizeof cred;
 		if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
@@ -292,15 +316,105 @@ static void request_identify(HttpRequest *r) {
 	}
 }
 
+/* The headers are in: who is asking, and whether the API refuses the
+ * request before its body is read. */
+static void request_begin(HttpRequest *r) {
+	Http *h = r->listener->http;
+	const char *cl;
+	size_t limit;
+
+	request_identify(r);
+	if (!path_is_sane(r->path)) {
+		http_reply_problem(r, 400, "Bad Request", "malformed request path");
+		return;
+	}
+	api_begin(h->manager, r);
+	if (r->replied)
+		return;
+	/* Refuse an announced oversized body before reading it. */
+	cl = http_request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	limit = r->has_sink ? r->sink.max_bytes : h->limits.max_body_bytes;
+	if (cl && strtoull(cl, NULL, 10) > limit) {
+		r->body_too_large = true;
+		http_reply_problem(r, 413, "Payload Too Large", "request body of %s bytes exceeds the limit of %zu", cl,
+		                   limit);
+	}
+}
+
+/* A chunk of the body, into the sink or the buffer; -ENOMEM. */
+static int request_take_body(HttpRequest *r, const char *data, size_t n) {
+	Http *h = r->listener->http;
+
+	if (r->has_sink) {
+		if (!r->replied && !r->body_too_large && r->sink_error == 0) {
+			if (r->sink_size + n > r->sink.max_bytes)
+				r->body_too_large = true;
+			else {
+				int k = r->sink.write(r->sink.userdata, data, n);
+				if (k < 0)
+					r->sink_error = -k;
+				else
+					r->sink_size += n;
+				r->sink_progress_ns = now_ns(CLOCK_MONOTONIC);
+			}
+		}
+		return 0;
+	}
+	if (r->replied || r->body_too_large)
+		return 0;
+	if (r->body_size + n > h->limits.max_body_bytes) {
+		r->body_too_large = true;
+		free(r->body);
+		r->body = NULL;
+		return 0;
+	}
+	char *nb = realloc(r->body, r->body_size + n + 1);
+	if (!nb)
+		return -ENOMEM;
+	memcpy(nb + r->body_size, data, n);
+	r->body = nb;
+	r->body_size += n;
+	r->body[r->body_size] = 0;
+	return 0;
+}
+
+/* The body is complete: 1 when the API is to handle the request, 0 when
+ * it is answered already, < 0 when even the answer failed. */
+static int request_complete(HttpRequest *r) {
+	Http *h = r->listener->http;
+
+	if (r->replied)
+		return 0;
+	if (r->body_too_large)
+		return http_reply_problem(r, 413, "Payload Too Large", "request body exceeds the limit of %zu bytes",
+		                          r->has_sink ? r->sink.max_bytes : h->limits.max_body_bytes);
+	return 1;
+}
+
+/* Resumed: the waiter replies now. */
+static int request_resumed(HttpRequest *r) {
+	r->suspended = false;
+	/* Also when wardend is going down: the waiter answers with what
+	 * it has (an operation still running is a 202). */
+	if (r->on_resume)
+		r->on_resume(r, r->resume_userdata);
+	else if (r->listener->http->closing)
+		http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
+	/* The handler may have parked it again (a ?wait request). */
+	if (!r->replied && !r->suspended)
+		return http_reply_problem(r, 500, "Internal Server Error", "the request was not answered");
+	return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
 	Listener *l = cls;
 	HttpRequest *r = *con_cls;
+	int k;
 
 	(void)version;
 	if (!r) {
-		const char *cl;
 		r = calloc(1, sizeof *r);
 		if (!r)
 			return MHD_NO;
@@ -323,88 +437,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			                   l->http->limits.max_connections);
 			return MHD_YES;
 		}
-		request_identify(r);
-		if (!path_is_sane(r->path)) {
-			http_reply_problem(r, 400, "Bad Request", "malformed request path");
-			return MHD_YES;
-		}
-		api_begin(l->http->manager, r);
-		if (r->replied)
-			return MHD_YES;
-		/* Refuse an announced oversized body before reading it. */
-		cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		size_t limit = r->has_sink ? r->sink.max_bytes : l->http->limits.max_body_bytes;
-		if (cl && strtoull(cl, NULL, 10) > limit) {
-			r->body_too_large = true;
-			http_reply_problem(r, 413, "Payload Too Large", "request body of %s bytes exceeds the limit of %zu",
-			                   cl, limit);
-			return MHD_YES;
-		}
+		request_begin(r);
 		return MHD_YES;
 	}
 
-	if (r->suspended) {
-		/* resumed: the waiter replies now */
-		r->suspended = false;
-		/* Also when wardend is going down: the waiter answers with what
-		 * it has (an operation still running is a 202). */
-		if (r->on_resume)
-			r->on_resume(r, r->resume_userdata);
-		else if (l->http->closing)
-			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
-		/* The handler may have parked it again (a ?wait request). */
-		if (!r->replied && !r->suspended &&
-		    http_reply_problem(r, 500, "Internal Server Error", "the request was not answered") < 0)
-			return MHD_NO;
-		return MHD_YES;
-	}
-
-	if (*upload_data_size > 0 && r->has_sink) {
-		size_t n = *upload_data_size;
-		if (!r->replied && !r->body_too_large && r->sink_error == 0) {
-			if (r->sink_size + n > r->sink.max_bytes)
-				r->body_too_large = true;
-			else {
-				int k = r->sink.write(r->sink.userdata, upload_data, n);
-				if (k < 0)
-					r->sink_error = -k;
-				else
-					r->sink_size += n;
-				r->sink_progress_ns = now_ns(CLOCK_MONOTONIC);
-			}
-		}
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
+	if (r->suspended)
+		return request_resumed(r) < 0 ? MHD_NO : MHD_YES;
 
 	if (*upload_data_size > 0) {
-		if (!r->replied && !r->body_too_large) {
-			size_t n = *upload_data_size;
-			if (r->body_size + n > l->http->limits.max_body_bytes) {
-				r->body_too_large = true;
-				free(r->body);
-				r->body = NULL;
-			} else {
-				char *nb = realloc(r->body, r->body_size + n + 1);
-				if (!nb)
-					return MHD_NO;
-				memcpy(nb + r->body_size, upload_data, n);
-				r->body = nb;
-				r->body_size += n;
-				r->body[r->body_size] = 0;
-			}
-		}
+		k = request_take_body(r, upload_data, *upload_data_size);
 		*upload_data_size = 0;
-		return MHD_YES;
+		return k < 0 ? MHD_NO : MHD_YES;
 	}
 
-	if (r->replied)
-		return MHD_YES;
-	if (r->body_too_large)
-		return http_reply_problem(r, 413, "Payload Too Large", "request body exceeds the limit of %zu bytes",
-		                          r->has_sink ? r->sink.max_bytes : l->http->limits.max_body_bytes) < 0 ?
-		               MHD_NO :
-		               MHD_YES;
+	k = request_complete(r);
+	if (k <= 0)
+		return k < 0 ? MHD_NO : MHD_YES;
 
 	/* Not handled here: one MHD_run() may complete many requests at once
 	 * (32 /metrics scrapes are 100 ms of work), and a doorbell or a
@@ -720,10 +768,20 @@ const char *http_request_method(const HttpRequest *r) {
 const char *http_request_path(const HttpRequest *r) {
 	return r->path;
 }
+static const char *test_field(char *const (*f)[2], size_t n, const char *name) {
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(f[i][0], name) == 0)
+			return f[i][1];
+	return NULL;
+}
 const char *http_request_header(const HttpRequest *r, const char *name) {
+	if (r->test)
+		return test_field(r->test->header, r->test->n_header, name);
 	return MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, name);
 }
 const char *http_request_query(const HttpRequest *r, const char *name) {
+	if (r->test)
+		return test_field(r->test->query, r->test->n_query, name);
 	return MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 const char *http_request_body(const HttpRequest *r, size_t *ret_size) {
@@ -851,7 +909,8 @@ void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void
 	if (h->parked)
 		h->parked->park_prev = r;
 	h->parked = r;
-	MHD_suspend_connection(r->connection);
+	if (r->connection)
+		MHD_suspend_connection(r->connection);
 }
 
 void http_request_resume(HttpRequest *r) {
@@ -866,7 +925,8 @@ void http_request_resume(HttpRequest *r) {
 	if (r->park_next)
 		r->park_next->park_prev = r->park_prev;
 	r->park_next = r->park_prev = NULL;
-	MHD_resume_connection(r->connection);
+	if (r->connection)
+		MHD_resume_connection(r->connection);
 	listener_kick(r->listener);
 }
 
@@ -903,6 +963,21 @@ static void on_stream_free(void *cls) {
 	free(st);
 }
 
+/* A test request's stream: what it has to say at once, then its end. */
+static int test_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead read, void (*free_fn)(void *),
+                             void *userdata) {
+	char buf[4096];
+	ssize_t n = read(userdata, buf, sizeof buf);
+	char *body = malloc(n > 0 ? (size_t)n : 1);
+
+	free_fn(userdata);
+	if (!body)
+		return -ENOMEM;
+	if (n > 0)
+		memcpy(body, buf, (size_t)n);
+	return http_reply_text(r, 200, content_type, body, n > 0 ? (size_t)n : 0);
+}
+
 int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead read, void (*free_fn)(void *),
                       void *userdata) {
 	Http *h = r->listener->http;
@@ -910,6 +985,8 @@ int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead r
 	HttpStream *st;
 	enum MHD_Result ok;
 
+	if (r->test)
+		return test_reply_stream(r, content_type, read, free_fn, userdata);
 	st = calloc(1, sizeof *st);
 	if (!st) {
 		free_fn(userdata);
@@ -965,7 +1042,7 @@ int http_reply_text(HttpRequest *r, unsigned status, const char *content_type, c
 		free(body);
 		return -EALREADY;
 	}
-	if (r->capture) {
+	if (r->capture || r->test) {
 		free(r->cap_body);
 		r->cap_body = malloc(size + 1);
 		if (r->cap_body) {
@@ -975,6 +1052,12 @@ int http_reply_text(HttpRequest *r, unsigned status, const char *content_type, c
 			r->cap_status = status;
 			snprintf(r->cap_type, sizeof r->cap_type, "%s", content_type);
 		}
+	}
+	if (r->test) {
+		/* kept above, as the test's reply */
+		free(body);
+		r->replied = true;
+		return r->cap_body ? 0 : -ENOMEM;
 	}
 	resp = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
@@ -1104,4 +1187,121 @@ int http_reply_problem(HttpRequest *r, unsigned status, const char *title, const
 	if (!j)
 		return -ENOMEM;
 	return reply_json_as(r, status, "application/problem+json", j);
+}
+
+/* ---- test seam ------------------------------------------------------ */
+
+HttpRequest *http_request_new_for_test(Http *h, bool is_unix, const char *method, const char *target) {
+	HttpRequest *r = calloc(1, sizeof *r);
+	const char *q;
+	char *args = NULL;
+
+	if (!r || !(r->test = calloc(1, sizeof *r->test)))
+		goto fail;
+	r->test->listener = (Listener){ .http = h, .is_unix = is_unix };
+	snprintf(r->test->listener.name, sizeof r->test->listener.name, "%s", is_unix ? "unix:test" : "tcp:test");
+	r->listener = &r->test->listener;
+	r->method = method;
+	q = strchr(target, '?');
+	r->path = q ? strndup(target, (size_t)(q - target)) : strdup(target);
+	if (!r->path)
+		goto fail;
+	/* libmicrohttpd's parse: KEY[=VALUE] separated by '&', both
+	 * percent-decoded; a key without '=' has no value. */
+	if (q && !(args = strdup(q + 1)))
+		goto fail;
+	for (char *save = NULL, *kv = args ? strtok_r(args, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(kv, '=');
+		size_t i = r->test->n_query;
+		if (i >= HTTP_TEST_MAX_FIELDS)
+			break;
+		if (eq)
+			*eq = 0;
+		r->test->query[i][0] = strdup(kv);
+		r->test->query[i][1] = eq ? strdup(eq + 1) : NULL;
+		if (!r->test->query[i][0] || (eq && !r->test->query[i][1])) {
+			free(r->test->query[i][0]);
+			free(r->test->query[i][1]);
+			goto fail;
+		}
+		on_unescape(NULL, NULL, r->test->query[i][0]);
+		if (eq)
+			on_unescape(NULL, NULL, r->test->query[i][1]);
+		r->test->n_query++;
+	}
+	free(args);
+	on_unescape(NULL, NULL, r->path);
+	return r;
+fail:
+	free(args);
+	if (r && r->test)
+		request_free(r);
+	else
+		free(r);
+	return NULL;
+}
+
+int http_request_add_header_for_test(HttpRequest *r, const char *name, const char *value) {
+	size_t i = r->test->n_header;
+
+	if (i >= HTTP_TEST_MAX_FIELDS)
+		return -E2BIG;
+	r->test->header[i][0] = strdup(name);
+	r->test->header[i][1] = strdup(value);
+	if (!r->test->header[i][0] || !r->test->header[i][1]) {
+		free(r->test->header[i][0]);
+		free(r->test->header[i][1]);
+		return -ENOMEM;
+	}
+	r->test->n_header++;
+	return 0;
+}
+
+void http_request_run_for_test(HttpRequest *r, const void *body, size_t size, size_t chunk) {
+	request_begin(r);
+	for (size_t off = 0; off < size; off += chunk ? chunk : size)
+		if (request_take_body(r, (const char *)body + off, chunk && size - off > chunk ? chunk : size - off) < 0)
+			return;
+	if (request_complete(r) > 0)
+		api_handle(r->listener->http->manager, r);
+}
+
+bool http_request_parked_for_test(const HttpRequest *r) {
+	return r->suspended;
+}
+
+void http_request_finish_for_test(HttpRequest *r) {
+	/* as at shutdown: a parked request is resumed and answers with what
+	 * it has */
+	for (int i = 0; i < 4 && r->suspended; i++) {
+		http_request_resume(r);
+		(void)request_resumed(r);
+	}
+}
+
+unsigned http_request_reply_for_test(const HttpRequest *r, const char **ret_type, const char **ret_body,
+                                     size_t *ret_len) {
+	if (!r->replied || !r->cap_body)
+		return 0;
+	*ret_type = r->cap_type;
+	*ret_body = r->cap_body;
+	*ret_len = r->cap_len;
+	return r->cap_status;
+}
+
+void http_request_free_for_test(HttpRequest *r) {
+	Http *h;
+
+	if (!r)
+		return;
+	h = r->listener->http;
+	if (r->suspended) {
+		if (r->park_prev)
+			r->park_prev->park_next = r->park_next;
+		else if (h->parked == r)
+			h->parked = r->park_next;
+		if (r->park_next)
+			r->park_next->park_prev = r->park_prev;
+	}
+	request_free(r);
 }

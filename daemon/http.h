@@ -115,3 +115,22 @@ int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead r
                       void *userdata);
 /* New data for every parked stream. */
 void http_streams_wake(Http *h);
+
+/* --- test seam (tests/fuzz) ---
+ * A request that never saw a socket, run through the same checks and API
+ * entry points as one from libmicrohttpd: request_begin (identity, path,
+ * api_begin, Content-Length), the body in chunks (0: one), request_complete
+ * and api_handle. `target` is the path with an optional ?query, both
+ * percent-encoded as on the wire. Replies are kept instead of sent; a
+ * stream answers with its first read and ends. Not used by wardend. */
+HttpRequest *http_request_new_for_test(Http *h, bool is_unix, const char *method, const char *target);
+int http_request_add_header_for_test(HttpRequest *r, const char *name, const char *value);
+void http_request_run_for_test(HttpRequest *r, const void *body, size_t size, size_t chunk);
+/* Parked (?wait=, or waiting for its turn): the loop may answer it. */
+bool http_request_parked_for_test(const HttpRequest *r);
+/* Resumes a request still parked, as wardend's shutdown does. */
+void http_request_finish_for_test(HttpRequest *r);
+/* The status sent (0: none yet), its type and body. */
+unsigned http_request_reply_for_test(const HttpRequest *r, const char **ret_type, const char **ret_body,
+                                     size_t *ret_len);
+void http_request_free_for_test(HttpRequest *r);

@@ -42,30 +42,22 @@ static void copy_str(json_t *j, const char *key, char *dst, size_t n) {
 	snprintf(dst, n, "%s", s ? s : "");
 }
 
-static bool expired(Manager *m, json_t *j) {
+static bool expired(json_t *j, uint64_t now_s, uint32_t ttl_s) {
 	json_int_t created = json_integer_value(json_object_get(j, "created_s"));
-	uint64_t now = now_ns(CLOCK_REALTIME) / NSEC_PER_SEC;
-	return created <= 0 || now > (uint64_t)created + manager_config(m)->api.idempotency_ttl_s;
+	return created <= 0 || now_s > (uint64_t)created + ttl_s;
 }
 
-int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret) {
-	char p[4096];
-	json_error_t je;
-	json_t *j;
-	const char *body, *k;
-	int r;
+static uint64_t now_s(void) {
+	return now_ns(CLOCK_REALTIME) / NSEC_PER_SEC;
+}
 
-	if ((r = record_path(m, key, p, sizeof p)) < 0)
-		return r;
-	j = json_load_file(p, 0, &je);
-	if (!j)
-		return -ENOENT;
+int idem_record_from_json(json_t *j, const char *key, uint64_t now, uint32_t ttl_s, IdemRecord *ret) {
+	const char *body, *k;
+
 	k = json_string_value(json_object_get(j, "key"));
 	body = json_string_value(json_object_get(j, "body"));
-	if (!k || strcmp(k, key) != 0 || !body || expired(m, j)) {
-		json_decref(j);
+	if (!k || strcmp(k, key) != 0 || !body || expired(j, now, ttl_s))
 		return -ENOENT;
-	}
 	*ret = (IdemRecord){ .status = (unsigned)json_integer_value(json_object_get(j, "status")) };
 	copy_str(j, "method", ret->method, sizeof ret->method);
 	copy_str(j, "path", ret->path, sizeof ret->path);
@@ -76,8 +68,23 @@ int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret) {
 	ret->waited = json_is_true(json_object_get(j, "waited"));
 	ret->body = strdup(body);
 	ret->body_len = ret->body ? strlen(ret->body) : 0;
-	json_decref(j);
 	return ret->body ? 0 : -ENOMEM;
+}
+
+int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret) {
+	char p[4096];
+	json_error_t je;
+	json_t *j;
+	int r;
+
+	if ((r = record_path(m, key, p, sizeof p)) < 0)
+		return r;
+	j = json_load_file(p, 0, &je);
+	if (!j)
+		return -ENOENT;
+	r = idem_record_from_json(j, key, now_s(), manager_config(m)->api.idempotency_ttl_s, ret);
+	json_decref(j);
+	return r;
 }
 
 int idempotency_store(Manager *m, const char *key, const IdemRecord *rec) {
@@ -120,7 +127,7 @@ unsigned idempotency_prune(Manager *m) {
 		if (snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= (int)sizeof p)
 			continue;
 		j = json_load_file(p, 0, NULL);
-		if (!j || expired(m, j)) {
+		if (!j || expired(j, now_s(), manager_config(m)->api.idempotency_ttl_s)) {
 			if (unlink(p) == 0)
 				n++;
 		}

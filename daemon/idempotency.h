@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "names.h"
 
 typedef struct Manager Manager;
@@ -31,6 +33,9 @@ typedef struct IdemRecord {
 bool idempotency_key_is_valid(const char *key);
 /* 0 and the record, -ENOENT when unknown or expired. */
 int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret);
+/* The record a file's JSON holds, as idempotency_lookup() reads it:
+ * -ENOENT when it is another key's, has no body, or expired at now_s. */
+int idem_record_from_json(json_t *j, const char *key, uint64_t now_s, uint32_t ttl_s, IdemRecord *ret);
 int idempotency_store(Manager *m, const char *key, const IdemRecord *rec);
 void idem_record_clear(IdemRecord *rec);
 /* Drop expired records; returns how many went. */

@@ -354,3 +354,17 @@ void operation_reply(Operations *o, Operation *op, HttpRequest *r, double wait_s
 	http_request_suspend(r, on_resume, t);
 	rearm(o);
 }
+
+void operations_forget_request(Operations *o, const HttpRequest *r) {
+	if (!o)
+		return;
+	for (size_t i = 0; i < o->n; i++) {
+		OperationSlot *sl = o->slots[(o->head + i) % OPERATIONS_MAX];
+		for (size_t w = 0; w < sl->op.n_waiters;) {
+			if (sl->waiters[w].request == r)
+				sl->waiters[w] = sl->waiters[--sl->op.n_waiters];
+			else
+				w++;
+		}
+	}
+}

@@ -88,3 +88,6 @@ json_t *operations_to_json(Operations *o);
  * another waiter. */
 void operation_reply(Operations *o, Operation *op, HttpRequest *r, double wait_s, unsigned status_done,
                      unsigned status_running);
+/* The request is gone (answered some other way, or its client left):
+ * no waiter may point at it any more. */
+void operations_forget_request(Operations *o, const HttpRequest *r);

@@ -217,15 +217,17 @@ static json_t *protocol_json(uint16_t v) {
 }
 
 /* A list of numbers where runs of three or more become "A-B" strings. */
-static void append_range(Out *o, json_t *a, unsigned first, unsigned last) {
-	char buf[32];
+/* 64 bits: an irqchip's pin_base + 127 may pass 2^32 - 1, and the pins
+ * must not wrap on their way to JSON (add_pin() reads them as 64 bits). */
+static void append_range(Out *o, json_t *a, uint64_t first, uint64_t last) {
+	char buf[48];
 
 	if (last - first >= 2) {
-		snprintf(buf, sizeof buf, "%u-%u", first, last);
+		snprintf(buf, sizeof buf, "%" PRIu64 "-%" PRIu64, first, last);
 		append(o, a, json_string(buf));
 		return;
 	}
-	for (unsigned i = first; i <= last; i++)
+	for (uint64_t i = first; i <= last; i++)
 		append(o, a, integer(i));
 }
 
@@ -241,7 +243,7 @@ static json_t *pins_json(Out *o, const JhIrqchip *ic) {
 		if (on && first < 0)
 			first = (int)i;
 		if (!on && first >= 0) {
-			append_range(o, a, ic->pin_base + (unsigned)first, ic->pin_base + i - 1);
+			append_range(o, a, (uint64_t)ic->pin_base + (unsigned)first, (uint64_t)ic->pin_base + i - 1);
 			first = -1;
 		}
 	}
@@ -770,7 +772,9 @@ static int number_list(const In *in, const json_t *a, const char *path, AddFn ad
 			last = strtoull(s, &end, 0);
 			if (errno || end == s || *end || *s == '-' || last < first)
 				return bad(in, q, "\"%s\" is not a range A-B", json_string_value(v));
-		} else if ((r = number(in, v, q, UINT32_MAX, &first)) < 0) {
+		} else if ((r = number(in, v, q, UINT64_MAX, &first)) < 0) {
+			/* as wide as a range: each add function checks its own
+			 * bounds (an irqchip's pins may pass 2^32 - 1) */
 			return r;
 		} else {
 			last = first;
