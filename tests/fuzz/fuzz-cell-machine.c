@@ -181,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 			if (cell_machine_wants_cpu_times(&m, &health, now) && (b & 64)) {
 				obs.cpu_known = true;
 				obs.cpu_run_ns = u64(&in);
-				obs.cpu_wait_ns = (uint64_t)u32(&in) * 1000ULL;
+				obs.cpu_runnable = u8(&in) & 3;
 			}
 			ci.obs = ci.kind == CELL_INPUT_ADOPTED && !(b & 128) ? NULL : &obs;
 			break;
