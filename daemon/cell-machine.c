@@ -196,6 +196,7 @@ static uint64_t ms_ns(uint32_t ms) {
 static void hb_reset(CellMachine *m, uint64_t now) {
 	m->grace_at_ns = 0;
 	m->pre_from_ns = 0;
+	m->starving = false;
 	m->hb_beat_ns = now;
 	m->hb_valid = false;
 	m->hb_seq = 0;
@@ -738,9 +739,24 @@ static Verdict stall_verdict(Step *s, const CellObservation *o) {
 	 * enough for schedstat, whose counters move at scheduler ticks. */
 	m->pre_from_ns = 0;
 	if (from && o->cpu_known && !m->grace_at_ns && !daemon_late(s, o)) {
-		if (!starved_since(s, o, from, m->pre_run_ns, &ran) || s->now - m->hb_beat_ns > starve_cap_ns(s))
+		bool after = m->starving;
+		m->starving = false;
+		if (s->now - m->hb_beat_ns > starve_cap_ns(s))
 			return VERDICT_STUCK;
-		return starved(s, ran, s->now - from);
+		if (starved_since(s, o, from, m->pre_run_ns, &ran)) {
+			m->starving = true;
+			return starved(s, ran, s->now - from);
+		}
+		/* Back on a CPU after a starvation, the inmate catches up (its
+		 * ring-0 code is emulated here) before it beats again: one more
+		 * timeout, once. */
+		if (after) {
+			say(s, LOG_INFO, MSGID_CELL_HEALTH,
+			    "Cell \"%s\": no beat yet after host starvation; one more timeout to catch up", s->ctx->name);
+			m->hb_changed_ns = s->now;
+			return VERDICT_STARVED;
+		}
+		return VERDICT_STUCK;
 	}
 	/* wardend itself was late: the inmate gets one grace to beat. */
 	if (!m->grace_at_ns) {
@@ -857,6 +873,7 @@ static void on_sample(Step *s) {
 		m->hb_beat_ns = m->hb_changed_ns;
 		m->grace_at_ns = 0;
 		m->pre_from_ns = 0;
+		m->starving = false;
 	}
 	m->hb_inmate_state = o->istate;
 

@@ -407,7 +407,7 @@ static int patch_dtb(const JhCellConfig *cell, const JhLinuxInput *in, const JhL
 	unsigned acells, scells;
 	DtbPatch p = { .in = in->dtb };
 	size_t n_ram = 0, bufsize;
-	int r;
+	int r = 0;
 
 	if (in->dtb_size >= 4 && fdt_magic(in->dtb) != FDT_MAGIC)
 		return fail(err, err_size, -EINVAL,

@@ -441,7 +441,12 @@ class Daemon:
                 pass
         if hasattr(self, "logf"):
             self.logf.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # WARDEN_KEEP_TEST_DIRS=1 keeps them (the daemon's log, its state)
+        # for a post-mortem, e.g. of a sanitizer report.
+        if os.environ.get("WARDEN_KEEP_TEST_DIRS") == "1":
+            sys.stderr.write("# kept %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()

@@ -396,6 +396,13 @@ static void test_stall_cpu_starved_or_stuck(void **state) {
 	assert_int_equal(t.m.hb_changed_ns, t.now);
 	assert_non_null(find(&t, CELL_DO_LOG));
 
+	/* back on a CPU, it gets one more timeout to catch up, once */
+	stall_to_deadline(&t, t.now, 1, 9 * MS);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
+	assert_int_equal(t.m.starved, 1); /* not counted as starvation */
+	stall_to_deadline(&t, t.now, 1, 9 * MS);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
+
 	/* a hung vCPU that spins is runnable too, but it runs: stuck */
 	t_init(&t);
 	t_running(&t);
