@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
 #include <microhttpd.h>
 #include <systemd/sd-event.h>
 
@@ -113,6 +114,11 @@ struct HttpRequest {
 	HttpRequest *park_prev, *park_next;
 	HttpRequest *ready_next;
 	char tag[64]; /* the API's note on the request (an operation id) */
+	/* the SHA-256 of the body as it arrives, for Idempotency-Key
+	 * records: whatever the body's way (buffered, a sink, dropped) */
+	gnutls_hash_hd_t body_hash;
+	bool hashing, body_hashed;
+	uint8_t body_sha256[32];
 	/* a copy of the reply, for Idempotency-Key records */
 	bool capture;
 	unsigned cap_status;
@@ -230,6 +236,8 @@ static void request_free(HttpRequest *r) {
 	api_end(r->listener->http->manager, r);
 	if (r->has_sink && r->sink.abort)
 		r->sink.abort(r->sink.userdata);
+	if (r->hashing)
+		gnutls_hash_deinit(r->body_hash, NULL);
 	free(r->path);
 	free(r->body);
 	free(r->cap_body);
@@ -358,6 +366,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			return MHD_NO;
 		return MHD_YES;
 	}
+
+	if (*upload_data_size > 0 && r->hashing)
+		(void)gnutls_hash(r->body_hash, upload_data, *upload_data_size);
 
 	if (*upload_data_size > 0 && r->has_sink) {
 		size_t n = *upload_data_size;
@@ -762,6 +773,27 @@ const char *http_request_tag(const HttpRequest *r) {
 
 void http_request_capture(HttpRequest *r) {
 	r->capture = true;
+}
+
+int http_request_hash_body(HttpRequest *r) {
+	if (r->hashing || r->body_hashed)
+		return 0;
+	if (gnutls_hash_init(&r->body_hash, GNUTLS_DIG_SHA256) < 0)
+		return -EIO;
+	r->hashing = true;
+	return 0;
+}
+
+int http_request_body_sha256(HttpRequest *r, uint8_t ret[32]) {
+	if (r->hashing) {
+		gnutls_hash_deinit(r->body_hash, r->body_sha256);
+		r->hashing = false;
+		r->body_hashed = true;
+	}
+	if (!r->body_hashed)
+		return -ENODATA;
+	memcpy(ret, r->body_sha256, sizeof r->body_sha256);
+	return 0;
 }
 
 const char *http_request_captured(const HttpRequest *r, unsigned *ret_status, const char **ret_type, size_t *ret_len) {

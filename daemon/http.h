@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -88,6 +89,10 @@ const char *http_request_tag(const HttpRequest *r);
 /* Keep a copy of the reply to come (status, type, body). */
 void http_request_capture(HttpRequest *r);
 const char *http_request_captured(const HttpRequest *r, unsigned *ret_status, const char **ret_type, size_t *ret_len);
+/* Hash the body as it arrives (called before any of it is read), and
+ * its SHA-256 once it has all arrived: -ENODATA when it was not hashed. */
+int http_request_hash_body(HttpRequest *r);
+int http_request_body_sha256(HttpRequest *r, uint8_t ret[32]);
 /* A header added with http_reply_header(), or NULL. */
 const char *http_reply_header_get(const HttpRequest *r, const char *name);
 

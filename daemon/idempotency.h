@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Idempotency-Key records: the first response to a mutation with a key is
- * kept (STATE_DIR/idempotency/SHA256(KEY).json, written atomically before
- * the response leaves), so a retried ground command returns that response
- * and runs nothing twice. Records expire after api.idempotency_ttl_s.
+ * kept (STATE_DIR/idempotency/SHA256(PRINCIPAL NUL KEY).json, written
+ * atomically before the response leaves), so a retried ground command
+ * returns that response and runs nothing twice. A key belongs to the
+ * principal that sent it (a token's name, unix:uid=N): two principals'
+ * keys never meet. A record holds the request's method, path and the
+ * SHA-256 of its body, so that a key reused for another request is told
+ * apart (422) from a retry. Records expire after api.idempotency_ttl_s.
  */
 #pragma once
 
@@ -11,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "names.h"
 
 typedef struct Manager Manager;
@@ -24,14 +29,18 @@ typedef struct IdemRecord {
 	char etag[32];
 	char operation[48]; /* the operation the request started, or "" */
 	bool waited;        /* the request asked to ?wait= for it */
-	char *body;
+	/* the request's body; false in records written before bodies were
+	 * compared (see idempotency_lookup) */
+	bool has_request_sha256;
+	uint8_t request_sha256[SHA256_LEN];
+	char *body;         /* the response's */
 	size_t body_len;
 } IdemRecord;
 
 bool idempotency_key_is_valid(const char *key);
-/* 0 and the record, -ENOENT when unknown or expired. */
-int idempotency_lookup(Manager *m, const char *key, IdemRecord *ret);
-int idempotency_store(Manager *m, const char *key, const IdemRecord *rec);
+/* 0 and principal's record of key, -ENOENT when unknown or expired. */
+int idempotency_lookup(Manager *m, const char *principal, const char *key, IdemRecord *ret);
+int idempotency_store(Manager *m, const char *principal, const char *key, const IdemRecord *rec);
 void idem_record_clear(IdemRecord *rec);
 /* Drop expired records; returns how many went. */
 unsigned idempotency_prune(Manager *m);

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """wardend's HTTP front end under abuse: more connections than it takes,
 wake-ups from requests on the same listener, bytes that are not UTF-8,
-and the unix socket's mode from the moment it exists.
+the unix socket's mode from the moment it exists, Idempotency-Keys reused
+for other requests or by other principals.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -15,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import harness  # noqa: E402
-from harness import (Daemon, EventStream, Skip, demo_cell, poll, raw_request, raw_unix, require_kvm,  # noqa: E402
-                     run_tests, test)
+from harness import (Daemon, EventStream, Skip, content_digest, demo_cell, poll, raw_request, raw_unix,  # noqa: E402
+                     require_kvm, run_tests, test)
 
 CELL = demo_cell("alpha", "heartbeat.bin", cpu=1, autostart=False)
 
@@ -244,6 +246,95 @@ def _mode(path):
         return None
     assert stat.S_ISSOCK(st.st_mode), st
     return stat.S_IMODE(st.st_mode)
+
+
+# --- Idempotency-Key: the body, the principal, old records ------------------
+
+
+def spec(name, i):
+    return demo_cell(name, "heartbeat.bin", cpu=1, autostart=False, phys=0x40000000 + i * 0x400000,
+                     comm_phys=0x7f000000 + i * 0x1000)
+
+
+@test
+def idempotency_key_with_another_body_is_422():
+    """The IETF Idempotency-Key draft: the same key with another payload is
+    a client error (422), not a retry that replays the first answer and
+    drops the second request."""
+    with Daemon({"cells": []}) as d:
+        key = {"Idempotency-Key": "create-1"}
+        r1 = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r1.status == 201 and "Idempotent-Replayed" not in r1.headers, r1
+        r = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r1.body, r
+        p = problem(d.post("/cells", body=spec("delta", 2), headers=key), 422)
+        assert "create-1" in p["detail"] and "another body" in p["detail"], p
+        assert d.get("/cells/delta").status == 404
+        # the same bytes again are still the retry, also after a restart
+        d.restart()
+        r = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r1.body, r
+        problem(d.post("/cells", body=spec("delta", 2), headers=key), 422)
+        # an upload's body is compared as well, streamed as it is
+        data = os.urandom(40000)
+        up = {"Idempotency-Key": "up-1"}
+        r1 = d.upload("beta", "app.bin", data, headers=up)
+        assert r1.status == 201, r1
+        r = d.upload("beta", "app.bin", data, headers=up)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true", r
+        other = os.urandom(40000)
+        p = problem(d.upload("beta", "app.bin", other, headers=up), 422)
+        assert "another body" in p["detail"], p
+        with open(os.path.join(d.images_dir("beta"), "app.bin"), "rb") as f:
+            assert f.read() == data
+        assert "422 refused: Idempotency-Key reused with another body" in d.log(), d.log()[-2000:]
+
+
+@test
+def idempotency_keys_are_per_principal():
+    """Two principals that happen to pick the same key make two requests:
+    neither gets the other's stored answer, nor a 409 for the other's
+    request in progress."""
+    with Daemon({"cells": []}) as d:
+        key = {"Idempotency-Key": "same-key"}
+        # unix:uid=N
+        r1 = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r1.status == 201, r1
+        # the token "ops", another body: its own request, not a 422
+        r2 = d.post("/cells", body=spec("delta", 2), headers=key, tcp=True)
+        assert r2.status == 201 and "Idempotent-Replayed" not in r2.headers, r2
+        assert r2.json()["name"] == "delta", r2
+        # and each one's retry gets its own answer
+        r = d.post("/cells", body=spec("delta", 2), headers=key, tcp=True)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r2.body, r
+        r = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r1.body, r
+        # the same key on another path is still each one's own
+        r = d.request("DELETE", "/cells/beta", headers=key, tcp=True)
+        problem(r, 422)
+        assert d.get("/cells/beta").status == 200
+
+
+@test
+def idempotency_records_from_before_the_upgrade_still_replay():
+    """A record written before bodies and principals were kept (no
+    "version") is still replayed for a retry across the upgrade, matching
+    on method and path only, for any principal."""
+    with Daemon({"cells": []}) as d:
+        key = "legacy-1"
+        rec = {"key": key, "method": "POST", "path": "/cells", "status": 201, "content_type": "application/json",
+               "location": "/cells/old", "etag": '"1"', "operation": "", "body": '{"legacy":true}\n',
+               "created_s": int(time.time()), "waited": False}
+        os.makedirs(os.path.join(d.state_dir, "idempotency"), exist_ok=True)
+        with open(os.path.join(d.state_dir, "idempotency", hashlib.sha256(key.encode()).hexdigest() + ".json"),
+                  "w") as f:
+            json.dump(rec, f)
+        for tcp, i in ((False, 1), (True, 2)):
+            r = d.post("/cells", body=spec("new%d" % i, i), headers={"Idempotency-Key": key}, tcp=tcp)
+            assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true", r
+            assert r.json() == {"legacy": True} and r.headers.get("Location") == "/cells/old", r
+        problem(d.request("DELETE", "/cells/old", headers={"Idempotency-Key": key}), 422)
+        assert d.get("/cells").json() == [], d.get("/cells").json()
 
 
 if __name__ == "__main__":
