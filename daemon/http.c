@@ -110,6 +110,7 @@ struct HttpRequest {
 	bool suspended;
 	bool resumed;
 	void (*on_resume)(HttpRequest *r, void *userdata);
+	void (*resume_free)(void *userdata);
 	void *resume_userdata;
 	HttpRequest *park_prev, *park_next;
 	HttpRequest *ready_next;
@@ -234,6 +235,11 @@ static void request_free(HttpRequest *r) {
 		return;
 	upload_unlink(r);
 	api_end(r->listener->http->manager, r);
+	/* Parked, then resumed for a client that had gone: libmicrohttpd
+	 * closes such a connection without calling us again, so on_resume
+	 * never took its userdata over. */
+	if (r->on_resume && r->resume_free)
+		r->resume_free(r->resume_userdata);
 	if (r->has_sink && r->sink.abort)
 		r->sink.abort(r->sink.userdata);
 	if (r->hashing)
@@ -352,12 +358,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	}
 
 	if (r->suspended) {
-		/* resumed: the waiter replies now */
+		void (*resume)(HttpRequest *, void *) = r->on_resume;
+		void *userdata = r->resume_userdata;
+
+		/* resumed: the waiter replies now, and owns its userdata again
+		 * (it may park the request anew) */
 		r->suspended = false;
+		r->on_resume = NULL;
+		r->resume_free = NULL;
+		r->resume_userdata = NULL;
 		/* Also when wardend is going down: the waiter answers with what
 		 * it has (an operation still running is a 202). */
-		if (r->on_resume)
-			r->on_resume(r, r->resume_userdata);
+		if (resume)
+			resume(r, userdata);
 		else if (l->http->closing)
 			http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
 		/* The handler may have parked it again (a ?wait request). */
@@ -421,7 +434,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	 * (32 /metrics scrapes are 100 ms of work), and a doorbell or a
 	 * heartbeat deadline must not wait for the whole batch. Each complete
 	 * request waits, parked, for its own turn of the loop. */
-	http_request_suspend(r, on_ready_resumed, NULL);
+	http_request_suspend(r, on_ready_resumed, NULL, NULL);
 	if (l->http->ready_tail)
 		l->http->ready_tail->ready_next = r;
 	else
@@ -872,9 +885,11 @@ size_t http_request_sink_size(const HttpRequest *r, bool *ret_too_large, int *re
 	return r->sink_size;
 }
 
-void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata), void *userdata) {
+void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata),
+                          void (*free_userdata)(void *userdata), void *userdata) {
 	Http *h = r->listener->http;
 	r->on_resume = on_resume;
+	r->resume_free = free_userdata;
 	r->resume_userdata = userdata;
 	r->suspended = true;
 	r->resumed = false;

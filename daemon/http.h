@@ -97,9 +97,11 @@ int http_request_body_sha256(HttpRequest *r, uint8_t ret[32]);
 const char *http_reply_header_get(const HttpRequest *r, const char *name);
 
 /* Park a request that waits (?wait=): the loop goes on. After
- * http_request_resume(), on_resume runs inside libmicrohttpd's handler and
- * must reply. */
-void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata), void *userdata);
+ * http_request_resume(), on_resume runs inside libmicrohttpd's handler,
+ * must reply, and takes userdata over. When the client has gone by then,
+ * on_resume is not called and free_userdata(userdata) is, if not NULL. */
+void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata),
+                          void (*free_userdata)(void *userdata), void *userdata);
 void http_request_resume(HttpRequest *r);
 
 /* Token table: check a bearer token, filling name and role. */

@@ -8,8 +8,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -247,6 +249,60 @@ def _mode(path):
     assert stat.S_ISSOCK(st.st_mode), st
     return stat.S_IMODE(st.st_mode)
 
+
+# --- parked requests whose client left ---------------------------------------
+
+
+def sanitized_wardend():
+    """A wardend built with AddressSanitizer, whose LeakSanitizer reports
+    at exit: WARDEN_ASAN_WARDEND, or the one under test if it is one."""
+    for path in (os.environ.get("WARDEN_ASAN_WARDEND"), harness.WARDEND):
+        if not path:
+            continue
+        try:
+            out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if "libasan" in out:
+            return path
+    return None
+
+
+@test
+def abandoned_waits_leak_nothing():
+    """A request parked with ?wait= whose client has gone is closed by
+    libmicrohttpd without the waiter being called again: its ticket (64
+    bytes) was lost each time."""
+    require_kvm()
+    asan = sanitized_wardend()
+    if not asan:
+        raise Skip("needs wardend built with -Db_sanitize=address (set WARDEN_ASAN_WARDEND or use such a build)")
+    saved = harness.WARDEND
+    harness.WARDEND = asan
+    d = Daemon({"root_cpus": [0], "cells": [hung_cell()], "api": {"image_dirs": [harness.DEMOS]}}, tcp=False,
+               env={"ASAN_OPTIONS": "detect_leaks=1:exitcode=0"})
+    try:
+        d.start()
+        d.wait_state("hung", "running", 30)
+        assert d.post("/cells/hung/inject", body={"fault": "hang"}).status == 202
+        d.wait_state("hung", "failed", 30)
+        r = d.post("/cells/hung/shutdown")
+        assert r.status == 202 and r.json()["phase"] == "running", r
+        op = r.json()["operation"].encode()
+        for _ in range(4):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.sock)
+            s.sendall(b"GET /operations/" + op + b"?wait=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.05)
+            s.close()
+        assert d.get("/health").status == 200
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(60)
+        log = d.log()
+        assert "LeakSanitizer" not in log, log[log.find("LeakSanitizer") - 10:][:3000]
+    finally:
+        harness.WARDEND = saved
+        d.cleanup()
 
 # --- Idempotency-Key: the body, the principal, old records ------------------
 
