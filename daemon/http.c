@@ -273,6 +273,95 @@ static bool path_is_sane(const char *p) {
 	return strstr(p, "//") == NULL && strstr(p, "/../") == NULL && strstr(p, "/./") == NULL;
 }
 
+/* What libmicrohttpd lets through and RFC 9112 does not, counted over
+ * every header line (MHD_lookup_connection_value() sees the first only). */
+typedef struct HeaderCheck {
+	unsigned n_host, n_te;
+	bool has_length, length_conflict;
+	unsigned long long length;
+} HeaderCheck;
+
+static enum MHD_Result on_header_check(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+	HeaderCheck *hc = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		hc->n_host++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		hc->n_te++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		/* RFC 9110, 8.6: the same value repeated (in lines or as a
+		 * list) is one length; anything else cannot frame a body. */
+		const char *p = value ? value : "";
+		for (;;) {
+			char *end;
+			unsigned long long v;
+			while (*p == ' ' || *p == '	')
+				p++;
+			if (*p < '0' || *p > '9') {
+				hc->length_conflict = true;
+				break;
+			}
+			errno = 0;
+			v = strtoull(p, &end, 10);
+			if (errno != 0 || (hc->has_length && v != hc->length))
+				hc->length_conflict = true;
+			hc->has_length = true;
+			hc->length = v;
+			p = end;
+			while (*p == ' ' || *p == '	')
+				p++;
+			if (*p == 0)
+				break;
+			if (*p != ',') {
+				hc->length_conflict = true;
+				break;
+			}
+			p++;
+		}
+	}
+	return MHD_YES;
+}
+
+/* The request's framing and header, checked before anything else reads
+ * them: false when a problem was sent. The connection is closed after it,
+ * as a body that cannot be framed cannot be skipped. */
+static bool request_framing_is_sane(HttpRequest *r, const char *version) {
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	size_t limit = r->listener->http->limits.max_header_bytes;
+	HeaderCheck hc = { 0 };
+
+	/* libmicrohttpd bounds the header only by its memory pool, which
+	 * also holds what it parses and the response: the documented limit is
+	 * ours, and the pool (four times the limit) leaves room to say so. A
+	 * header past the pool gets libmicrohttpd's own 431. */
+	if (ci && ci->header_size > limit) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 431, NULL, "the request header is %zu bytes; the limit is %zu (limits.max_header_bytes)",
+		                   ci->header_size, limit);
+		return false;
+	}
+	MHD_get_connection_values(r->connection, MHD_HEADER_KIND, on_header_check, &hc);
+	if (hc.length_conflict) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 400, NULL, "conflicting or malformed Content-Length headers");
+		return false;
+	}
+	if (hc.has_length && hc.n_te > 0) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 400, NULL, "a request with both Transfer-Encoding and Content-Length");
+		return false;
+	}
+	/* RFC 9112, 3.2: a 400 for HTTP/1.1 without exactly one Host. */
+	if (hc.n_host > 1 || (hc.n_host == 0 && version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 400, NULL, "an HTTP/1.1 request needs exactly one Host header (RFC 9112, 3.2)");
+		return false;
+	}
+	return true;
+}
+
 /* Who is asking: the peer's uid on the unix socket, a token's name on TCP. */
 static void request_identify(HttpRequest *r) {
 	Http *h = r->listener->http;
@@ -312,7 +401,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	Listener *l = cls;
 	HttpRequest *r = *con_cls;
 
-	(void)version;
 	if (!r) {
 		const char *cl;
 		r = calloc(1, sizeof *r);
@@ -337,6 +425,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			                   l->http->limits.max_connections);
 			return MHD_YES;
 		}
+		if (!request_framing_is_sane(r, version))
+			return MHD_YES;
 		request_identify(r);
 		if (!path_is_sane(r->path)) {
 			http_reply_problem(r, 400, "Bad Request", "malformed request path");
@@ -602,7 +692,14 @@ int http_listen_fd(Http *h, int fd) {
 	}
 
 	/* External epoll, no threads: MHD's epoll fd becomes one of our
-	 * event sources. Suspend/resume is for requests that wait. */
+	 * event sources. Suspend/resume is for requests that wait.
+	 *
+	 * What libmicrohttpd refuses before on_request() (a header past its
+	 * memory pool, a malformed request line or Content-Length, an HTTP
+	 * version it does not speak, broken chunking) it answers with fixed
+	 * HTML bodies of its own, or by closing: 0.9.x has no option or
+	 * callback for those responses, so they cannot be problem+json. What
+	 * it lets through is checked in request_framing_is_sane() instead. */
 	struct MHD_OptionItem tls_opts[] = {
 		{ MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert },
 		{ MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key },
@@ -613,7 +710,7 @@ int http_listen_fd(Http *h, int fd) {
 	                          0, NULL, NULL, on_request, l,
 	                          MHD_OPTION_ARRAY, l->tls ? tls_opts : tls_opts + 2,
 	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 2,
+	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 4,
 	                          MHD_OPTION_CONNECTION_LIMIT,
 	                          (unsigned)h->limits.max_connections + HTTP_OVERFLOW_CONNECTIONS,
 	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
@@ -1075,6 +1172,7 @@ static const char *status_title(unsigned status) {
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
 	case 422: return "Unprocessable Content";
+	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
 	default: return "Error";

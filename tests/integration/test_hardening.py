@@ -209,6 +209,60 @@ def invalid_utf8_gets_an_answer():
         assert d.get("/health").status == 200
 
 
+# --- framing and header limits -----------------------------------------------
+
+
+@test
+def framing_that_rfc_9112_refuses_is_400():
+    """Two different Content-Length headers, both Content-Length and
+    Transfer-Encoding, an HTTP/1.1 request without Host or with two: each a
+    400 problem, and the connection closes (the body cannot be framed)."""
+    with Daemon({"cells": []}) as d:
+        def ask(head, body=b"", tcp=True):
+            data = head + b"Connection: close\r\n\r\n" + body
+            return raw_request(d.port, data) if tcp else raw_unix(d.sock, data)
+        post = b"POST /cells HTTP/1.1\r\nHost: x\r\n" + auth(d)
+        for tcp in (True, False):
+            p = raw_problem(ask(post + b"Content-Length: 2\r\nContent-Length: 3\r\n", b"{}x", tcp), 400)
+            assert "Content-Length" in p["detail"], p
+            # a list libmicrohttpd refuses by itself, with its own body
+            assert ask(post + b"Content-Length: 2, 3\r\n", b"{}x", tcp)[0] == 400
+            raw_problem(ask(post + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", b"{}", tcp), 400)
+            st, hdr, _ = ask(post + b"Content-Length: 2\r\nContent-Length: 3\r\n", b"{}x", tcp)
+            assert hdr.get("connection") == "close", hdr
+            # the same length twice is one length (RFC 9110, 8.6): the spec is judged
+            raw_problem(ask(post + b"Content-Length: 2\r\nContent-Length: 2\r\n", b"{}", tcp), 422)
+            p = raw_problem(ask(b"GET /health HTTP/1.1\r\n" + auth(d), tcp=tcp), 400)
+            assert "Host" in p["detail"], p
+            raw_problem(ask(b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n" + auth(d), tcp=tcp), 400)
+            # HTTP/1.0 has no Host to require
+            st, _, _ = ask(b"GET /health HTTP/1.0\r\n" + auth(d), tcp=tcp)
+            assert st == 200, st
+        assert d.get("/health").status == 200
+
+
+@test
+def header_limit_is_enforced_exactly():
+    """limits.max_header_bytes counts the request line, the header lines and
+    the empty line: one byte over is a 431 problem. libmicrohttpd's own
+    bound (its memory pool, twice the limit) let a 20 KiB header through a
+    16 KiB limit."""
+    with Daemon({"cells": []}) as d:
+        big = b"GET /health HTTP/1.1\r\nHost: x\r\n" + auth(d) + b"X-Big: " + b"a" * 20480 + b"\r\n"
+        p = raw_problem(raw_request(d.port, big + b"Connection: close\r\n\r\n"), 431)
+        assert "16384" in p["detail"] and "max_header_bytes" in p["detail"], p
+        assert p["title"] == "Request Header Fields Too Large", p
+    with Daemon({"cells": [], "limits": {"max_header_bytes": 1024}}, tcp=False) as d:
+        base = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: \r\n\r\n"
+        for total, status in ((1023, 200), (1024, 200), (1025, 431), (2000, 431)):
+            req = base.replace(b"X-Pad: ", b"X-Pad: " + b"a" * (total - len(base)))
+            assert len(req) == total
+            st = raw_unix(d.sock, req)
+            if status == 200:
+                assert st[0] == 200, (total, st)
+            else:
+                raw_problem(st, 431)
+
 # --- the unix socket's mode ------------------------------------------------
 
 
