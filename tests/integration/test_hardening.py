@@ -358,6 +358,80 @@ def abandoned_waits_leak_nothing():
         harness.WARDEND = saved
         d.cleanup()
 
+# --- sockets passed by systemd and configured listeners ----------------------
+
+PASS_WRAPPER = r"""#!/usr/bin/env python3
+# What systemd does for wardend.socket: bind the unix socket, pass it as
+# fd 3 (LISTEN_FDS=1, LISTEN_PID=the daemon's), exec wardend.
+import os, socket, sys
+path, wardend = os.environ["WARDEN_TEST_PASS_UNIX"], os.environ["WARDEN_TEST_WARDEND"]
+args = sys.argv[1:]
+if os.environ.get("WARDEN_TEST_DROP_LISTEN"):
+    kept = []
+    while args:
+        a = args.pop(0)
+        if a == "--listen":
+            args.pop(0)
+        else:
+            kept.append(a)
+    args = kept
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(16)
+if s.fileno() == 3:
+    os.set_inheritable(3, True)
+else:
+    os.dup2(s.fileno(), 3)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(wardend, [wardend] + args)
+"""
+
+
+def passed_socket_daemon(config, drop_listen):
+    tmp = tempfile.mkdtemp(prefix="warden-test-passfd-")
+    wrapper = os.path.join(tmp, "wardend")
+    with open(wrapper, "w") as f:
+        f.write(PASS_WRAPPER)
+    os.chmod(wrapper, 0o755)
+    d = Daemon(config)
+    d.env = {"WARDEN_TEST_PASS_UNIX": d.sock, "WARDEN_TEST_WARDEND": harness.WARDEND}
+    if drop_listen:
+        d.env["WARDEN_TEST_DROP_LISTEN"] = "1"
+    return d, wrapper, tmp
+
+
+@test
+def passed_sockets_and_configured_listeners_compose():
+    """wardend.service requires wardend.socket, so systemd always passes the
+    unix socket; the configured TCP listener (the API over the network,
+    /metrics) must exist as well. A configured unix listener on the passed
+    socket's path is that socket, not a second bind that would unlink it."""
+    for drop_listen in (False, True):
+        d, wrapper, tmp = passed_socket_daemon({"cells": []}, drop_listen)
+        other = os.path.join(d.dir, "other.sock")
+        if drop_listen:
+            # the config's listeners, not the command line's
+            d.config["listen"] = ["unix:" + d.sock, "unix:" + other, "tcp:127.0.0.1:%d" % d.port]
+        saved = harness.WARDEND
+        harness.WARDEND = wrapper
+        try:
+            d.start()
+            h = d.get("/health").json()
+            want = ["unix:" + d.sock, "tcp:127.0.0.1:%d" % d.port] + (["unix:" + other] if drop_listen else [])
+            assert sorted(h["listeners"]) == sorted(want), (h["listeners"], want)
+            r = d.get("/health", tcp=True)
+            assert r.status == 200 and r.json()["status"] == "ok", r
+            assert d.get("/metrics", tcp=True).status == 200
+            if drop_listen:
+                st, _, _ = raw_unix(other, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert st == 200, st
+            assert "as the socket systemd passed" in d.log(), d.log()[-2000:]
+        finally:
+            harness.WARDEND = saved
+            d.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
 # --- Idempotency-Key: the body, the principal, old records ------------------
 
 
