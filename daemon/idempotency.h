@@ -29,8 +29,8 @@ typedef struct IdemRecord {
 	char etag[32];
 	char operation[48]; /* the operation the request started, or "" */
 	bool waited;        /* the request asked to ?wait= for it */
-	/* the request's body; false in records written before bodies were
-	 * compared (see idempotency_lookup) */
+	/* the SHA-256 of the request's body; none in records written before
+	 * bodies were compared (see idempotency_lookup) */
 	bool has_request_sha256;
 	uint8_t request_sha256[SHA256_LEN];
 	char *body;         /* the response's */
