@@ -65,6 +65,13 @@ static void metrics_job_done(const BackendCompletion *d, void *userdata) {
 	http_request_resume(j->request);
 }
 
+static void metrics_job_free(void *userdata) {
+	MetricsJob *j = userdata;
+	free(j->text);
+	metrics_snapshot_free(j->snapshot);
+	free(j);
+}
+
 static void metrics_job_reply(HttpRequest *r, void *userdata) {
 	MetricsJob *j = userdata;
 
@@ -74,9 +81,7 @@ static void metrics_job_reply(HttpRequest *r, void *userdata) {
 		http_reply_problem(r, 500, NULL, "rendering metrics failed: %s", strerror(-j->result));
 	else
 		http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", TAKE_PTR(j->text), j->size);
-	free(j->text);
-	metrics_snapshot_free(j->snapshot);
-	free(j);
+	metrics_job_free(j);
 }
 
 void route_metrics(Manager *m, HttpRequest *r) {
@@ -98,5 +103,5 @@ void route_metrics(Manager *m, HttpRequest *r) {
 		http_reply_problem(r, 500, NULL, "rendering metrics failed: %s", strerror(-k));
 		return;
 	}
-	http_request_suspend(r, metrics_job_reply, j);
+	http_request_suspend(r, metrics_job_reply, metrics_job_free, j);
 }

@@ -56,6 +56,14 @@ static void upload_job_done(const BackendCompletion *d, void *userdata) {
 	http_request_resume(j->request);
 }
 
+/* The client left before the answer: what was stored stays stored. */
+static void upload_job_free(void *userdata) {
+	UploadJob *j = userdata;
+	if (j->upload)
+		upload_abort(j->upload);
+	free(j);
+}
+
 static void upload_job_reply(HttpRequest *r, void *userdata) {
 	UploadJob *j = userdata;
 
@@ -122,7 +130,7 @@ void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) {
 		http_reply_problem(r, 500, NULL, "storing the image failed: %s", strerror(-k));
 		return;
 	}
-	http_request_suspend(r, upload_job_reply, j);
+	http_request_suspend(r, upload_job_reply, upload_job_free, j);
 }
 
 void route_image_delete(Manager *m, Cell *c, const char *file, HttpRequest *r) {

@@ -299,10 +299,12 @@ static void discard_abort(void *userdata) {
 }
 
 /* Idempotency-Keys of requests being received or handled, so that a
- * retry racing its original is refused rather than run twice. */
+ * retry racing its original is refused rather than run twice. Keys are
+ * the principal's own, here as on disk. */
 struct Api {
 	struct {
 		const void *request;
+		char principal[64];
 		char key[129];
 	} inflight[64];
 };
@@ -321,9 +323,11 @@ Api *api_free(Api *a) {
 }
 
 static bool inflight_add(Api *a, HttpRequest *r, const char *key) {
+	const char *principal = http_request_principal(r);
 	size_t free_slot = ELEMENTSOF(a->inflight);
 	for (size_t i = 0; i < ELEMENTSOF(a->inflight); i++) {
-		if (a->inflight[i].request && strcmp(a->inflight[i].key, key) == 0) {
+		if (a->inflight[i].request && strcmp(a->inflight[i].key, key) == 0 &&
+		    strcmp(a->inflight[i].principal, principal) == 0) {
 			http_reply_problem(r, 409, "Conflict",
 			                   "a request with Idempotency-Key \"%s\" is still in progress; retry when it has "
 			                   "been answered", key);
@@ -337,6 +341,7 @@ static bool inflight_add(Api *a, HttpRequest *r, const char *key) {
 		return false;
 	}
 	a->inflight[free_slot].request = r;
+	snprintf(a->inflight[free_slot].principal, sizeof a->inflight[free_slot].principal, "%s", principal);
 	snprintf(a->inflight[free_slot].key, sizeof a->inflight[free_slot].key, "%s", key);
 	return true;
 }
@@ -382,12 +387,19 @@ void api_begin(Manager *m, HttpRequest *r) {
 			http_reply_problem(r, 400, NULL, "Idempotency-Key must be " IDEMPOTENCY_KEY_RULE);
 			return;
 		}
-		if (idempotency_lookup(m, key, &rec) == 0) {
+		/* Before a byte of the body: a retry is told from another
+		 * request by its body too (see api_handle). */
+		if (http_request_hash_body(r) < 0) {
+			http_reply_problem(r, 500, NULL, "cannot hash the request body");
+			return;
+		}
+		if (idempotency_lookup(m, http_request_principal(r), key, &rec) == 0) {
 			IdemRecord *keep;
 			if (strcmp(rec.method, http_request_method(r)) != 0 || strcmp(rec.path, path) != 0) {
 				http_reply_problem(r, 422, NULL,
 				                   "Idempotency-Key \"%s\" was used for %s %s; use a new key for a new request",
 				                   key, rec.method, rec.path);
+				audit(r, cell_of_path(path, cbuf), "422 refused: Idempotency-Key reused for another request");
 				idem_record_clear(&rec);
 				return;
 			}
@@ -480,10 +492,15 @@ void api_answered(Manager *m, HttpRequest *r) {
 	/* Store the first answer before it leaves, unless the server failed:
 	 * a 5xx is worth retrying. */
 	if (key && status < 500) {
-		IdemRecord rec = { .status = status, .body = (char *)body, .body_len = len };
+		IdemRecord rec = { .status = status, .body = (char *)body, .body_len = len, .has_request_sha256 = true };
 		const char *loc = http_reply_header_get(r, "Location"), *etag = http_reply_header_get(r, "ETag");
 		int k;
 
+		if ((k = http_request_body_sha256(r, rec.request_sha256)) < 0) {
+			log_warning_errno(k, "Failed to hash the body of %s %s for its Idempotency-Key record: %m",
+			                  http_request_method(r), http_request_path(r));
+			goto done;
+		}
 		snprintf(rec.method, sizeof rec.method, "%s", http_request_method(r));
 		snprintf(rec.path, sizeof rec.path, "%s", http_request_path(r));
 		snprintf(rec.content_type, sizeof rec.content_type, "%s", type);
@@ -494,11 +511,12 @@ void api_answered(Manager *m, HttpRequest *r) {
 		snprintf(rec.etag, sizeof rec.etag, "%s", etag ? etag : "");
 		snprintf(rec.operation, sizeof rec.operation, "%s", http_request_tag(r));
 		rec.waited = http_request_query(r, "wait") != NULL;
-		k = idempotency_store(m, key, &rec);
+		k = idempotency_store(m, http_request_principal(r), key, &rec);
 		if (k < 0)
 			log_warning_errno(k, "Failed to store the Idempotency-Key record for %s %s: %m",
 			                  http_request_method(r), http_request_path(r));
 	}
+done:
 	/* Answered (or stored): a retry now gets the record, not a 409. */
 	inflight_remove(manager_api(m), r);
 }
@@ -508,10 +526,25 @@ void api_handle(Manager *m, HttpRequest *r) {
 
 	if (strcmp(http_request_tag(r), "replay") == 0) {
 		IdemRecord *rec = http_request_sink_userdata(r);
+		uint8_t h[SHA256_LEN];
 		http_request_clear_sink(r);
 		http_request_set_tag(r, "");
-		replay(m, r, rec);
-		audit(r, cell_of_path(http_request_path(r), cbuf), "replayed the stored response (Idempotency-Key)");
+		/* The IETF Idempotency-Key draft: the same key with another
+		 * payload is a client error, not a retry. A version 1 record has
+		 * no body hash and matches on method and path alone. */
+		if (rec->has_request_sha256 &&
+		    (http_request_body_sha256(r, h) < 0 || memcmp(h, rec->request_sha256, sizeof h) != 0)) {
+			http_reply_problem(r, 422, NULL,
+			                   "Idempotency-Key \"%s\" was used for %s %s with another body; use a new key "
+			                   "for a new request", http_request_header(r, "Idempotency-Key"), rec->method,
+			                   rec->path);
+			audit(r, cell_of_path(http_request_path(r), cbuf),
+			      "422 refused: Idempotency-Key reused with another body");
+		} else {
+			replay(m, r, rec);
+			audit(r, cell_of_path(http_request_path(r), cbuf),
+			      "replayed the stored response (Idempotency-Key)");
+		}
 		discard_abort(rec);
 		return;
 	}

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
 #include <microhttpd.h>
 #include <systemd/sd-event.h>
 
@@ -121,10 +122,16 @@ struct HttpRequest {
 	bool suspended;
 	bool resumed;
 	void (*on_resume)(HttpRequest *r, void *userdata);
+	void (*resume_free)(void *userdata);
 	void *resume_userdata;
 	HttpRequest *park_prev, *park_next;
 	HttpRequest *ready_next;
 	char tag[64]; /* the API's note on the request (an operation id) */
+	/* the SHA-256 of the body as it arrives, for Idempotency-Key
+	 * records: whatever the body's way (buffered, a sink, dropped) */
+	gnutls_hash_hd_t body_hash;
+	bool hashing, body_hashed;
+	uint8_t body_sha256[32];
 	/* a copy of the reply, for Idempotency-Key records */
 	bool capture;
 	unsigned cap_status;
@@ -241,8 +248,15 @@ static void request_free(HttpRequest *r) {
 		return;
 	upload_unlink(r);
 	api_end(r->listener->http->manager, r);
+	/* Parked, then resumed for a client that had gone: libmicrohttpd
+	 * closes such a connection without calling us again, so on_resume
+	 * never took its userdata over. */
+	if (r->on_resume && r->resume_free)
+		r->resume_free(r->resume_userdata);
 	if (r->has_sink && r->sink.abort)
 		r->sink.abort(r->sink.userdata);
+	if (r->hashing)
+		gnutls_hash_deinit(r->body_hash, NULL);
 	free(r->path);
 	free(r->body);
 	free(r->cap_body);
@@ -283,6 +297,95 @@ static bool path_is_sane(const char *p) {
 	return strstr(p, "//") == NULL && strstr(p, "/../") == NULL && strstr(p, "/./") == NULL;
 }
 
+/* What libmicrohttpd lets through and RFC 9112 does not, counted over
+ * every header line (MHD_lookup_connection_value() sees the first only). */
+typedef struct HeaderCheck {
+	unsigned n_host, n_te;
+	bool has_length, length_conflict;
+	unsigned long long length;
+} HeaderCheck;
+
+static enum MHD_Result on_header_check(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+	HeaderCheck *hc = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		hc->n_host++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		hc->n_te++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		/* RFC 9110, 8.6: the same value repeated (in lines or as a
+		 * list) is one length; anything else cannot frame a body. */
+		const char *p = value ? value : "";
+		for (;;) {
+			char *end;
+			unsigned long long v;
+			while (*p == ' ' || *p == '	')
+				p++;
+			if (*p < '0' || *p > '9') {
+				hc->length_conflict = true;
+				break;
+			}
+			errno = 0;
+			v = strtoull(p, &end, 10);
+			if (errno != 0 || (hc->has_length && v != hc->length))
+				hc->length_conflict = true;
+			hc->has_length = true;
+			hc->length = v;
+			p = end;
+			while (*p == ' ' || *p == '	')
+				p++;
+			if (*p == 0)
+				break;
+			if (*p != ',') {
+				hc->length_conflict = true;
+				break;
+			}
+			p++;
+		}
+	}
+	return MHD_YES;
+}
+
+/* The request's framing and header, checked before anything else reads
+ * them: false when a problem was sent. The connection is closed after it,
+ * as a body that cannot be framed cannot be skipped. */
+static bool request_framing_is_sane(HttpRequest *r, const char *version) {
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	size_t limit = r->listener->http->limits.max_header_bytes;
+	HeaderCheck hc = { 0 };
+
+	/* libmicrohttpd bounds the header only by its memory pool, which
+	 * also holds what it parses and the response: the documented limit is
+	 * ours, and the pool (four times the limit) leaves room to say so. A
+	 * header past the pool gets libmicrohttpd's own 431. */
+	if (ci && ci->header_size > limit) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 431, NULL, "the request header is %zu bytes; the limit is %zu (limits.max_header_bytes)",
+		                   ci->header_size, limit);
+		return false;
+	}
+	MHD_get_connection_values(r->connection, MHD_HEADER_KIND, on_header_check, &hc);
+	if (hc.length_conflict) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 400, NULL, "conflicting or malformed Content-Length headers");
+		return false;
+	}
+	if (hc.has_length && hc.n_te > 0) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 400, NULL, "a request with both Transfer-Encoding and Content-Length");
+		return false;
+	}
+	/* RFC 9112, 3.2: a 400 for HTTP/1.1 without exactly one Host. */
+	if (hc.n_host > 1 || (hc.n_host == 0 && version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)) {
+		http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(r, 400, NULL, "an HTTP/1.1 request needs exactly one Host header (RFC 9112, 3.2)");
+		return false;
+	}
+	return true;
+}
+
 /* Who is asking: the peer's uid on the unix socket, a token's name on TCP. */
 static void request_identify(HttpRequest *r) {
 	Http *h = r->listener->http;
@@ -318,11 +421,14 @@ static void request_identify(HttpRequest *r) {
 
 /* The headers are in: who is asking, and whether the API refuses the
  * request before its body is read. */
-static void request_begin(HttpRequest *r) {
+static void request_begin(HttpRequest *r, const char *version) {
 	Http *h = r->listener->http;
 	const char *cl;
 	size_t limit;
 
+	/* A test seam's request has no connection to read the framing of. */
+	if (!r->test && !request_framing_is_sane(r, version))
+		return;
 	request_identify(r);
 	if (!path_is_sane(r->path)) {
 		http_reply_problem(r, 400, "Bad Request", "malformed request path");
@@ -345,6 +451,8 @@ static void request_begin(HttpRequest *r) {
 static int request_take_body(HttpRequest *r, const char *data, size_t n) {
 	Http *h = r->listener->http;
 
+	if (r->hashing)
+		(void)gnutls_hash(r->body_hash, data, n);
 	if (r->has_sink) {
 		if (!r->replied && !r->body_too_large && r->sink_error == 0) {
 			if (r->sink_size + n > r->sink.max_bytes)
@@ -391,13 +499,20 @@ static int request_complete(HttpRequest *r) {
 	return 1;
 }
 
-/* Resumed: the waiter replies now. */
+/* Resumed: the waiter replies now, and owns its userdata again (it may
+ * park the request anew). */
 static int request_resumed(HttpRequest *r) {
+	void (*resume)(HttpRequest *, void *) = r->on_resume;
+	void *userdata = r->resume_userdata;
+
 	r->suspended = false;
+	r->on_resume = NULL;
+	r->resume_free = NULL;
+	r->resume_userdata = NULL;
 	/* Also when wardend is going down: the waiter answers with what
 	 * it has (an operation still running is a 202). */
-	if (r->on_resume)
-		r->on_resume(r, r->resume_userdata);
+	if (resume)
+		resume(r, userdata);
 	else if (r->listener->http->closing)
 		http_reply_problem(r, 503, "Service Unavailable", "wardend is shutting down");
 	/* The handler may have parked it again (a ?wait request). */
@@ -413,7 +528,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	HttpRequest *r = *con_cls;
 	int k;
 
-	(void)version;
 	if (!r) {
 		r = calloc(1, sizeof *r);
 		if (!r)
@@ -437,7 +551,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 			                   l->http->limits.max_connections);
 			return MHD_YES;
 		}
-		request_begin(r);
+		request_begin(r, version);
 		return MHD_YES;
 	}
 
@@ -458,7 +572,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 	 * (32 /metrics scrapes are 100 ms of work), and a doorbell or a
 	 * heartbeat deadline must not wait for the whole batch. Each complete
 	 * request waits, parked, for its own turn of the loop. */
-	http_request_suspend(r, on_ready_resumed, NULL);
+	http_request_suspend(r, on_ready_resumed, NULL, NULL);
 	if (l->http->ready_tail)
 		l->http->ready_tail->ready_next = r;
 	else
@@ -626,7 +740,14 @@ int http_listen_fd(Http *h, int fd) {
 	}
 
 	/* External epoll, no threads: MHD's epoll fd becomes one of our
-	 * event sources. Suspend/resume is for requests that wait. */
+	 * event sources. Suspend/resume is for requests that wait.
+	 *
+	 * What libmicrohttpd refuses before on_request() (a header past its
+	 * memory pool, a malformed request line or Content-Length, an HTTP
+	 * version it does not speak, broken chunking) it answers with fixed
+	 * HTML bodies of its own, or by closing: 0.9.x has no option or
+	 * callback for those responses, so they cannot be problem+json. What
+	 * it lets through is checked in request_framing_is_sane() instead. */
 	struct MHD_OptionItem tls_opts[] = {
 		{ MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert },
 		{ MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key },
@@ -637,7 +758,7 @@ int http_listen_fd(Http *h, int fd) {
 	                          0, NULL, NULL, on_request, l,
 	                          MHD_OPTION_ARRAY, l->tls ? tls_opts : tls_opts + 2,
 	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 2,
+	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)h->limits.max_header_bytes * 4,
 	                          MHD_OPTION_CONNECTION_LIMIT,
 	                          (unsigned)h->limits.max_connections + HTTP_OVERFLOW_CONNECTIONS,
 	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
@@ -822,6 +943,27 @@ void http_request_capture(HttpRequest *r) {
 	r->capture = true;
 }
 
+int http_request_hash_body(HttpRequest *r) {
+	if (r->hashing || r->body_hashed)
+		return 0;
+	if (gnutls_hash_init(&r->body_hash, GNUTLS_DIG_SHA256) < 0)
+		return -EIO;
+	r->hashing = true;
+	return 0;
+}
+
+int http_request_body_sha256(HttpRequest *r, uint8_t ret[32]) {
+	if (r->hashing) {
+		gnutls_hash_deinit(r->body_hash, r->body_sha256);
+		r->hashing = false;
+		r->body_hashed = true;
+	}
+	if (!r->body_hashed)
+		return -ENODATA;
+	memcpy(ret, r->body_sha256, sizeof r->body_sha256);
+	return 0;
+}
+
 const char *http_request_captured(const HttpRequest *r, unsigned *ret_status, const char **ret_type, size_t *ret_len) {
 	if (!r->cap_body)
 		return NULL;
@@ -898,9 +1040,11 @@ size_t http_request_sink_size(const HttpRequest *r, bool *ret_too_large, int *re
 	return r->sink_size;
 }
 
-void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata), void *userdata) {
+void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata),
+                          void (*free_userdata)(void *userdata), void *userdata) {
 	Http *h = r->listener->http;
 	r->on_resume = on_resume;
+	r->resume_free = free_userdata;
 	r->resume_userdata = userdata;
 	r->suspended = true;
 	r->resumed = false;
@@ -1111,6 +1255,7 @@ static const char *status_title(unsigned status) {
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
 	case 422: return "Unprocessable Content";
+	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
 	default: return "Error";
@@ -1258,7 +1403,7 @@ int http_request_add_header_for_test(HttpRequest *r, const char *name, const cha
 }
 
 void http_request_run_for_test(HttpRequest *r, const void *body, size_t size, size_t chunk) {
-	request_begin(r);
+	request_begin(r, MHD_HTTP_VERSION_1_1);
 	for (size_t off = 0; off < size; off += chunk ? chunk : size)
 		if (request_take_body(r, (const char *)body + off, chunk && size - off > chunk ? chunk : size - off) < 0)
 			return;

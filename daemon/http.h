@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -88,13 +89,19 @@ const char *http_request_tag(const HttpRequest *r);
 /* Keep a copy of the reply to come (status, type, body). */
 void http_request_capture(HttpRequest *r);
 const char *http_request_captured(const HttpRequest *r, unsigned *ret_status, const char **ret_type, size_t *ret_len);
+/* Hash the body as it arrives (called before any of it is read), and
+ * its SHA-256 once it has all arrived: -ENODATA when it was not hashed. */
+int http_request_hash_body(HttpRequest *r);
+int http_request_body_sha256(HttpRequest *r, uint8_t ret[32]);
 /* A header added with http_reply_header(), or NULL. */
 const char *http_reply_header_get(const HttpRequest *r, const char *name);
 
 /* Park a request that waits (?wait=): the loop goes on. After
- * http_request_resume(), on_resume runs inside libmicrohttpd's handler and
- * must reply. */
-void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata), void *userdata);
+ * http_request_resume(), on_resume runs inside libmicrohttpd's handler,
+ * must reply, and takes userdata over. When the client has gone by then,
+ * on_resume is not called and free_userdata(userdata) is, if not NULL. */
+void http_request_suspend(HttpRequest *r, void (*on_resume)(HttpRequest *r, void *userdata),
+                          void (*free_userdata)(void *userdata), void *userdata);
 void http_request_resume(HttpRequest *r);
 
 /* Token table: check a bearer token, filling name and role. */

@@ -5,9 +5,12 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -124,6 +127,72 @@ static int on_queue(sd_event_source *s, int fd, uint32_t revents, void *userdata
 	return 0;
 }
 
+/* The path a unix socket is bound to; false for any other socket. */
+static bool socket_unix_path(int fd, char *buf, size_t n) {
+	struct sockaddr_storage ss = { 0 }; /* longer than sockaddr_un: a NUL follows */
+	const struct sockaddr_un *sa = (const struct sockaddr_un *)&ss;
+	socklen_t len = sizeof(struct sockaddr_un);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || ss.ss_family != AF_UNIX ||
+	    len <= offsetof(struct sockaddr_un, sun_path) || sa->sun_path[0] == 0)
+		return false;
+	return (size_t)snprintf(buf, n, "%s", sa->sun_path) < n;
+}
+
+static bool same_file_path(const char *a, const char *b) {
+	_cleanup_free_ char *ra = NULL, *rb = NULL;
+
+	if (strcmp(a, b) == 0)
+		return true;
+	ra = realpath(a, NULL);
+	rb = realpath(b, NULL);
+	return ra && rb && strcmp(ra, rb) == 0;
+}
+
+/* Listeners: every socket systemd passed, and every configured one (the
+ * command line's replace the config's). The shipped wardend.service
+ * requires wardend.socket, so systemd always passes the unix socket: had
+ * that replaced the configuration, the TCP API and /metrics would never
+ * exist under the shipped units. A configured unix listener on the path of
+ * a passed socket is that socket, and is not bound again (binding would
+ * unlink systemd's socket first). */
+static int manager_listen(Manager *m, const ManagerOptions *o) {
+	const char *const *list = o->n_listen ? o->listen : (const char *const *)m->config->listen;
+	size_t nl = o->n_listen ? o->n_listen : m->config->n_listen;
+	int n = sd_listen_fds(true), r;
+
+	for (int i = 0; i < n; i++) {
+		r = http_listen_fd(m->http, SD_LISTEN_FDS_START + i);
+		if (r < 0)
+			return log_error_errno(r, "Failed to use socket passed by systemd: %m");
+	}
+	for (size_t i = 0; i < nl; i++) {
+		bool passed = false;
+
+		if (strncmp(list[i], "unix:", 5) == 0) {
+			_cleanup_free_ char *dir = strdup(list[i] + 5);
+			char *slash = dir ? strrchr(dir, '/') : NULL;
+			char path[sizeof ((struct sockaddr_un *)NULL)->sun_path + 1];
+
+			for (int k = 0; k < n && !passed; k++)
+				passed = socket_unix_path(SD_LISTEN_FDS_START + k, path, sizeof path) &&
+				         same_file_path(path, list[i] + 5);
+			if (passed) {
+				log_info("Listening on %s as the socket systemd passed", list[i]);
+				continue;
+			}
+			if (slash && slash != dir) {
+				*slash = 0;
+				(void)mkdir_p(dir, 0755);
+			}
+		}
+		r = http_listen(m->http, list[i]);
+		if (r < 0)
+			return log_error_errno(r, "Failed to listen on %s: %m", list[i]);
+	}
+	return 0;
+}
+
 int manager_new(const ManagerOptions *o, Manager **ret) {
 	_cleanup_(manager_freep) Manager *m = NULL;
 	char err[CONFIG_ERROR_MAX];
@@ -236,32 +305,8 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 	sd_event_source_set_priority(m->queue_source, SD_EVENT_PRIORITY_IMPORTANT);
 	m->reseed = o->reseed;
 
-	/* Listeners: systemd's sockets if it passed any, otherwise the
-	 * command line's, otherwise the config's. */
-	int n = sd_listen_fds(true);
-	if (n > 0) {
-		for (int i = 0; i < n; i++) {
-			r = http_listen_fd(m->http, SD_LISTEN_FDS_START + i);
-			if (r < 0)
-				return log_error_errno(r, "Failed to use socket passed by systemd: %m");
-		}
-	} else {
-		const char *const *list = o->n_listen ? o->listen : (const char *const *)m->config->listen;
-		size_t nl = o->n_listen ? o->n_listen : m->config->n_listen;
-		for (size_t i = 0; i < nl; i++) {
-			if (strncmp(list[i], "unix:", 5) == 0) {
-				_cleanup_free_ char *dir = strdup(list[i] + 5);
-				char *slash = dir ? strrchr(dir, '/') : NULL;
-				if (slash && slash != dir) {
-					*slash = 0;
-					(void)mkdir_p(dir, 0755);
-				}
-			}
-			r = http_listen(m->http, list[i]);
-			if (r < 0)
-				return log_error_errno(r, "Failed to listen on %s: %m", list[i]);
-		}
-	}
+	if ((r = manager_listen(m, o)) < 0)
+		return r;
 	if (http_n_listeners(m->http) == 0)
 		log_warning("No listeners configured: the API is unreachable (use --listen)");
 	for (size_t i = 0; i < http_n_listeners(m->http); i++)

@@ -351,7 +351,7 @@ void operation_reply(Operations *o, Operation *op, HttpRequest *r, double wait_s
 		.request = r,
 		.until_ns = now_ns(CLOCK_MONOTONIC) + (uint64_t)(wait_s * 1e9),
 	};
-	http_request_suspend(r, on_resume, t);
+	http_request_suspend(r, on_resume, free, t);
 	rearm(o);
 }
 

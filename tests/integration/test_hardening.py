@@ -1,13 +1,17 @@
 # SPDX-License-Identifier: MIT
 """wardend's HTTP front end under abuse: more connections than it takes,
 wake-ups from requests on the same listener, bytes that are not UTF-8,
-and the unix socket's mode from the moment it exists.
+the unix socket's mode from the moment it exists, Idempotency-Keys reused
+for other requests or by other principals.
 """
+import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -15,8 +19,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import harness  # noqa: E402
-from harness import (Daemon, EventStream, Skip, demo_cell, poll, raw_request, raw_unix, require_kvm,  # noqa: E402
-                     run_tests, test)
+from harness import (Daemon, EventStream, Skip, content_digest, demo_cell, poll, raw_request, raw_unix,  # noqa: E402
+                     require_kvm, run_tests, test)
 
 CELL = demo_cell("alpha", "heartbeat.bin", cpu=1, autostart=False)
 
@@ -205,6 +209,60 @@ def invalid_utf8_gets_an_answer():
         assert d.get("/health").status == 200
 
 
+# --- framing and header limits -----------------------------------------------
+
+
+@test
+def framing_that_rfc_9112_refuses_is_400():
+    """Two different Content-Length headers, both Content-Length and
+    Transfer-Encoding, an HTTP/1.1 request without Host or with two: each a
+    400 problem, and the connection closes (the body cannot be framed)."""
+    with Daemon({"cells": []}) as d:
+        def ask(head, body=b"", tcp=True):
+            data = head + b"Connection: close\r\n\r\n" + body
+            return raw_request(d.port, data) if tcp else raw_unix(d.sock, data)
+        post = b"POST /cells HTTP/1.1\r\nHost: x\r\n" + auth(d)
+        for tcp in (True, False):
+            p = raw_problem(ask(post + b"Content-Length: 2\r\nContent-Length: 3\r\n", b"{}x", tcp), 400)
+            assert "Content-Length" in p["detail"], p
+            # a list libmicrohttpd refuses by itself, with its own body
+            assert ask(post + b"Content-Length: 2, 3\r\n", b"{}x", tcp)[0] == 400
+            raw_problem(ask(post + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", b"{}", tcp), 400)
+            st, hdr, _ = ask(post + b"Content-Length: 2\r\nContent-Length: 3\r\n", b"{}x", tcp)
+            assert hdr.get("connection") == "close", hdr
+            # the same length twice is one length (RFC 9110, 8.6): the spec is judged
+            raw_problem(ask(post + b"Content-Length: 2\r\nContent-Length: 2\r\n", b"{}", tcp), 422)
+            p = raw_problem(ask(b"GET /health HTTP/1.1\r\n" + auth(d), tcp=tcp), 400)
+            assert "Host" in p["detail"], p
+            raw_problem(ask(b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n" + auth(d), tcp=tcp), 400)
+            # HTTP/1.0 has no Host to require
+            st, _, _ = ask(b"GET /health HTTP/1.0\r\n" + auth(d), tcp=tcp)
+            assert st == 200, st
+        assert d.get("/health").status == 200
+
+
+@test
+def header_limit_is_enforced_exactly():
+    """limits.max_header_bytes counts the request line, the header lines and
+    the empty line: one byte over is a 431 problem. libmicrohttpd's own
+    bound (its memory pool, twice the limit) let a 20 KiB header through a
+    16 KiB limit."""
+    with Daemon({"cells": []}) as d:
+        big = b"GET /health HTTP/1.1\r\nHost: x\r\n" + auth(d) + b"X-Big: " + b"a" * 20480 + b"\r\n"
+        p = raw_problem(raw_request(d.port, big + b"Connection: close\r\n\r\n"), 431)
+        assert "16384" in p["detail"] and "max_header_bytes" in p["detail"], p
+        assert p["title"] == "Request Header Fields Too Large", p
+    with Daemon({"cells": [], "limits": {"max_header_bytes": 1024}}, tcp=False) as d:
+        base = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: \r\n\r\n"
+        for total, status in ((1023, 200), (1024, 200), (1025, 431), (2000, 431)):
+            req = base.replace(b"X-Pad: ", b"X-Pad: " + b"a" * (total - len(base)))
+            assert len(req) == total
+            st = raw_unix(d.sock, req)
+            if status == 200:
+                assert st[0] == 200, (total, st)
+            else:
+                raw_problem(st, 431)
+
 # --- the unix socket's mode ------------------------------------------------
 
 
@@ -244,6 +302,223 @@ def _mode(path):
         return None
     assert stat.S_ISSOCK(st.st_mode), st
     return stat.S_IMODE(st.st_mode)
+
+
+# --- parked requests whose client left ---------------------------------------
+
+
+def sanitized_wardend():
+    """A wardend built with AddressSanitizer, whose LeakSanitizer reports
+    at exit: WARDEN_ASAN_WARDEND, or the one under test if it is one."""
+    for path in (os.environ.get("WARDEN_ASAN_WARDEND"), harness.WARDEND):
+        if not path:
+            continue
+        try:
+            out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if "libasan" in out:
+            return path
+    return None
+
+
+@test
+def abandoned_waits_leak_nothing():
+    """A request parked with ?wait= whose client has gone is closed by
+    libmicrohttpd without the waiter being called again: its ticket (64
+    bytes) was lost each time."""
+    require_kvm()
+    asan = sanitized_wardend()
+    if not asan:
+        raise Skip("needs wardend built with -Db_sanitize=address (set WARDEN_ASAN_WARDEND or use such a build)")
+    saved = harness.WARDEND
+    harness.WARDEND = asan
+    d = Daemon({"root_cpus": [0], "cells": [hung_cell()], "api": {"image_dirs": [harness.DEMOS]}}, tcp=False,
+               env={"ASAN_OPTIONS": "detect_leaks=1:exitcode=0"})
+    try:
+        d.start()
+        d.wait_state("hung", "running", 30)
+        assert d.post("/cells/hung/inject", body={"fault": "hang"}).status == 202
+        d.wait_state("hung", "failed", 30)
+        r = d.post("/cells/hung/shutdown")
+        assert r.status == 202 and r.json()["phase"] == "running", r
+        op = r.json()["operation"].encode()
+        for _ in range(4):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.sock)
+            s.sendall(b"GET /operations/" + op + b"?wait=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.05)
+            s.close()
+        assert d.get("/health").status == 200
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(60)
+        log = d.log()
+        assert "LeakSanitizer" not in log, log[log.find("LeakSanitizer") - 10:][:3000]
+    finally:
+        harness.WARDEND = saved
+        d.cleanup()
+
+# --- sockets passed by systemd and configured listeners ----------------------
+
+PASS_WRAPPER = r"""#!/usr/bin/env python3
+# What systemd does for wardend.socket: bind the unix socket, pass it as
+# fd 3 (LISTEN_FDS=1, LISTEN_PID=the daemon's), exec wardend.
+import os, socket, sys
+path, wardend = os.environ["WARDEN_TEST_PASS_UNIX"], os.environ["WARDEN_TEST_WARDEND"]
+args = sys.argv[1:]
+if os.environ.get("WARDEN_TEST_DROP_LISTEN"):
+    kept = []
+    while args:
+        a = args.pop(0)
+        if a == "--listen":
+            args.pop(0)
+        else:
+            kept.append(a)
+    args = kept
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(16)
+if s.fileno() == 3:
+    os.set_inheritable(3, True)
+else:
+    os.dup2(s.fileno(), 3)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(wardend, [wardend] + args)
+"""
+
+
+def passed_socket_daemon(config, drop_listen):
+    tmp = tempfile.mkdtemp(prefix="warden-test-passfd-")
+    wrapper = os.path.join(tmp, "wardend")
+    with open(wrapper, "w") as f:
+        f.write(PASS_WRAPPER)
+    os.chmod(wrapper, 0o755)
+    d = Daemon(config)
+    d.env = {"WARDEN_TEST_PASS_UNIX": d.sock, "WARDEN_TEST_WARDEND": harness.WARDEND}
+    if drop_listen:
+        d.env["WARDEN_TEST_DROP_LISTEN"] = "1"
+    return d, wrapper, tmp
+
+
+@test
+def passed_sockets_and_configured_listeners_compose():
+    """wardend.service requires wardend.socket, so systemd always passes the
+    unix socket; the configured TCP listener (the API over the network,
+    /metrics) must exist as well. A configured unix listener on the passed
+    socket's path is that socket, not a second bind that would unlink it."""
+    for drop_listen in (False, True):
+        d, wrapper, tmp = passed_socket_daemon({"cells": []}, drop_listen)
+        other = os.path.join(d.dir, "other.sock")
+        if drop_listen:
+            # the config's listeners, not the command line's
+            d.config["listen"] = ["unix:" + d.sock, "unix:" + other, "tcp:127.0.0.1:%d" % d.port]
+        saved = harness.WARDEND
+        harness.WARDEND = wrapper
+        try:
+            d.start()
+            h = d.get("/health").json()
+            want = ["unix:" + d.sock, "tcp:127.0.0.1:%d" % d.port] + (["unix:" + other] if drop_listen else [])
+            assert sorted(h["listeners"]) == sorted(want), (h["listeners"], want)
+            r = d.get("/health", tcp=True)
+            assert r.status == 200 and r.json()["status"] == "ok", r
+            assert d.get("/metrics", tcp=True).status == 200
+            if drop_listen:
+                st, _, _ = raw_unix(other, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert st == 200, st
+            assert "as the socket systemd passed" in d.log(), d.log()[-2000:]
+        finally:
+            harness.WARDEND = saved
+            d.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+# --- Idempotency-Key: the body, the principal, old records ------------------
+
+
+def spec(name, i):
+    return demo_cell(name, "heartbeat.bin", cpu=1, autostart=False, phys=0x40000000 + i * 0x400000,
+                     comm_phys=0x7f000000 + i * 0x1000)
+
+
+@test
+def idempotency_key_with_another_body_is_422():
+    """The IETF Idempotency-Key draft: the same key with another payload is
+    a client error (422), not a retry that replays the first answer and
+    drops the second request."""
+    with Daemon({"cells": []}) as d:
+        key = {"Idempotency-Key": "create-1"}
+        r1 = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r1.status == 201 and "Idempotent-Replayed" not in r1.headers, r1
+        r = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r1.body, r
+        p = problem(d.post("/cells", body=spec("delta", 2), headers=key), 422)
+        assert "create-1" in p["detail"] and "another body" in p["detail"], p
+        assert d.get("/cells/delta").status == 404
+        # the same bytes again are still the retry, also after a restart
+        d.restart()
+        r = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r1.body, r
+        problem(d.post("/cells", body=spec("delta", 2), headers=key), 422)
+        # an upload's body is compared as well, streamed as it is
+        data = os.urandom(40000)
+        up = {"Idempotency-Key": "up-1"}
+        r1 = d.upload("beta", "app.bin", data, headers=up)
+        assert r1.status == 201, r1
+        r = d.upload("beta", "app.bin", data, headers=up)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true", r
+        other = os.urandom(40000)
+        p = problem(d.upload("beta", "app.bin", other, headers=up), 422)
+        assert "another body" in p["detail"], p
+        with open(os.path.join(d.images_dir("beta"), "app.bin"), "rb") as f:
+            assert f.read() == data
+        assert "422 refused: Idempotency-Key reused with another body" in d.log(), d.log()[-2000:]
+
+
+@test
+def idempotency_keys_are_per_principal():
+    """Two principals that happen to pick the same key make two requests:
+    neither gets the other's stored answer, nor a 409 for the other's
+    request in progress."""
+    with Daemon({"cells": []}) as d:
+        key = {"Idempotency-Key": "same-key"}
+        # unix:uid=N
+        r1 = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r1.status == 201, r1
+        # the token "ops", another body: its own request, not a 422
+        r2 = d.post("/cells", body=spec("delta", 2), headers=key, tcp=True)
+        assert r2.status == 201 and "Idempotent-Replayed" not in r2.headers, r2
+        assert r2.json()["name"] == "delta", r2
+        # and each one's retry gets its own answer
+        r = d.post("/cells", body=spec("delta", 2), headers=key, tcp=True)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r2.body, r
+        r = d.post("/cells", body=spec("beta", 1), headers=key)
+        assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true" and r.body == r1.body, r
+        # the same key on another path is still each one's own
+        r = d.request("DELETE", "/cells/beta", headers=key, tcp=True)
+        problem(r, 422)
+        assert d.get("/cells/beta").status == 200
+
+
+@test
+def idempotency_records_from_before_the_upgrade_still_replay():
+    """A record written before bodies and principals were kept (no
+    "version") is still replayed for a retry across the upgrade, matching
+    on method and path only, for any principal."""
+    with Daemon({"cells": []}) as d:
+        key = "legacy-1"
+        rec = {"key": key, "method": "POST", "path": "/cells", "status": 201, "content_type": "application/json",
+               "location": "/cells/old", "etag": '"1"', "operation": "", "body": '{"legacy":true}\n',
+               "created_s": int(time.time()), "waited": False}
+        os.makedirs(os.path.join(d.state_dir, "idempotency"), exist_ok=True)
+        with open(os.path.join(d.state_dir, "idempotency", hashlib.sha256(key.encode()).hexdigest() + ".json"),
+                  "w") as f:
+            json.dump(rec, f)
+        for tcp, i in ((False, 1), (True, 2)):
+            r = d.post("/cells", body=spec("new%d" % i, i), headers={"Idempotency-Key": key}, tcp=tcp)
+            assert r.status == 201 and r.headers.get("Idempotent-Replayed") == "true", r
+            assert r.json() == {"legacy": True} and r.headers.get("Location") == "/cells/old", r
+        problem(d.request("DELETE", "/cells/old", headers={"Idempotency-Key": key}), 422)
+        assert d.get("/cells").json() == [], d.get("/cells").json()
 
 
 if __name__ == "__main__":
