@@ -19,9 +19,22 @@ void route_hypervisor(Manager *m, HttpRequest *r) {
 	for (size_t i = 0; i < n_cells; i++)
 		json_array_append_new(cells, json_string(cell_name(all[i])));
 	/* Available: present, and its last enable did not fail. */
-	backends = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]", "kind", "kvm", "available",
-	                     manager_backend_available(m, "kvm"), "kind", "qemu", "available",
-	                     manager_backend_available(m, "qemu"), "kind", "jailhouse", "available", 0);
+	backends = json_array();
+	static const char *const kinds[] = { "kvm", "qemu", "jailhouse" };
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		BackendStat st[BACKEND_MAX_STATS];
+		json_t *b = json_pack("{s:s, s:b}", "kind", kinds[i], "available", manager_backend_available(m, kinds[i]));
+		/* The backend's own figures (jailhouse: its memory and remap
+		 * pools, from sysfs: reads that do not wait). */
+		int n = manager_backend_stats(m, kinds[i], st, BACKEND_MAX_STATS);
+		if (n > 0) {
+			json_t *o = json_object();
+			for (int k = 0; k < n; k++)
+				json_object_set_new(o, st[k].name, json_integer((json_int_t)st[k].value));
+			json_object_set_new(b, "stats", o);
+		}
+		json_array_append_new(backends, b);
+	}
 	http_reply_json(r, 200,
 	                json_pack("{s:s, s:o, s:b, s:o, s:o, s:s}", "state",
 	                          manager_hypervisor_enabled(m) ? "enabled" : "disabled", "backends", backends,

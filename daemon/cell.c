@@ -837,15 +837,25 @@ json_t *cell_to_json(Cell *c, bool full) {
 			                                    (json_int_t)e->mono_ns));
 		}
 		json_object_set_new(o, "events", ev);
-		if (c->backend && backend_cell_status(c->backend, &st) >= 0)
-			json_object_set_new(o, "hypervisor",
-			                    json_pack("{s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "state",
-			                              backend_cell_state_to_string(st.state), "reason", st.reason, "pid",
-			                              (int)st.pid, "boots", (json_int_t)st.boots, "exits", "total",
-			                              (json_int_t)st.exits, "io", (json_int_t)st.exits_io, "mmio",
-			                              (json_int_t)st.exits_mmio, "hlt", (json_int_t)st.exits_hlt, "sleep",
-			                              (json_int_t)st.exits_sleep));
-		else
+		if (c->backend && backend_cell_status(c->backend, &st) >= 0) {
+			json_t *hv = json_pack("{s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "state",
+			                       backend_cell_state_to_string(st.state), "reason", st.reason, "pid",
+			                       (int)st.pid, "boots", (json_int_t)st.boots, "exits", "total",
+			                       (json_int_t)st.exits, "io", (json_int_t)st.exits_io, "mmio",
+			                       (json_int_t)st.exits_mmio, "hlt", (json_int_t)st.exits_hlt, "sleep",
+			                       (json_int_t)st.exits_sleep);
+			/* The hypervisor's own counters by their own names
+			 * (jailhouse: vmexits_psci -> "psci"). */
+			json_t *ex = json_object_get(hv, "exits");
+			for (size_t i = 0; i < st.n_stats; i++) {
+				const char *k = st.stats[i].name;
+				if (strncmp(k, "vmexits_", 8) == 0)
+					k += 8;
+				if (!json_object_get(ex, k))
+					json_object_set_new(ex, k, json_integer((json_int_t)st.stats[i].value));
+			}
+			json_object_set_new(o, "hypervisor", hv);
+		} else
 			json_object_set_new(o, "hypervisor", json_null());
 		json_object_set_new(o, "spec", cell_spec_to_json(cell_latest_spec(c)));
 		json_object_set_new(o, "spec_pending",

@@ -412,7 +412,8 @@ static int check_image_ref(const char *file, const char *path, const char *key, 
 
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
 	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
-		                            "args", "linux", "autostart", "allow_inject", "health", "recovery", NULL };
+		                            "args", "linux", "jailhouse", "autostart", "allow_inject", "health",
+		                            "recovery", NULL };
 	static const char *const hkeys[] = { "period_ms", "timeout_ms", "boot_timeout_ms", NULL };
 	_cleanup_(cell_spec_freep) CellSpec *s = NULL;
 	const char *name = NULL, *backend = "kvm";
@@ -443,17 +444,36 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		return fail(err, path, "\"backend\": unknown backend \"%s\" (kvm, qemu, jailhouse)", backend);
 	snprintf(s->backend, sizeof s->backend, "%s", backend);
 
-	if (!json_object_get(obj, "cpus"))
+	if ((r = get_object(obj, "jailhouse", path, &o, err)) < 0)
+		return r;
+	if (o) {
+		static const char *const jkeys[] = { "cell_config", NULL };
+		snprintf(p, sizeof p, "%s.jailhouse", path);
+		if (strcmp(s->backend, "jailhouse") != 0)
+			return fail(err, path, "\"jailhouse\" is for \"backend\": \"jailhouse\" cells");
+		if ((r = check_keys(o, p, jkeys, err)) < 0 || (r = get_strdup(o, "cell_config", p, &s->cell_config, err)) < 0)
+			return r;
+		if (s->cell_config && s->cell_config[0] != '/')
+			return fail(err, p, "\"cell_config\": \"%s\" is not an absolute path", s->cell_config);
+	}
+	if (strcmp(s->backend, "jailhouse") == 0 && !s->cell_config)
+		return fail(err, path,
+		            "a jailhouse cell needs \"jailhouse\": {\"cell_config\": \"/PATH/TO/CELL.cell\"} "
+		            "(generating the .cell from the spec is not built yet)");
+
+	/* A .cell says which CPUs and regions the cell has: the spec may
+	 * leave them out, and what it states must agree. */
+	if (!json_object_get(obj, "cpus") && !s->cell_config)
 		return fail(err, path, "\"cpus\" is required");
 	if ((r = parse_cpu_list(obj, "cpus", path, env, s->cpus, &s->n_cpus, err)) < 0)
 		return r;
-	if (s->n_cpus == 0)
+	if (s->n_cpus == 0 && json_object_get(obj, "cpus"))
 		return fail(err, path, "\"cpus\" must name at least one CPU");
 
 	arr = json_object_get(obj, "memory");
-	if (!arr)
+	if (!arr && !s->cell_config)
 		return fail(err, path, "\"memory\" is required");
-	if (!json_is_array(arr))
+	if (arr && !json_is_array(arr))
 		return fail(err, path, "\"memory\" must be an array, not %s", json_type_name(arr));
 	if (json_array_size(arr) > BACKEND_MAX_REGIONS)
 		return fail(err, path, "\"memory\" has more than %d regions", BACKEND_MAX_REGIONS);
@@ -469,6 +489,9 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		return fail(err, path, "\"comm\" is required");
 	snprintf(p, sizeof p, "%s.comm", path);
 	if ((r = parse_region(o, p, true, &s->comm, err)) < 0)
+		return r;
+	if (s->cell_config && (r = cell_spec_jailhouse_reconcile(s, path, env, json_object_get(obj, "cpus") != NULL,
+	                                                         arr != NULL, err)) < 0)
 		return r;
 
 	/* Regions of one cell must not overlap each other, on either side. */
@@ -587,6 +610,7 @@ CellSpec *cell_spec_free(CellSpec *s) {
 	free(s->kernel);
 	free(s->initrd);
 	free(s->cmdline);
+	free(s->cell_config);
 	free(s);
 	return NULL;
 }
@@ -698,6 +722,8 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 	}
 	if (s->args)
 		json_object_set_new(o, "args", json_string(s->args));
+	if (s->cell_config)
+		json_object_set_new(o, "jailhouse", json_pack("{s:s}", "cell_config", s->cell_config));
 	json_object_set_new(o, "autostart", json_boolean(s->autostart));
 	json_object_set_new(o, "allow_inject", json_boolean(s->allow_inject));
 	h = json_pack("{s:i, s:i, s:i}", "period_ms", (int)s->health.period_ms, "timeout_ms",
@@ -760,6 +786,7 @@ void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegi
 		.kernel = s->kernel,
 		.initrd = s->initrd,
 		.cmdline = s->cmdline,
+		.cell_config = s->cell_config,
 	};
 }
 
@@ -804,7 +831,8 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		                             "idempotency_ttl_s", "max_image_bytes", "image_dirs", NULL };
 	static const char *const tkeys[] = { "cert", "key", NULL };
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
-	static const char *const bkeys[] = { "kvm", "qemu", NULL };
+	static const char *const bkeys[] = { "kvm", "qemu", "jailhouse", NULL };
+	static const char *const jkeys[] = { "system_config", "helper", "sysfs", "device", "mem", NULL };
 	static const char *const kkeys[] = { "runner", NULL };
 	static const char *const qkeys[] = { "binary", "accel", "machine", "restart", NULL };
 	_cleanup_(config_freep) Config *c = NULL;
@@ -888,6 +916,21 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 				            restart);
 			if (restart)
 				c->qemu_restart_in_place = strcmp(restart, "in-place") == 0;
+		}
+		if ((r = get_object(o, "jailhouse", "$.backends", &k, err)) < 0)
+			return r;
+		if (k) {
+			const char *jp = "$.backends.jailhouse";
+			char **paths[] = { &c->jh_system_config, &c->jh_helper, &c->jh_sysfs, &c->jh_device, &c->jh_mem };
+			c->jailhouse = true;
+			if ((r = check_keys(k, jp, jkeys, err)) < 0)
+				return r;
+			for (size_t j = 0; j < ELEMENTSOF(paths); j++) {
+				if ((r = get_strdup(k, jkeys[j], jp, paths[j], err)) < 0)
+					return r;
+				if (*paths[j] && (*paths[j])[0] != '/')
+					return fail(err, jp, "\"%s\": \"%s\" is not an absolute path", jkeys[j], *paths[j]);
+			}
 		}
 		if (c->qemu_accel && strcmp(c->qemu_accel, "tcg") != 0 && strcmp(c->qemu_accel, "kvm") != 0)
 			return fail(err, "$.backends.qemu", "\"accel\": \"%s\" is neither \"tcg\" nor \"kvm\"",
@@ -987,6 +1030,11 @@ Config *config_free(Config *c) {
 	free(c->qemu_binary);
 	free(c->qemu_accel);
 	free(c->qemu_machine);
+	free(c->jh_system_config);
+	free(c->jh_helper);
+	free(c->jh_sysfs);
+	free(c->jh_device);
+	free(c->jh_mem);
 	free(c->api.tokens_file);
 	free(c->api.socket_group);
 	free(c->api.tls_cert);

@@ -100,6 +100,9 @@ typedef struct CellSpec {
 	char *kernel;
 	char *initrd;
 	char *cmdline;
+	/* "jailhouse": the operator's .cell (absolute); the spec's CPUs and
+	 * memory regions are what it says (cell_spec_jailhouse_reconcile) */
+	char *cell_config;
 	bool autostart;
 	bool allow_inject;
 	HealthSpec health;
@@ -131,6 +134,12 @@ typedef struct Config {
 	char *qemu_accel;
 	char *qemu_machine;
 	int qemu_restart_in_place; /* -1: the backend's choice (fresh), 0, 1 */
+	bool jailhouse;            /* backends.jailhouse is there */
+	char *jh_system_config;    /* what ENABLE loads; required to enable */
+	char *jh_helper;           /* warden-jailhouse */
+	char *jh_sysfs;            /* NULL: /sys/devices/jailhouse */
+	char *jh_device;           /* NULL: /dev/jailhouse */
+	char *jh_mem;              /* NULL: /dev/mem */
 	bool cpu_sharing;
 	unsigned root_cpus[BACKEND_MAX_CPUS];
 	size_t n_root_cpus;
@@ -159,6 +168,14 @@ Config *config_free(Config *c);
  * object, for messages). */
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err);
 CellSpec *cell_spec_free(CellSpec *s);
+/* A jailhouse spec's .cell (config-jailhouse.c), at acceptance: reads and
+ * decodes s->cell_config and fills the CPUs and memory regions the spec
+ * left out (has_cpus, has_memory false), or checks that those it states
+ * are the .cell's; the comm region must be one of the .cell's regions
+ * shared with the root cell (its phys_start filled in). -EINVAL with the
+ * JSON path in err. */
+int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv *env, bool has_cpus,
+                                  bool has_memory, char *err);
 json_t *cell_spec_to_json(const CellSpec *s);
 /* Checks that `s` can live beside `others` (CPUs, memory); `sharing` allows
  * CPU sharing. Returns -EEXIST (duplicate name), -EBUSY (conflict). */

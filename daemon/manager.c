@@ -30,6 +30,7 @@
 #define DEFAULT_RUNTIME_DIR "/run/warden"
 #define DEFAULT_KVM_RUNNER "/usr/libexec/warden/warden-kvm"
 #define DEFAULT_QEMU_BINARY "/usr/bin/qemu-system-x86_64"
+#define DEFAULT_JH_HELPER "/usr/libexec/warden/warden-jailhouse"
 
 struct Manager {
 	sd_event *event;
@@ -38,8 +39,9 @@ struct Manager {
 	char *runtime_dir;
 	Backend *kvm;
 	Backend *qemu; /* NULL when QEMU is not installed */
-	bool kvm_enabled, qemu_enabled; /* enabled, or an enable is queued */
-	int kvm_error, qemu_error;      /* of the last enable: 0 or -errno */
+	Backend *jailhouse; /* NULL unless backends.jailhouse is configured */
+	bool kvm_enabled, qemu_enabled, jailhouse_enabled; /* enabled, or an enable is queued */
+	int kvm_error, qemu_error, jailhouse_error;        /* of the last enable: 0 or -errno */
 	BackendQueue *queue; /* runs the blocking backend calls off the loop */
 	sd_event_source *queue_source;
 	Http *http;
@@ -336,6 +338,7 @@ Manager *manager_free(Manager *m) {
 	sd_event_source_disable_unref(m->prune_timer);
 	backend_free(m->kvm);
 	backend_free(m->qemu);
+	backend_free(m->jailhouse);
 	sd_event_source_disable_unref(m->watchdog_timer);
 	sd_event_source_disable_unref(m->lag_timer);
 	sd_event_unref(m->event);
@@ -398,7 +401,14 @@ bool manager_backend_available(Manager *m, const char *kind) {
 		return m->kvm != NULL && m->kvm_error >= 0;
 	if (strcmp(kind, "qemu") == 0)
 		return m->qemu != NULL && m->qemu_error >= 0;
+	if (strcmp(kind, "jailhouse") == 0)
+		return m->jailhouse != NULL && m->jailhouse_error >= 0;
 	return false;
+}
+
+int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t max) {
+	Backend *b = manager_backend_for(m, kind);
+	return b ? backend_stats(b, ret, max) : -ENODEV;
 }
 
 uint64_t manager_next_event_id(Manager *m) {
@@ -430,7 +440,23 @@ Backend *manager_backend_for(Manager *m, const char *kind) {
 		return m->kvm;
 	if (strcmp(kind, "qemu") == 0)
 		return m->qemu;
+	if (strcmp(kind, "jailhouse") == 0)
+		return m->jailhouse;
 	return NULL;
+}
+
+/* The backends in enable order, with their flags. */
+typedef struct BackendSlot {
+	Backend *backend;
+	bool *enabled;
+	int *error;
+} BackendSlot;
+
+static size_t backend_slots(Manager *m, BackendSlot out[3]) {
+	out[0] = (BackendSlot){ m->kvm, &m->kvm_enabled, &m->kvm_error };
+	out[1] = (BackendSlot){ m->qemu, &m->qemu_enabled, &m->qemu_error };
+	out[2] = (BackendSlot){ m->jailhouse, &m->jailhouse_enabled, &m->jailhouse_error };
+	return 3;
 }
 
 bool manager_restarts_in_place(Manager *m, const char *kind) {
@@ -481,10 +507,13 @@ static void on_backend_done(const BackendCompletion *d, void *userdata) {
 	const char *kind = backend_kind(d->backend);
 
 	if (d->kind == BACKEND_REQUEST_ENABLE) {
-		int *error = d->backend == m->kvm ? &m->kvm_error : &m->qemu_error;
-		bool *enabled = d->backend == m->kvm ? &m->kvm_enabled : &m->qemu_enabled;
-		*error = d->result;
-		*enabled = d->result >= 0;
+		BackendSlot slots[3];
+		size_t n = backend_slots(m, slots);
+		for (size_t i = 0; i < n; i++)
+			if (slots[i].backend == d->backend) {
+				*slots[i].error = d->result;
+				*slots[i].enabled = d->result >= 0;
+			}
 	}
 	if (d->result < 0)
 		log_error_errno(d->result, "Failed to %s the %s backend: %m", backend_request_kind_to_string(d->kind),
@@ -503,19 +532,20 @@ static bool backend_in_use(Manager *m, const char *kind) {
 /* Every cell stopped, then (the queue orders it after their destroys)
  * every enabled backend disabled. */
 static void stop_everything(Manager *m, const char *reason) {
-	Backend *backends[] = { m->kvm, m->qemu };
-	bool *enabled[] = { &m->kvm_enabled, &m->qemu_enabled };
+	BackendSlot slots[3];
+	size_t n = backend_slots(m, slots);
 	int r;
 
 	for (size_t i = 0; i < m->n_cells; i++)
 		cell_stop(m->cells[i], reason, false);
-	for (size_t i = 0; i < ELEMENTSOF(backends); i++) {
-		if (!backends[i] || !*enabled[i])
+	for (size_t i = 0; i < n; i++) {
+		if (!slots[i].backend || !*slots[i].enabled)
 			continue;
-		*enabled[i] = false;
-		r = backend_disable_async(m->queue, backends[i], on_backend_done, m, NULL);
+		*slots[i].enabled = false;
+		r = backend_disable_async(m->queue, slots[i].backend, on_backend_done, m, NULL);
 		if (r < 0)
-			log_error_errno(r, "Failed to queue the disable of the %s backend: %m", backend_kind(backends[i]));
+			log_error_errno(r, "Failed to queue the disable of the %s backend: %m",
+			                backend_kind(slots[i].backend));
 	}
 }
 
@@ -711,24 +741,33 @@ static void start_autostart_cells(Manager *m) {
 	}
 }
 
-int manager_enable_hypervisor(Manager *m) {
-	Backend *backends[] = { m->kvm, m->qemu };
-	bool *enabled[] = { &m->kvm_enabled, &m->qemu_enabled };
+/* Only what the cells use: an unused backend that cannot be enabled (no
+ * runner installed, say) must not fail the ecosystem. Boots queued after
+ * this wait for the enables (barriers); a failed enable shows as each
+ * cell's failed start. */
+static int queue_enables(Manager *m) {
+	BackendSlot slots[3];
+	size_t n = backend_slots(m, slots);
 	int r;
 
-	/* Only what the cells use: an unused backend that cannot be enabled
-	 * (no runner installed, say) must not fail the ecosystem. The boots
-	 * below queue behind the enables; a failed enable shows as each
-	 * cell's failed start. */
-	for (size_t i = 0; i < ELEMENTSOF(backends); i++) {
-		if (!backends[i] || *enabled[i] || !backend_in_use(m, backend_kind(backends[i])))
+	for (size_t i = 0; i < n; i++) {
+		if (!slots[i].backend || *slots[i].enabled || !backend_in_use(m, backend_kind(slots[i].backend)))
 			continue;
-		r = backend_enable_async(m->queue, backends[i], on_backend_done, m, NULL);
+		r = backend_enable_async(m->queue, slots[i].backend, on_backend_done, m, NULL);
 		if (r < 0)
 			return log_error_errno(r, "Failed to queue the enable of the %s backend: %m",
-			                       backend_kind(backends[i]));
-		*enabled[i] = true;
+			                       backend_kind(slots[i].backend));
+		*slots[i].enabled = true;
 	}
+	return 0;
+}
+
+int manager_enable_hypervisor(Manager *m) {
+	int r;
+
+	r = queue_enables(m);
+	if (r < 0)
+		return r;
 	set_hypervisor_enabled(m, true);
 	start_autostart_cells(m);
 	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor enabled");
@@ -767,6 +806,25 @@ int manager_startup(Manager *m) {
 		log_warning_errno(r, "No qemu backend (%m); qemu cells will fail to start");
 	m->qemu_enabled = m->qemu != NULL;
 
+	/* Jailhouse's ENABLE blocks (it brings up the hypervisor on every
+	 * CPU): queued below, like any enable, never run here. */
+	if (m->config->jailhouse) {
+		bc = (BackendConfig){
+			.runtime_dir = m->runtime_dir,
+			.runner_path = m->config->jh_helper ? m->config->jh_helper : DEFAULT_JH_HELPER,
+			.system_config = m->config->jh_system_config,
+			.sysfs_root = m->config->jh_sysfs,
+			.device = m->config->jh_device,
+			.mem = m->config->jh_mem,
+		};
+		r = backend_new("jailhouse", &bc, &m->jailhouse);
+		if (r < 0)
+			return log_error_errno(r, "Failed to set up the jailhouse backend: %m");
+		if (!m->config->jh_system_config)
+			log_warning("backends.jailhouse has no \"system_config\": the hypervisor can be used only if "
+			            "it is enabled already");
+	}
+
 	r = load_cells(m);
 	if (r < 0)
 		return r;
@@ -785,8 +843,12 @@ int manager_startup(Manager *m) {
 			log_cell(LOG_INFO, cell_name(c), NULL, "Cell \"%s\" stays stopped: the operator stopped it",
 			         cell_name(c));
 	}
-	if (m->hypervisor_enabled)
+	if (m->hypervisor_enabled) {
+		r = queue_enables(m);
+		if (r < 0)
+			return r;
 		start_autostart_cells(m);
+	}
 
 	if (sd_watchdog_enabled(false, &wd) > 0 && wd > 0) {
 		m->watchdog_usec = wd;

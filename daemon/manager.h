@@ -66,6 +66,8 @@ const LoopLag *manager_loop_lag(const Manager *m);
 bool manager_hypervisor_enabled(const Manager *m);
 /* The backend of this kind is present and its last enable did not fail. */
 bool manager_backend_available(Manager *m, const char *kind);
+/* backend_stats() of that kind's backend; -ENODEV without one. */
+int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t max);
 /* The id of a new cell event (they increase daemon-wide). */
 uint64_t manager_next_event_id(Manager *m);
 

@@ -22,6 +22,7 @@ typedef struct BackendOps {
 	int (*disable)(Backend *b);
 	int (*cell_create)(Backend *b, const BackendCellConfig *cfg, BackendCell **ret);
 	int (*cell_adopt)(Backend *b, const char *name, BackendCell **ret);
+	int (*stats)(Backend *b, BackendStat *ret, size_t max); /* optional */
 } BackendOps;
 
 typedef struct BackendCellOps {
@@ -56,6 +57,7 @@ struct BackendCell {
 /* Backend constructors, one per kind. */
 int kvm_backend_new(const BackendConfig *cfg, Backend **ret);
 int qemu_backend_new(const BackendConfig *cfg, Backend **ret);
+int jailhouse_backend_new(const BackendConfig *cfg, Backend **ret);
 
 /* Small pieces every backend implementation needs. */
 void backend_close_fd(int *fd);

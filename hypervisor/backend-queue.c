@@ -101,6 +101,7 @@ static void config_free(BackendCellConfig *c)
 	free((char *)c->kernel);
 	free((char *)c->initrd);
 	free((char *)c->cmdline);
+	free((char *)c->cell_config);
 	free(c);
 }
 
@@ -115,7 +116,7 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 	if (!c)
 		return NULL;
 	*c = *src;
-	c->name = c->args = c->kernel = c->initrd = c->cmdline = NULL;
+	c->name = c->args = c->kernel = c->initrd = c->cmdline = c->cell_config = NULL;
 	c->cpus = NULL;
 	c->regions = NULL;
 	c->images = NULL;
@@ -149,6 +150,7 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 	c->kernel = dup_or_null(src->kernel, &oom);
 	c->initrd = dup_or_null(src->initrd, &oom);
 	c->cmdline = dup_or_null(src->cmdline, &oom);
+	c->cell_config = dup_or_null(src->cell_config, &oom);
 	if (oom || !c->name) {
 		config_free(c);
 		return NULL;

@@ -56,8 +56,8 @@ int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret)
 		return kvm_backend_new(cfg, ret);
 	if (strcmp(kind, "qemu") == 0)
 		return qemu_backend_new(cfg, ret);
-	/* jailhouse is planned, anything else is unknown: the caller cannot
-	 * do more with either answer than report it. */
+	if (strcmp(kind, "jailhouse") == 0)
+		return jailhouse_backend_new(cfg, ret);
 	return -EOPNOTSUPP;
 }
 
@@ -90,6 +90,13 @@ int backend_disable(Backend *b)
 	if (!b)
 		return -EINVAL;
 	return b->ops->disable(b);
+}
+
+int backend_stats(Backend *b, BackendStat *ret, size_t max)
+{
+	if (!b || (!ret && max))
+		return -EINVAL;
+	return b->ops->stats ? b->ops->stats(b, ret, max) : 0;
 }
 
 int backend_cell_create(Backend *b, const BackendCellConfig *cfg, BackendCell **ret)

@@ -7,7 +7,8 @@
  *
  * Two kinds of calls, and a backend author must keep them apart:
  *
- *   loop calls    never block and never wait: backend_cell_status(),
+ *   loop calls    never block and never wait: backend_stats(),
+ *                 backend_cell_status(),
  *                 _comm(), _console_read(), _event_fd(), _event_ack(),
  *                 _pidfd(), _reap(), _cpu_times(), _mail(), _shutdown(), _name(),
  *                 _free(). The daemon calls
@@ -83,6 +84,9 @@ typedef struct BackendCellConfig {
 	const char *kernel;  /* absolute path of the kernel image */
 	const char *initrd;  /* absolute path of the initramfs, or NULL */
 	const char *cmdline; /* kernel command line, or NULL */
+	/* jailhouse: absolute path of the operator's .cell file, which the
+	 * backend hands to CELL_CREATE as it is; NULL for the others. */
+	const char *cell_config;
 } BackendCellConfig;
 
 typedef enum BackendCellState {
@@ -97,6 +101,15 @@ typedef enum BackendCellState {
 	_BACKEND_CELL_STATE_INVALID = -1,
 } BackendCellState;
 
+/* A backend's own counter, by the name the hypervisor gives it
+ * (jailhouse: "vmexits_psci", ...). */
+#define BACKEND_MAX_STATS 24
+#define BACKEND_STAT_NAME_LEN 32
+typedef struct BackendStat {
+	char name[BACKEND_STAT_NAME_LEN];
+	uint64_t value;
+} BackendStat;
+
 typedef struct BackendCellStatus {
 	BackendCellState state;
 	char reason[BACKEND_REASON_LEN]; /* why it is in that state, or "" */
@@ -109,6 +122,9 @@ typedef struct BackendCellStatus {
 	uint64_t exits_mmio;
 	uint64_t exits_hlt;
 	uint64_t exits_sleep;
+	/* every counter the backend has, the ones above included */
+	BackendStat stats[BACKEND_MAX_STATS];
+	size_t n_stats;
 } BackendCellStatus;
 
 typedef struct BackendConfig {
@@ -116,6 +132,11 @@ typedef struct BackendConfig {
 	const char *runner_path; /* helper binary: warden-kvm, qemu-system-x86_64 */
 	const char *accel;       /* qemu: "tcg" or "kvm"; NULL for the default */
 	const char *machine;     /* qemu: machine type ("pc"); NULL for the default */
+	/* jailhouse (runner_path is the helper, warden-jailhouse): */
+	const char *system_config; /* the system config ENABLE loads; required to enable */
+	const char *sysfs_root;    /* NULL: /sys/devices/jailhouse */
+	const char *device;        /* NULL: /dev/jailhouse (the helper opens it) */
+	const char *mem;           /* NULL: /dev/mem (the helper opens it) */
 } BackendConfig;
 
 const char *backend_cell_state_to_string(BackendCellState s);
@@ -130,6 +151,11 @@ const char *backend_kind(const Backend *b);
 bool backend_restarts_in_place(const Backend *b);
 int backend_enable(Backend *b);
 int backend_disable(Backend *b);
+/* Backend-wide figures (jailhouse: "enabled", "mem_pool_size",
+ * "mem_pool_used", "remap_pool_size", "remap_pool_used", in pages), into
+ * ret; returns how many, 0 for a backend without any, or -errno. A loop
+ * call. */
+int backend_stats(Backend *b, BackendStat *ret, size_t max);
 
 /* Create the cell (VM, memory, vCPUs parked); images are not loaded yet.
  * -EEXIST if a live cell of that name already exists. */

@@ -6,16 +6,19 @@
  * /dev/mem) so that wardend needs neither.
  *
  *   warden-jailhouse [--device=/dev/jailhouse] [--mem=/dev/mem]
+ *                    [--sysfs=/sys/devices/jailhouse]
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "helper.h"
+#include "sysfs.h"
 
 int main(int argc, char **argv)
 {
-	const char *device = JH_DEVICE_PATH, *mem = "/dev/mem";
+	const char *device = JH_DEVICE_PATH;
+	JhHelperOptions opts = { .mem_path = "/dev/mem", .sysfs_root = JH_SYSFS_ROOT };
 	JhDriver d;
 	int r;
 
@@ -23,9 +26,11 @@ int main(int argc, char **argv)
 		if (strncmp(argv[i], "--device=", 9) == 0)
 			device = argv[i] + 9;
 		else if (strncmp(argv[i], "--mem=", 6) == 0)
-			mem = argv[i] + 6;
+			opts.mem_path = argv[i] + 6;
+		else if (strncmp(argv[i], "--sysfs=", 8) == 0)
+			opts.sysfs_root = argv[i] + 8;
 		else {
-			fprintf(stderr, "usage: %s [--device=PATH] [--mem=PATH] (socket on fd 3)\n", argv[0]);
+			fprintf(stderr, "usage: %s [--device=PATH] [--mem=PATH] [--sysfs=DIR] (socket on fd 3)\n", argv[0]);
 			return 2;
 		}
 	}
@@ -34,7 +39,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "warden-jailhouse: cannot open %s: %s\n", device, strerror(-r));
 		return 1;
 	}
-	r = jh_helper_serve(3, &d, mem);
+	r = jh_helper_serve(3, &d, &opts);
 	jh_driver_close(&d);
 	if (r < 0) {
 		fprintf(stderr, "warden-jailhouse: %s\n", strerror(-r));

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cell-config.h"
+#include "sysfs.h"
 
 #define MAX_SHARED 64
 
@@ -95,6 +96,7 @@ typedef struct Shared {
 typedef struct Server {
 	JhDriver *driver;
 	const char *mem_path;
+	const char *sysfs_root;
 	Shared shared[MAX_SHARED];
 	size_t n_shared;
 } Server;
@@ -127,6 +129,36 @@ static void forget_shared(Server *s, const char *cell)
 		if (strncmp(s->shared[i].cell, cell, JH_CELL_NAME_LEN) != 0)
 			s->shared[j++] = s->shared[i];
 	s->n_shared = j;
+}
+
+/* A cell an earlier helper created: sysfs must show it with the CPUs
+ * the .cell names. */
+static int register_cell(Server *s, const void *cfg, size_t size)
+{
+	JhCellConfig *c = NULL;
+	JhCellInfo *info = NULL;
+	char err[256];
+	int id, r;
+
+	if (jh_cell_config_decode(cfg, size, JH_ARCH_UNSPEC, &c, err, sizeof(err)) < 0)
+		return -EINVAL;
+	r = jh_sysfs_find_cell(s->sysfs_root, c->name, &id);
+	if (r >= 0) {
+		info = calloc(1, sizeof(*info));
+		r = info ? jh_sysfs_read_cell(s->sysfs_root, id, info) : -ENOMEM;
+	}
+	if (r == -ENOENT || r == -ENOTDIR)
+		r = -ENOENT;
+	for (unsigned cpu = 0; r >= 0 && cpu < JH_MAX_CPUS; cpu++)
+		if (jh_cpu_set_has(&info->cpus, cpu) != jh_cell_config_has_cpu(c, cpu))
+			r = -EPERM;
+	if (r >= 0) {
+		forget_shared(s, c->name);
+		remember_shared(s, cfg, size);
+	}
+	free(info);
+	jh_cell_config_free(c);
+	return r;
 }
 
 static bool shared_allows(const Server *s, uint64_t phys, uint64_t size)
@@ -188,6 +220,9 @@ static int handle(Server *s, const struct jh_helper_request *rq, const int *fds,
 		if (r >= 0)
 			forget_shared(s, name);
 		break;
+	case JH_OP_CELL_REGISTER:
+		r = n_fds == 1 ? register_cell(s, maps[0], rq->blob[0].size) : -EINVAL;
+		break;
 	case JH_OP_OPEN_MEM:
 		if (!shared_allows(s, rq->mem_phys, rq->mem_size)) {
 			r = -EPERM;
@@ -207,7 +242,7 @@ out:
 	return r;
 }
 
-int jh_helper_serve(int fd, JhDriver *driver, const char *mem_path)
+int jh_helper_serve(int fd, JhDriver *driver, const JhHelperOptions *opts)
 {
 	Server *s = calloc(1, sizeof(*s));
 	int r = 0;
@@ -215,7 +250,8 @@ int jh_helper_serve(int fd, JhDriver *driver, const char *mem_path)
 	if (!s)
 		return -ENOMEM;
 	s->driver = driver;
-	s->mem_path = mem_path ? mem_path : "/dev/mem";
+	s->mem_path = opts && opts->mem_path ? opts->mem_path : "/dev/mem";
+	s->sysfs_root = opts && opts->sysfs_root ? opts->sysfs_root : JH_SYSFS_ROOT;
 	for (;;) {
 		struct jh_helper_request rq;
 		struct jh_helper_reply rp = { .magic = JH_HELPER_MAGIC };
@@ -372,6 +408,13 @@ int jh_client_disable(JhClient *c)
 int jh_client_cell_create(JhClient *c, const void *cell_config, size_t size)
 {
 	struct jh_helper_request rq = { .op = JH_OP_CELL_CREATE };
+	JhImage b = { .data = cell_config, .size = size };
+	return exchange(c, &rq, &b, 1, NULL);
+}
+
+int jh_client_cell_register(JhClient *c, const void *cell_config, size_t size)
+{
+	struct jh_helper_request rq = { .op = JH_OP_CELL_REGISTER };
 	JhImage b = { .data = cell_config, .size = size };
 	return exchange(c, &rq, &b, 1, NULL);
 }

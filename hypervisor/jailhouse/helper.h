@@ -11,6 +11,8 @@
  * A comm region is handed out as an fd of /dev/mem only for a range that a
  * cell config the helper created declares as shared with the root cell
  * (ROOTSHARED or COMM_REGION): the daemon maps it without privileges.
+ * A new helper knows no cells; CELL_REGISTER tells it of those that
+ * outlived the previous one (see jh_client_cell_register()).
  */
 #ifndef WARDEN_JAILHOUSE_HELPER_H
 #define WARDEN_JAILHOUSE_HELPER_H
@@ -30,6 +32,7 @@ enum {
 	JH_OP_CELL_START,
 	JH_OP_CELL_DESTROY,
 	JH_OP_OPEN_MEM,
+	JH_OP_CELL_REGISTER,
 	_JH_OP_MAX,
 };
 
@@ -51,9 +54,14 @@ struct jh_helper_reply {
 	int32_t result; /* 0 or -errno; OPEN_MEM passes the fd alongside */
 };
 
+typedef struct JhHelperOptions {
+	const char *mem_path;   /* what OPEN_MEM opens; NULL: /dev/mem */
+	const char *sysfs_root; /* what CELL_REGISTER checks; NULL: JH_SYSFS_ROOT */
+} JhHelperOptions;
+
 /* Serves requests on fd until it reaches EOF; 0 then, -errno on a broken
- * socket. mem_path: what OPEN_MEM opens (/dev/mem). */
-int jh_helper_serve(int fd, JhDriver *driver, const char *mem_path);
+ * socket. */
+int jh_helper_serve(int fd, JhDriver *driver, const JhHelperOptions *opts);
 
 typedef struct JhClient JhClient;
 
@@ -67,7 +75,16 @@ int jh_client_cell_load(JhClient *c, const char *name, const JhImage *images, si
 int jh_client_cell_start(JhClient *c, const char *name);
 int jh_client_cell_destroy(JhClient *c, const char *name);
 /* An fd of the helper's mem device for [phys, phys + size): mmap it at
- * offset phys. -EPERM for a range no created cell shares with the root. */
+ * offset phys. -EPERM for a range no created or registered cell shares
+ * with the root. */
 int jh_client_open_mem(JhClient *c, uint64_t phys, uint64_t size, int *ret_fd);
+/* CELL_REGISTER: the shared ranges of a cell that exists already (created
+ * by an earlier helper, before a daemon restart), from its .cell bytes,
+ * without touching the driver. The helper checks sysfs: a cell of that
+ * name must exist (-ENOENT) and own exactly the CPUs the .cell names
+ * (-EPERM). It cannot check the memory regions (sysfs does not show them):
+ * the daemon is trusted with that much, as it is with the .cell it asks to
+ * create. */
+int jh_client_cell_register(JhClient *c, const void *cell_config, size_t size);
 
 #endif /* WARDEN_JAILHOUSE_HELPER_H */

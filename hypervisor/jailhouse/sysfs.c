@@ -275,6 +275,29 @@ out:
 	return r;
 }
 
+int jh_sysfs_read_cell_state(const char *root, int id, JhCellInfo *ret)
+{
+	char rel[96], buf[256];
+	int r;
+
+	if (id < 0)
+		return -EINVAL;
+	ret->id = id;
+	ret->n_stats = 0;
+	snprintf(rel, sizeof(rel), "cells/%d/name", id);
+	if ((r = read_line(root, rel, ret->name, sizeof(ret->name))) < 0)
+		return r;
+	snprintf(rel, sizeof(rel), "cells/%d/state", id);
+	if ((r = read_line(root, rel, buf, sizeof(buf))) < 0)
+		return r;
+	ret->state = jh_cell_state_from_string(buf);
+	memset(&ret->cpus_failed, 0, sizeof(ret->cpus_failed));
+	snprintf(rel, sizeof(rel), "cells/%d/cpus_failed_list", id);
+	if (read_line(root, rel, buf, sizeof(buf)) >= 0 && jh_cpu_list_parse(buf, &ret->cpus_failed) < 0)
+		return -EBADMSG;
+	return 0;
+}
+
 int jh_sysfs_find_cell(const char *root, const char *name, int *ret_id)
 {
 	char path[PATH_MAX];

@@ -61,6 +61,9 @@ void jh_cpu_set_format(const JhCpuSet *s, char *buf, size_t n);
 int jh_sysfs_read_system(const char *root, JhSystemInfo *ret);
 /* The cell with that id: -ENOENT if there is none. */
 int jh_sysfs_read_cell(const char *root, int id, JhCellInfo *ret);
+/* The cheap part of jh_sysfs_read_cell(), for every heartbeat sample:
+ * name, state and failed CPUs; no assigned CPUs, no statistics. */
+int jh_sysfs_read_cell_state(const char *root, int id, JhCellInfo *ret);
 /* The id of the cell with that name: -ENOENT if there is none. */
 int jh_sysfs_find_cell(const char *root, const char *name, int *ret_id);
 /* A statistic by name, or 0 when the cell has none of that name. */

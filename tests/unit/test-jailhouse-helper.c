@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The Jailhouse helper over its real socket protocol, with a fake driver
- * behind the ioctl seam. The fake models the driver's contract as
+ * The Jailhouse helper over its real socket protocol, with the fake driver
+ * of tests/lib/fake-jailhouse.h behind the ioctl seam. It models the
+ * driver's contract as
  * ../shared/jailhouse/FACTS.md states it (section 2): ENABLE once, CELL_CREATE
  * needs an enabled hypervisor, a unique name (-EEXIST) and CPUs the root
  * cell owns (-EBUSY); CELL_LOAD finds the cell by name (-ENOENT) and wants
@@ -27,183 +28,25 @@
 #include "hypervisor/jailhouse/abi.h"
 #include "hypervisor/jailhouse/cell-config.h"
 #include "hypervisor/jailhouse/helper.h"
-
-#define MAX_CALLS 64
-#define MAX_CELLS 8
-
-typedef struct Call {
-	unsigned long request;
-	int result;
-	struct jh_cell_id id;
-	uint32_t n_images;
-	struct jh_preload_image image[4];
-	uint8_t image_head[4][16];
-	uint8_t config_head[8];
-	uint32_t config_size;
-} Call;
-
-typedef struct FakeCell {
-	bool used, started, refuse;
-	char name[JH_CELL_NAME_LEN];
-	uint64_t cpus;
-	JhCellConfig *cfg;
-} FakeCell;
-
-typedef struct Fake {
-	pthread_mutex_t lock;
-	Call calls[MAX_CALLS];
-	size_t n_calls;
-	bool enabled;
-	uint64_t root_cpus;
-	FakeCell cells[MAX_CELLS];
-} Fake;
-
-static FakeCell *by_name(Fake *f, const struct jh_cell_id *id) {
-	for (int i = 1; i < MAX_CELLS; i++)
-		if (f->cells[i].used && id->id == JH_CELL_ID_UNUSED &&
-		    strncmp(f->cells[i].name, id->name, JH_CELL_NAME_LEN) == 0)
-			return &f->cells[i];
-	return NULL;
-}
-
-static int fake_create(Fake *f, const struct jh_cell_create *cc, Call *call) {
-	JhCellConfig *c = NULL;
-	char err[256];
-	uint64_t cpus = 0;
-	struct jh_cell_id id = { .id = JH_CELL_ID_UNUSED };
-
-	call->config_size = cc->config_size;
-	memcpy(call->config_head, (const void *)(uintptr_t)cc->config_address, 8);
-	if (!f->enabled)
-		return -EINVAL;
-	if (jh_cell_config_decode((const void *)(uintptr_t)cc->config_address, cc->config_size, JH_ARCH_ARM64, &c, err,
-	                          sizeof err) < 0)
-		return -EINVAL;
-	memcpy(id.name, c->name, JH_CELL_NAME_LEN);
-	if (by_name(f, &id)) {
-		jh_cell_config_free(c);
-		return -EEXIST;
-	}
-	for (unsigned cpu = 0; cpu < 64; cpu++)
-		if (jh_cell_config_has_cpu(c, cpu))
-			cpus |= 1ULL << cpu;
-	if ((cpus & ~f->root_cpus) || !cpus) {
-		jh_cell_config_free(c);
-		return -EBUSY;
-	}
-	for (int i = 1; i < MAX_CELLS; i++) /* the lowest free id; root is 0 */
-		if (!f->cells[i].used) {
-			f->cells[i] = (FakeCell){ .used = true, .cpus = cpus, .cfg = c };
-			memcpy(f->cells[i].name, c->name, JH_CELL_NAME_LEN);
-			f->root_cpus &= ~cpus;
-			return 0;
-		}
-	jh_cell_config_free(c);
-	return -ENOMEM;
-}
-
-static bool loadable(const JhCellConfig *c, uint64_t at, uint64_t size) {
-	for (uint32_t i = 0; i < c->n_memory; i++) {
-		const JhMemory *m = &c->memory[i];
-		if ((m->flags & (JH_MEM_WRITE | JH_MEM_LOADABLE)) == (JH_MEM_WRITE | JH_MEM_LOADABLE) &&
-		    at >= m->virt_start && at - m->virt_start <= m->size && size <= m->size - (at - m->virt_start))
-			return true;
-	}
-	return false;
-}
-
-static int fake_ioctl(void *ctx, unsigned long request, void *arg) {
-	Fake *f = ctx;
-	Call *call;
-	FakeCell *cell;
-	int r = 0;
-
-	pthread_mutex_lock(&f->lock);
-	assert_true(f->n_calls < MAX_CALLS);
-	call = &f->calls[f->n_calls++];
-	*call = (Call){ .request = request };
-	switch (request) {
-	case JH_IOCTL_ENABLE:
-		memcpy(call->config_head, arg, 8);
-		if (f->enabled)
-			r = -EBUSY;
-		else if (memcmp(arg, "JHSYS", 5) != 0 || ((const uint8_t *)arg)[6] != 14)
-			r = -EINVAL;
-		else
-			f->enabled = true;
-		break;
-	case JH_IOCTL_DISABLE:
-		if (!f->enabled)
-			r = -EINVAL;
-		for (int i = 1; i < MAX_CELLS && r == 0; i++)
-			if (f->cells[i].used) {
-				jh_cell_config_free(f->cells[i].cfg);
-				f->cells[i].used = false;
-			}
-		f->enabled = false;
-		break;
-	case JH_IOCTL_CELL_CREATE:
-		r = fake_create(f, arg, call);
-		break;
-	case JH_IOCTL_CELL_LOAD: {
-		const struct jh_cell_load *cl = arg;
-		call->id = cl->cell_id;
-		call->n_images = cl->num_preload_images;
-		for (uint32_t i = 0; i < cl->num_preload_images && i < 4; i++) {
-			call->image[i] = cl->image[i];
-			memcpy(call->image_head[i], (const void *)(uintptr_t)cl->image[i].source_address,
-			       cl->image[i].size < 16 ? cl->image[i].size : 16);
-		}
-		cell = by_name(f, &cl->cell_id);
-		if (!cell) {
-			r = -ENOENT;
-			break;
-		}
-		for (uint32_t i = 0; i < cl->num_preload_images; i++)
-			if (!loadable(cell->cfg, cl->image[i].target_address, cl->image[i].size))
-				r = -EINVAL;
-		cell->started = false; /* loadable: shut down */
-		break;
-	}
-	case JH_IOCTL_CELL_START:
-	case JH_IOCTL_CELL_DESTROY:
-		call->id = *(const struct jh_cell_id *)arg;
-		cell = by_name(f, arg);
-		if (!cell)
-			r = -ENOENT;
-		else if (cell->refuse)
-			r = -EPERM;
-		else if (request == JH_IOCTL_CELL_START)
-			cell->started = true;
-		else {
-			f->root_cpus |= cell->cpus;
-			jh_cell_config_free(cell->cfg);
-			*cell = (FakeCell){ 0 };
-		}
-		break;
-	default:
-		r = -ENOTTY;
-	}
-	call->result = r;
-	pthread_mutex_unlock(&f->lock);
-	return r;
-}
-
-static const JhDriverOps fake_ops = { .ioctl = fake_ioctl };
+#include "hypervisor/jailhouse/sysfs.h"
+#include "tests/lib/fake-jailhouse.h"
 
 typedef struct T {
-	Fake fake;
+	FakeJh fake;
 	JhDriver driver;
 	JhClient *client;
 	pthread_t server;
 	int server_fd;
 	int served;
 	char mem_path[64];
+	char dir[64];
+	char sysfs[96];
 } T;
 
 static void *serve(void *arg) {
 	T *t = arg;
-	t->served = jh_helper_serve(t->server_fd, &t->driver, t->mem_path);
+	JhHelperOptions opts = { .mem_path = t->mem_path, .sysfs_root = t->sysfs };
+	t->served = jh_helper_serve(t->server_fd, &t->driver, &opts);
 	close(t->server_fd);
 	return NULL;
 }
@@ -212,9 +55,11 @@ static int setup(void **state) {
 	T *t = calloc(1, sizeof *t);
 	int sv[2], fd;
 
-	pthread_mutex_init(&t->fake.lock, NULL);
-	t->fake.root_cpus = 0xf; /* CPUs 0-3 */
-	t->driver = (JhDriver){ .ops = &fake_ops, .ctx = &t->fake };
+	snprintf(t->dir, sizeof t->dir, "/tmp/warden-jh-sysfs-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->sysfs, sizeof t->sysfs, "%s/jailhouse", t->dir);
+	assert_int_equal(fake_jh_init(&t->fake, 0xf /* CPUs 0-3 */, t->sysfs, NULL), 0);
+	t->driver = fake_jh_driver(&t->fake);
 	snprintf(t->mem_path, sizeof t->mem_path, "/tmp/warden-jh-mem-XXXXXX");
 	fd = mkstemp(t->mem_path);
 	assert_true(fd >= 0);
@@ -229,11 +74,13 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
 	T *t = *state;
+	char cmd[128];
 	t->client = jh_client_free(t->client); /* EOF: the helper ends */
 	pthread_join(t->server, NULL);
 	unlink(t->mem_path);
-	for (int i = 0; i < MAX_CELLS; i++)
-		jh_cell_config_free(t->fake.cells[i].cfg);
+	fake_jh_done(&t->fake);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", t->dir);
+	assert_int_equal(system(cmd), 0);
 	free(t);
 	return 0;
 }
@@ -280,7 +127,7 @@ static void test_lifecycle_and_layouts(void **state) {
 	        *other = make_cell("other", 1, 0x7f100000, &other_n);
 	uint8_t image[64];
 	JhImage img = { .data = image, .size = sizeof image, .target = 0x1000 };
-	Fake *f = &t->fake;
+	FakeJh *f = &t->fake;
 
 	for (size_t i = 0; i < sizeof image; i++)
 		image[i] = (uint8_t)(i * 7);
@@ -300,7 +147,7 @@ static void test_lifecycle_and_layouts(void **state) {
 
 	/* load: by name, id -1, each image where the cell may be loaded */
 	assert_int_equal(jh_client_cell_load(t->client, "demo", &img, 1), 0);
-	Call *ld = &f->calls[f->n_calls - 1];
+	FakeJhCall *ld = &f->calls[f->n_calls - 1];
 	assert_int_equal(ld->request, JH_IOCTL_CELL_LOAD);
 	assert_int_equal(ld->id.id, JH_CELL_ID_UNUSED);
 	assert_string_equal(ld->id.name, "demo");
@@ -355,6 +202,90 @@ static void test_lifecycle_and_layouts(void **state) {
 	free(other);
 }
 
+static char *slurp(const T *t, const char *rel) {
+	static char buf[256];
+	char path[256];
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof path, "%s/%s", t->sysfs, rel);
+	fp = fopen(path, "r");
+	if (!fp)
+		return NULL;
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	return buf;
+}
+
+/* The fake keeps sysfs as the driver does, and a new helper (after a
+ * daemon restart) learns a live cell's shared ranges from CELL_REGISTER,
+ * checked against sysfs. */
+static void test_sysfs_and_register(void **state) {
+	T *t = *state;
+	size_t sys_n, cell_n, liar_n, ghost_n;
+	uint8_t *sys = make_system(&sys_n), *cell = make_cell("demo", 1, 0x7f000000, &cell_n),
+	        *liar = make_cell("demo", 2, 0x7f000000, &liar_n), *ghost = make_cell("ghost", 3, 0x7f200000, &ghost_n);
+	JhCellInfo info;
+	JhSystemInfo si;
+	JhClient *second;
+	T t2;
+	int sv[2], fd = -1, id;
+
+	assert_string_equal(slurp(t, "enabled"), "0\n");
+	assert_int_equal(jh_client_enable(t->client, sys, sys_n), 0);
+	assert_int_equal(jh_sysfs_read_system(t->sysfs, &si), 0);
+	assert_true(si.enabled);
+	assert_true(si.mem_pool_size > 0 && si.mem_pool_used > 0);
+	assert_string_equal(slurp(t, "cells/0/name"), "qemu-arm64\n");
+	assert_int_equal(jh_client_cell_create(t->client, cell, cell_n), 0);
+	assert_int_equal(jh_sysfs_find_cell(t->sysfs, "demo", &id), 0);
+	assert_int_equal(id, 1);
+	assert_string_equal(slurp(t, "cells/1/state"), "shut down\n");
+	assert_string_equal(slurp(t, "cells/1/cpus_assigned"), "0002\n");
+	assert_string_equal(slurp(t, "cells/1/cpus_assigned_list"), "1\n");
+	assert_string_equal(slurp(t, "cells/1/cpus_failed_list"), "\n");
+	assert_string_equal(slurp(t, "cells/0/cpus_assigned_list"), "0,2-3\n");
+	assert_int_equal(jh_client_cell_start(t->client, "demo"), 0);
+	assert_int_equal(jh_sysfs_read_cell(t->sysfs, 1, &info), 0);
+	assert_int_equal(info.state, JH_CELL_RUNNING);
+	assert_true(jh_cpu_set_has(&info.cpus, 1) && jh_cpu_set_count(&info.cpus) == 1);
+	assert_true(info.n_stats >= 4);
+	assert_int_equal(jh_cell_stat(&info, "vmexits_total"), 0);
+
+	/* a second helper on the same driver: it has created nothing */
+	memset(&t2, 0, sizeof t2);
+	t2.driver = t->driver;
+	memcpy(t2.mem_path, t->mem_path, sizeof t2.mem_path);
+	memcpy(t2.sysfs, t->sysfs, sizeof t2.sysfs);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	t2.server_fd = sv[1];
+	assert_int_equal(jh_client_new(sv[0], &second), 0);
+	assert_int_equal(pthread_create(&t2.server, NULL, serve, &t2), 0);
+	assert_int_equal(jh_client_open_mem(second, 0x7f000000, 0x1000, &fd), -EPERM);
+	assert_int_equal(jh_client_cell_register(second, ghost, ghost_n), -ENOENT);
+	assert_int_equal(jh_client_cell_register(second, liar, liar_n), -EPERM); /* CPU 2 is not demo's */
+	assert_int_equal(jh_client_cell_register(second, cell, cell_n), 0);
+	assert_int_equal(jh_client_open_mem(second, 0x7f000000, 0x1000, &fd), 0);
+	close(fd);
+	second = jh_client_free(second);
+	pthread_join(t2.server, NULL);
+	/* register touched no driver call */
+	assert_int_equal(t->fake.n_calls, 3);
+
+	/* destroy and disable take the cells out of sysfs */
+	assert_int_equal(jh_client_cell_destroy(t->client, "demo"), 0);
+	assert_int_equal(jh_sysfs_find_cell(t->sysfs, "demo", &id), -ENOENT);
+	assert_string_equal(slurp(t, "cells/0/cpus_assigned_list"), "0-3\n");
+	assert_int_equal(jh_client_disable(t->client), 0);
+	assert_string_equal(slurp(t, "enabled"), "0\n");
+	assert_null(slurp(t, "cells/0/name"));
+	free(sys);
+	free(cell);
+	free(liar);
+	free(ghost);
+}
+
 static void test_bad_requests(void **state) {
 	T *t = *state;
 	char name[40];
@@ -371,6 +302,7 @@ static void test_bad_requests(void **state) {
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_lifecycle_and_layouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sysfs_and_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

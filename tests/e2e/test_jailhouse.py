@@ -1,0 +1,276 @@
+# SPDX-License-Identifier: MIT
+"""The jailhouse backend through the real wardend, without a board.
+
+wardend runs its real jailhouse backend and spawns, in place of
+warden-jailhouse, warden-jailhouse-fake: the real helper (the same socket
+protocol, the same checks) with the fake driver of tests/lib/fake-jailhouse.h
+behind the ioctl seam. The fake keeps a sysfs tree the way the driver keeps
+/sys/devices/jailhouse and logs every ioctl to SYSFS.calls. /dev/mem is a
+sparse file: the comm region is the bytes at its physical address, and this
+test is the inmate, writing warden comm-region beats there (api/warden/comm.h).
+It also plays the hypervisor where the fake cannot: a cell's "failed" state
+and failed CPUs, "Comm ABI mismatch", the vmexit counters.
+
+The .cell and the system config are built with `wardenctl jailhouse export`.
+Real Jailhouse runs on the emulated arm64 board (another test).
+"""
+import json
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import BUILD, WARDENCTL, WARDEN_KVM, Daemon, poll, run_tests, test  # noqa: E402
+
+FAKE = os.environ.get("WARDEN_JAILHOUSE_FAKE", os.path.join(BUILD, "tests", "warden-jailhouse-fake"))
+
+COMM_MAGIC = 0x4d4d4f434e445257
+COMM_PHYS = 0x7f900000
+COMM_VIRT = 0x80000000
+INMATE_RUNNING = 2
+
+
+def export(d, doc, name):
+    src = os.path.join(d, name + ".json")
+    out = os.path.join(d, name)
+    with open(src, "w") as f:
+        json.dump(doc, f)
+    subprocess.run([WARDENCTL, "jailhouse", "export", src, "--revision", "14", "-o", out], check=True)
+    return out
+
+
+class Inmate(threading.Thread):
+    """Beats into the comm region at COMM_PHYS of the mem file while
+    self.beating; stops advancing seq (a stall) when it is cleared."""
+
+    def __init__(self, mem_path, period=0.01):
+        super().__init__(daemon=True)
+        self.fd = os.open(mem_path, os.O_RDWR)
+        self.map = mmap.mmap(self.fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=COMM_PHYS)
+        self.period = period
+        self.beating = True
+        self.done = False
+        self.seq = 0
+
+    def run(self):
+        start = time.monotonic_ns()
+        while not self.done:
+            if self.beating:
+                self.seq += 1
+                m = self.map
+                # magic, abi, size, state, period_ms; then uptime; seq last
+                m[0:24] = struct.pack("<QIIII", COMM_MAGIC, 1, 4096, INMATE_RUNNING, int(self.period * 1000))
+                m[32:40] = struct.pack("<Q", time.monotonic_ns() - start)
+                m[24:32] = struct.pack("<Q", self.seq)
+            time.sleep(self.period)
+
+    def stop(self):
+        self.done = True
+        self.join(2)
+        self.map.close()
+        os.close(self.fd)
+
+
+class Board:
+    """The files the fake helper and wardend share: the system config, the
+    .cell, an image, the sysfs tree, the mem file and the call log."""
+
+    def __init__(self, d):
+        self.dir = d
+        self.sysfs = os.path.join(d, "sysfs")
+        self.calls_path = self.sysfs + ".calls"
+        self.mem = os.path.join(d, "mem")
+        with open(self.mem, "wb") as f:
+            f.truncate(COMM_PHYS + 0x100000)
+        self.device = os.path.join(d, "jailhouse-device")
+        open(self.device, "w").close()
+        self.system = export(d, {
+            "jailhouse": "system", "revision": 14, "architecture": "arm64",
+            "hypervisor_memory": {"phys_start": "0x7fc00000", "virt_start": "0x0", "size": "0x400000", "flags": []},
+            "platform_info": {"arm": {"maintenance_irq": 25, "gic_version": 3, "gicd_base": "0x8000000",
+                                      "gicc_base": "0x0", "gich_base": "0x0", "gicv_base": "0x0",
+                                      "gicr_base": "0x80a0000"}},
+            "root_cell": {"name": "qemu-arm64", "cpus": [0, 1], "memory": [
+                {"phys_start": "0x40000000", "virt_start": "0x40000000", "size": "0x3f000000",
+                 "flags": ["read", "write", "execute"]}]},
+        }, "system.cell")
+        self.cell = export(d, {
+            "jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "inmate-demo", "cpus": [1],
+            "cpu_reset_address": "0x0",
+            "memory": [
+                {"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
+                 "flags": ["read", "write", "execute", "loadable"]},
+                {"phys_start": hex(COMM_PHYS), "virt_start": hex(COMM_VIRT), "size": "0x1000",
+                 "flags": ["read", "write", "rootshared"]},
+            ],
+        }, "demo.cell")
+        self.image = os.path.join(d, "inmate.bin")
+        with open(self.image, "wb") as f:
+            f.write(bytes(range(256)) * 4)
+        self.bad = os.path.join(d, "bad.cell")
+        with open(self.bad, "wb") as f:
+            f.write(b"JHCLL\x02\x0e\x00" + b"\x00" * 20)
+
+    def config(self, cells):
+        return {
+            "backends": {"kvm": {"runner": os.path.abspath(WARDEN_KVM)},
+                         "jailhouse": {"system_config": self.system, "helper": FAKE, "sysfs": self.sysfs,
+                                       "device": self.device, "mem": self.mem}},
+            "api": {"image_dirs": [self.dir]},
+            "cells": cells,
+        }
+
+    def spec(self, name="demo", cell=None, **extra):
+        s = {"name": name, "backend": "jailhouse", "jailhouse": {"cell_config": cell or self.cell},
+             "comm": {"virt_start": hex(COMM_VIRT), "size": 4096},
+             "images": [{"file": self.image, "address": "0x1000"}],
+             "health": {"period_ms": 20, "timeout_ms": 300, "boot_timeout_ms": 3000},
+             "recovery": {"max_restarts": 100, "window_s": 60,
+                          "backoff": {"initial_ms": 0, "max_ms": 100, "factor": 2.0, "reset_after_s": 1}}}
+        s.update(extra)
+        return s
+
+    def calls(self):
+        try:
+            with open(self.calls_path) as f:
+                return [l.rstrip("\n") for l in f]
+        except OSError:
+            return []
+
+    def cell_id(self, name="inmate-demo"):
+        for e in os.listdir(os.path.join(self.sysfs, "cells")):
+            with open(os.path.join(self.sysfs, "cells", e, "name")) as f:
+                if f.read().strip() == name:
+                    return int(e)
+        return None
+
+    def write(self, rel, text):
+        """As the hypervisor would change it: the whole attribute at once."""
+        path = os.path.join(self.sysfs, rel)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(path + ".tmp", path)
+
+
+def subsequence(calls, want):
+    """Whether want appears in calls in that order (other calls between)."""
+    it = iter(calls)
+    return all(any(c == w for c in it) for w in want)
+
+
+def with_board(fn):
+    def run():
+        if not os.path.exists(FAKE):
+            raise AssertionError("no %s: build it first" % FAKE)
+        import tempfile
+        d = tempfile.mkdtemp(prefix="warden-jh-")
+        b = Board(d)
+        inmate = Inmate(b.mem)
+        inmate.start()
+        try:
+            with Daemon(b.config([b.spec()])) as dm:
+                fn(dm, b, inmate)
+        finally:
+            inmate.stop()
+            import shutil
+            shutil.rmtree(d, ignore_errors=True)
+    run.__name__ = fn.__name__
+    return run
+
+
+@test
+@with_board
+def cell_runs_and_shows_jailhouse_figures(d, b, inmate):
+    c = d.wait_state("demo", "running", timeout=15)
+    assert c["hypervisor"]["state"] == "running", c["hypervisor"]
+    # the spec took its CPUs and regions from the .cell
+    assert c["spec"]["cpus"] == [1], c["spec"]
+    regions = c["spec"]["memory"]
+    assert [(r["phys_start"], r["virt_start"]) for r in regions] == [("0x7fa00000", "0x0")], regions
+    assert c["spec"]["comm"]["phys_start"] == hex(COMM_PHYS), c["spec"]["comm"]
+    assert subsequence(b.calls(), ["ENABLE 0", "CELL_CREATE inmate-demo 0", "CELL_LOAD inmate-demo images=1 0",
+                                   "CELL_START inmate-demo 0"]), b.calls()
+    # vmexit counters, as the hypervisor counts them
+    cid = b.cell_id()
+    b.write("cells/%d/statistics/vmexits_total" % cid, "1234\n")
+    b.write("cells/%d/statistics/vmexits_psci" % cid, "7\n")
+    c = d.wait_cell("demo", lambda c: c["hypervisor"]["exits"].get("total") == 1234, what="vmexits_total")
+    assert c["hypervisor"]["exits"]["psci"] == 7, c["hypervisor"]
+    h = d.get("/hypervisor").json()
+    jh = [x for x in h["backends"] if x["kind"] == "jailhouse"][0]
+    assert jh["available"] is True, jh
+    assert jh["stats"]["enabled"] == 1 and jh["stats"]["mem_pool_size"] > 0, jh
+    assert jh["stats"]["mem_pool_used"] > 0 and jh["stats"]["remap_pool_size"] > 0, jh
+
+
+@test
+@with_board
+def stall_is_stuck_and_restarts_without_destroy(d, b, inmate):
+    d.wait_state("demo", "running", timeout=15)
+    n = len(b.calls())
+    inmate.beating = False
+    c = d.wait_cell("demo", lambda c: c["failures"]["stuck"] >= 1, timeout=10, what="stuck")
+    inmate.beating = True
+    c = d.wait_cell("demo", lambda c: c["state"] == "running" and c["restarts"] >= 1, timeout=10,
+                    what="running again")
+    assert c["last_failure"]["kind"] == "stuck", c["last_failure"]
+    after = b.calls()[n:]
+    assert after[:2] == ["CELL_LOAD inmate-demo images=1 0", "CELL_START inmate-demo 0"], after
+    assert not [l for l in after if l.startswith("CELL_DESTROY") or l.startswith("CELL_CREATE")], after
+
+
+@test
+@with_board
+def failed_cpus_and_comm_abi_mismatch_are_panics(d, b, inmate):
+    d.wait_state("demo", "running", timeout=15)
+    cid = b.cell_id()
+    b.write("cells/%d/cpus_failed" % cid, "0002\n")
+    b.write("cells/%d/cpus_failed_list" % cid, "1\n")
+    b.write("cells/%d/state" % cid, "failed\n")
+    c = d.wait_cell("demo", lambda c: c["failures"]["panic"] == 1 and c["state"] == "running", timeout=10,
+                    what="panic on failed CPUs, recovered")
+    assert "CPU 1 failed" in c["last_failure"]["reason"], c["last_failure"]
+    b.write("cells/%d/state" % cid, "Comm ABI mismatch\n")
+    c = d.wait_cell("demo", lambda c: c["failures"]["panic"] == 2 and c["state"] == "running", timeout=10,
+                    what="panic on Comm ABI mismatch, recovered")
+    assert "Comm ABI mismatch" in c["last_failure"]["reason"], c["last_failure"]
+    assert not [l for l in b.calls() if l.startswith("CELL_DESTROY")], b.calls()
+
+
+@test
+@with_board
+def cell_that_does_not_decode_is_refused(d, b, inmate):
+    r = d.post("/cells", body=b.spec("other", cell=b.bad))
+    assert r.status == 422, r
+    assert "jailhouse.cell_config" in r.body and "not a Jailhouse cell config" in r.body, r.body
+    # CPUs the spec states must be the .cell's
+    r = d.post("/cells", body=b.spec("other", cpus=[0]))
+    assert r.status == 422 and ".cpus" in r.body and "disagree" in r.body, r.body
+    # and so must the regions
+    r = d.post("/cells", body=b.spec("other", memory=[{"name": "ram", "phys_start": "0x7fb00000", "virt_start": "0x0",
+                                                        "size": "0x10000", "flags": ["read", "write", "loadable"]}]))
+    assert r.status == 422 and ".memory[0]" in r.body, r.body
+
+
+@test
+@with_board
+def hypervisor_restart_is_destroy_disable_enable_boot(d, b, inmate):
+    d.wait_state("demo", "running", timeout=15)
+    n = len(b.calls())
+    r = d.post("/hypervisor/restart")
+    assert r.status == 202, r
+    op = d.wait_operation(r.json()["operation"], timeout=30)
+    assert op["phase"] == "succeeded", op
+    d.wait_state("demo", "running", timeout=15)
+    after = b.calls()[n:]
+    assert subsequence(after, ["CELL_DESTROY inmate-demo 0", "DISABLE 0", "ENABLE 0", "CELL_CREATE inmate-demo 0",
+                               "CELL_LOAD inmate-demo images=1 0", "CELL_START inmate-demo 0"]), after
+    assert after.index("DISABLE 0") < after.index("ENABLE 0"), after
+
+
+if __name__ == "__main__":
+    run_tests()
