@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include "backend-internal.h"
 
 #define QUEUE_MAX_WORKERS 16
+#define WORKER_NICE 10
 
 struct BackendRequest {
 	BackendRequest *next;
@@ -278,6 +281,10 @@ static void *worker_main(void *arg)
 	uint64_t one = 1;
 
 	free(arg);
+	/* Workers share the root CPUs with the loop (they inherit its
+	 * affinity): they yield to it. A loop that waits for a CPU behind a
+	 * worker formatting /metrics is a loop that waits. */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		BackendRequest *rq = take_runnable(q);
