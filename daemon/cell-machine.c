@@ -605,10 +605,13 @@ static uint64_t grid_up(uint64_t t, uint64_t g) {
 static void next_sample(Step *s) {
 	CellMachine *m = s->m;
 	const HealthSpec *h = s->ctx->health;
-	uint64_t next = s->now + ms_ns(h->period_ms) / 2, deadline = UINT64_MAX;
+	uint64_t next = s->now + ms_ns(h->period_ms), deadline = UINT64_MAX;
 	CellAction *a;
 
-	/* Sample at half the period; never sleep past the next deadline. */
+	/* A routine look once a period: a new beat (dated by the inmate's own
+	 * clock where it shares ours) is seen within a period, and the stall
+	 * and boot deadlines have timers of their own below; doorbells and
+	 * backend events wake us at once. Never sleep past the next deadline. */
 	if (m->state == CELL_RUNNING || m->state == CELL_DEGRADED)
 		deadline = m->hb_changed_ns + ms_ns(h->timeout_ms) + NS_PER_US;
 	else if (m->state == CELL_STARTING)

@@ -53,6 +53,7 @@ struct Cell {
 	sd_event_source *save_source;   /* deferred persist_save_cell() */
 	bool save_pending;              /* put off while busy */
 	uint64_t sample_due_ns;         /* when the armed sample is due */
+	bool sample_precise;            /* its accuracy is 1 us, not the slot's */
 
 	CellEvent events[CELL_EVENTS_MAX];
 	unsigned n_events, events_head;
@@ -548,7 +549,11 @@ static void cell_apply(Cell *c, const CellActions *acts) {
 			break;
 		case CELL_DO_SAMPLE_AT:
 			c->sample_due_ns = a->at_ns;
-			sd_event_source_set_time_accuracy(c->sample_timer, a->precise ? 1 : SAMPLE_ACCURACY_USEC);
+			/* Each call re-sorts sd-event's queues: only on a change. */
+			if (a->at_ns && a->precise != c->sample_precise) {
+				sd_event_source_set_time_accuracy(c->sample_timer, a->precise ? 1 : SAMPLE_ACCURACY_USEC);
+				c->sample_precise = a->precise;
+			}
 			if (a->at_ns)
 				timer_arm(c->sample_timer, a->at_ns);
 			else
