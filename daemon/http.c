@@ -1190,7 +1190,8 @@ int http_reply_text(HttpRequest *r, unsigned status, const char *content_type, c
 		free(r->cap_body);
 		r->cap_body = malloc(size + 1);
 		if (r->cap_body) {
-			memcpy(r->cap_body, body, size);
+			if (size) /* a 204 has no body at all: memcpy(NULL) is UB */
+				memcpy(r->cap_body, body, size);
 			r->cap_body[size] = 0;
 			r->cap_len = size;
 			r->cap_status = status;

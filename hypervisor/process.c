@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,8 +23,7 @@
 #define P_PIDFD 3 /* glibc < 2.36 lacks it; the kernel has had it since 5.4 */
 #endif
 
-#define EXEC_TIMEOUT_MS 5000 /* clone -> exec done; it takes milliseconds */
-#define CHILD_STACK_SIZE (64 * 1024)
+#define EXEC_TIMEOUT_MS 5000 /* vfork -> exec done; it takes milliseconds */
 #define EXEC_FAIL_REAP_MS 2000
 /* Where the child parks its fds before placing them at 0..n: above any
  * target, so that no source is overwritten before it is moved. */
@@ -61,8 +59,8 @@ ChildProcess *child_free(ChildProcess *p)
 	return NULL;
 }
 
-/* In the child between clone and exec: async-signal-safe calls only, and
- * nothing but its own stack written (it shares the parent's memory). */
+/* In the child between vfork and exec: async-signal-safe calls only, and
+ * nothing but its own frame written (it shares the parent's memory). */
 static __attribute__((noreturn)) void child_exec(const ChildSpawn *how, int err_fd)
 {
 	extern char **environ;
@@ -105,17 +103,6 @@ fail:
 	_exit(127);
 }
 
-struct child_args {
-	const ChildSpawn *how;
-	int err_fd;
-};
-
-static int child_entry(void *arg)
-{
-	const struct child_args *a = arg;
-	child_exec(a->how, a->err_fd);
-}
-
 int child_spawn(ChildProcess *p, const ChildSpawn *how)
 {
 	int pipefd[2] = { -1, -1 };
@@ -131,23 +118,17 @@ int child_spawn(ChildProcess *p, const ChildSpawn *how)
 	/* Not fork(): copying wardend's page tables holds its memory map
 	 * locked, and every later write of the loop's would fault for a
 	 * copy-on-write, which showed as 15 ms of loop lag per QEMU start.
-	 * The child shares our memory until exec, on a stack of its own,
-	 * while this (worker) thread waits: what posix_spawn does, with the
-	 * affinity and session set-up posix_spawn cannot do. */
-	{
-		struct child_args args = { .how = how, .err_fd = pipefd[1] };
-		void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-		                   -1, 0);
-		if (stack == MAP_FAILED) {
-			r = -errno;
-			goto out;
-		}
-		pid = clone(child_entry, (char *)stack + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
-		r = pid < 0 ? -errno : 0;
-		munmap(stack, CHILD_STACK_SIZE);
-		if (r < 0)
-			goto out;
+	 * vfork() shares our memory until exec while this (worker) thread
+	 * waits; child_exec() never returns and writes nothing but its own
+	 * frame. (A clone() on a stack of our own did the same, but confused
+	 * AddressSanitizer's view of the stacks; vfork() it knows.) */
+	pid = vfork();
+	if (pid < 0) {
+		r = -errno;
+		goto out;
 	}
+	if (pid == 0)
+		child_exec(how, pipefd[1]);
 	backend_close_fd(&pipefd[1]);
 	p->pid = pid;
 
