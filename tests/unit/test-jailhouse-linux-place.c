@@ -176,8 +176,8 @@ static void test_place_images_and_dtb(void **state) {
 	assert_string_equal(fdt_getprop(d, node, "device_type", NULL), "memory");
 	v = fdt_getprop(d, node, "reg", &len);
 	assert_int_equal(len, 16);
-	assert_int_equal(fdt64_to_cpu(v[0]), 0x70000000);
-	assert_int_equal(fdt64_to_cpu(v[1]), 0x8000000);
+	assert_int_equal(fdt64_ld(&v[0]), 0x70000000);
+	assert_int_equal(fdt64_ld(&v[1]), 0x8000000);
 	node = fdt_path_offset(d, "/chosen");
 	assert_string_equal(fdt_getprop(d, node, "bootargs", NULL), "console=ttyAMA0");
 	/* In place: bootargs stays the first property of /chosen. */
@@ -185,9 +185,9 @@ static void test_place_images_and_dtb(void **state) {
 	                    "bootargs");
 	v = fdt_getprop(d, node, "linux,initrd-start", &len);
 	assert_int_equal(len, 8);
-	assert_int_equal(fdt64_to_cpu(v[0]), 0x70220000);
+	assert_int_equal(fdt64_ld(&v[0]), 0x70220000);
 	v = fdt_getprop(d, node, "linux,initrd-end", &len);
-	assert_int_equal(fdt64_to_cpu(v[0]), 0x70220000 + sizeof initrd);
+	assert_int_equal(fdt64_ld(&v[0]), 0x70220000 + sizeof initrd);
 	jh_linux_placement_free(p);
 
 	/* One address cell: 32-bit values. No cmdline: bootargs untouched. */
