@@ -73,39 +73,6 @@ int cmd_jailhouse_import(const Options *o, const char *verb, char **args) {
 	return EXIT_OK;
 }
 
-/* Into a temporary file beside the target, then renamed: a failed export
- * never leaves half a config where a Jailhouse tool would load it. */
-static int write_output(const char *file, const uint8_t *data, size_t size) {
-	_cleanup_free_ char *tmp = NULL;
-	size_t done = 0;
-	int fd, r = 0;
-
-	if (streq(file, "-"))
-		return fwrite(data, 1, size, stdout) == size ? 0 : -EIO;
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", file) < 0)
-		return -ENOMEM;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (r == 0 && done < size) {
-		ssize_t n = write(fd, data + done, size - done);
-		if (n < 0 && errno != EINTR)
-			r = -errno;
-		else if (n > 0)
-			done += (size_t)n;
-	}
-	/* Configs are read by root tools; the umask decides, as for cp. */
-	if (r == 0 && fchmod(fd, 0666 & ~umask(umask(0))) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, file) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
-}
-
 int cmd_jailhouse_export(const Options *o, const char *verb, char **args) {
 	_cleanup_(buffer_done) Buffer b = { 0 };
 	_cleanup_(cell_freep) JhCellConfig *cell = NULL;
@@ -154,7 +121,9 @@ int cmd_jailhouse_export(const Options *o, const char *verb, char **args) {
 		fprintf(stderr, "wardenctl: %s: %s\n", file, err);
 		return EXIT_USAGE;
 	}
-	r = write_output(o->output, data, size);
+	/* atomic: a failed export never leaves half a config where a
+	 * Jailhouse tool would load it */
+	r = buffer_write_file_atomic(o->output, data, size);
 	if (r < 0) {
 		fprintf(stderr, "wardenctl: %s: %s\n", o->output, strerror(-r));
 		return EXIT_REFUSED;
