@@ -25,19 +25,6 @@
 
 #define MAX_CELL_FILE (1u << 20)
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, const char *path, const char *fmt, ...) {
-	va_list ap;
-	int n;
-
-	n = snprintf(err, CONFIG_ERROR_MAX, "%s: ", path);
-	if (n < 0 || n >= (int)CONFIG_ERROR_MAX)
-		n = 0;
-	va_start(ap, fmt);
-	vsnprintf(err + n, CONFIG_ERROR_MAX - n, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static int read_cell_file(const char *file, uint8_t **ret, size_t *ret_size) {
 	struct stat st;
 	uint8_t *buf;
@@ -122,7 +109,7 @@ static int cell_regions(const JhCellConfig *cc, const CellSpec *s, const char *p
 			continue;
 		}
 		if (n == BACKEND_MAX_REGIONS)
-			return fail(err, path, "the .cell \"%s\" has more than %d memory regions besides the comm region",
+			return config_error(err, path, "the .cell \"%s\" has more than %d memory regions besides the comm region",
 			            file, BACKEND_MAX_REGIONS);
 		out[n] = (MemRegion){
 			.phys_start = m->phys_start,
@@ -152,26 +139,26 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)
-		return fail(err, p, "cannot read \"%s\": %s", s->cell_config, strerror(-r));
+		return config_error(err, p, "cannot read \"%s\": %s", s->cell_config, strerror(-r));
 	if (jh_cell_config_decode(data, size, JH_ARCH_UNSPEC, &cc, cerr, sizeof cerr) < 0)
-		return fail(err, p, "\"%s\" is not a Jailhouse cell config: %s", s->cell_config, cerr);
+		return config_error(err, p, "\"%s\" is not a Jailhouse cell config: %s", s->cell_config, cerr);
 
 	for (unsigned cpu = 0; cpu < cc->cpu_set_size * 8u; cpu++) {
 		if (!jh_cell_config_has_cpu(cc, cpu))
 			continue;
 		if (cpu >= env->n_cpus) {
-			r = fail(err, p, "CPU %u of \"%s\" does not exist on this machine (it has CPUs 0-%u)", cpu,
+			r = config_error(err, p, "CPU %u of \"%s\" does not exist on this machine (it has CPUs 0-%u)", cpu,
 			         s->cell_config, env->n_cpus - 1);
 			goto out;
 		}
 		if (n_cpus == BACKEND_MAX_CPUS) {
-			r = fail(err, p, "\"%s\" names more than %d CPUs", s->cell_config, BACKEND_MAX_CPUS);
+			r = config_error(err, p, "\"%s\" names more than %d CPUs", s->cell_config, BACKEND_MAX_CPUS);
 			goto out;
 		}
 		cpus[n_cpus++] = cpu;
 	}
 	if (n_cpus == 0) {
-		r = fail(err, p, "\"%s\" gives the cell no CPU", s->cell_config);
+		r = config_error(err, p, "\"%s\" gives the cell no CPU", s->cell_config);
 		goto out;
 	}
 	if (has_cpus) {
@@ -186,7 +173,7 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 			format_cpus(s->cpus, s->n_cpus, want, sizeof want);
 			format_cpus(cpus, n_cpus, have, sizeof have);
 			snprintf(p, sizeof p, "%s.cpus", path);
-			r = fail(err, p, "CPUs %s disagree with the CPUs of \"%s\" (%s)", want, s->cell_config, have);
+			r = config_error(err, p, "CPUs %s disagree with the CPUs of \"%s\" (%s)", want, s->cell_config, have);
 			goto out;
 		}
 	} else {
@@ -202,26 +189,26 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 	 * map: warden reads the heartbeat from its physical address. */
 	snprintf(p, sizeof p, "%s.comm", path);
 	if (comm < 0) {
-		r = fail(err, p, "no memory region of \"%s\" starts at virt_start 0x%" PRIx64, s->cell_config,
+		r = config_error(err, p, "no memory region of \"%s\" starts at virt_start 0x%" PRIx64, s->cell_config,
 		         s->comm.virt_start);
 		goto out;
 	}
 	{
 		const JhMemory *m = &cc->memory[comm];
 		if (!(m->flags & JH_MEM_ROOTSHARED) || !(m->flags & JH_MEM_READ) || !(m->flags & JH_MEM_WRITE)) {
-			r = fail(err, p,
+			r = config_error(err, p,
 			         "region %d of \"%s\" at 0x%" PRIx64 " must be read, write and rootshared to be the comm "
 			         "region",
 			         comm, s->cell_config, m->virt_start);
 			goto out;
 		}
 		if (m->size < s->comm.size) {
-			r = fail(err, p, "region %d of \"%s\" is 0x%" PRIx64 " bytes, smaller than the comm region", comm,
+			r = config_error(err, p, "region %d of \"%s\" is 0x%" PRIx64 " bytes, smaller than the comm region", comm,
 			         s->cell_config, m->size);
 			goto out;
 		}
 		if (s->comm.phys_start != UINT64_MAX && s->comm.phys_start != m->phys_start) {
-			r = fail(err, p, "phys_start 0x%" PRIx64 " disagrees with region %d of \"%s\" (0x%" PRIx64 ")",
+			r = config_error(err, p, "phys_start 0x%" PRIx64 " disagrees with region %d of \"%s\" (0x%" PRIx64 ")",
 			         s->comm.phys_start, comm, s->cell_config, m->phys_start);
 			goto out;
 		}
@@ -236,7 +223,7 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 				found = same_region(&s->memory[i], &regions[j]);
 			if (!found) {
 				snprintf(p, sizeof p, "%s.memory[%zu]", path, i);
-				r = fail(err, p, "region \"%s\" (phys 0x%" PRIx64 ", virt 0x%" PRIx64 ", size 0x%" PRIx64
+				r = config_error(err, p, "region \"%s\" (phys 0x%" PRIx64 ", virt 0x%" PRIx64 ", size 0x%" PRIx64
 				         ") is not a region of \"%s\" with the same flags",
 				         s->memory[i].name, s->memory[i].phys_start, s->memory[i].virt_start,
 				         s->memory[i].size, s->cell_config);
@@ -249,7 +236,7 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 				found = same_region(&s->memory[i], &regions[j]);
 			if (!found) {
 				snprintf(p, sizeof p, "%s.memory", path);
-				r = fail(err, p, "\"%s\" has region %s (phys 0x%" PRIx64 ", virt 0x%" PRIx64 ", size 0x%" PRIx64
+				r = config_error(err, p, "\"%s\" has region %s (phys 0x%" PRIx64 ", virt 0x%" PRIx64 ", size 0x%" PRIx64
 				         ") that the spec does not list",
 				         s->cell_config, regions[j].name + strlen("cell-"), regions[j].phys_start,
 				         regions[j].virt_start, regions[j].size);

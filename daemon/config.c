@@ -69,7 +69,7 @@ void config_env_host(ConfigEnv *ret) {
 	ret->n_cpus = n > 0 ? (unsigned)n : 1;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, const char *path, const char *fmt, ...) {
+int config_error(char *err, const char *path, const char *fmt, ...) {
 	va_list ap;
 	int n;
 
@@ -114,7 +114,7 @@ static int check_keys(json_t *obj, const char *path, const char *const *allowed,
 				break;
 			}
 		if (!ok)
-			return fail(err, path, "unknown key \"%s\"", key);
+			return config_error(err, path, "unknown key \"%s\"", key);
 	}
 	return 0;
 }
@@ -125,7 +125,7 @@ static int get_object(json_t *parent, const char *key, const char *path, json_t 
 	if (!v)
 		return 0;
 	if (!json_is_object(v))
-		return fail(err, path, "\"%s\" must be an object, not %s", key, json_type_name(v));
+		return config_error(err, path, "\"%s\" must be an object, not %s", key, json_type_name(v));
 	*ret = v;
 	return 0;
 }
@@ -135,7 +135,7 @@ static int get_bool(json_t *parent, const char *key, const char *path, bool *ret
 	if (!v)
 		return 0;
 	if (!json_is_boolean(v))
-		return fail(err, path, "\"%s\" must be a boolean, not %s", key, json_type_name(v));
+		return config_error(err, path, "\"%s\" must be a boolean, not %s", key, json_type_name(v));
 	*ret = json_is_true(v);
 	return 0;
 }
@@ -145,7 +145,7 @@ static int get_string(json_t *parent, const char *key, const char *path, const c
 	if (!v)
 		return 0;
 	if (!json_is_string(v))
-		return fail(err, path, "\"%s\" must be a string, not %s", key, json_type_name(v));
+		return config_error(err, path, "\"%s\" must be a string, not %s", key, json_type_name(v));
 	*ret = json_string_value(v);
 	return 0;
 }
@@ -156,7 +156,7 @@ static int get_strdup(json_t *parent, const char *key, const char *path, char **
 	if (r < 0 || !s)
 		return r;
 	if (strlen(s) == 0)
-		return fail(err, path, "\"%s\" must not be empty", key);
+		return config_error(err, path, "\"%s\" must not be empty", key);
 	free(*ret);
 	*ret = strdup(s);
 	return *ret ? 0 : -ENOMEM;
@@ -171,7 +171,7 @@ static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret
 	if (json_is_integer(v)) {
 		json_int_t i = json_integer_value(v);
 		if (i < 0)
-			return fail(err, path, "\"%s\" must not be negative", key);
+			return config_error(err, path, "\"%s\" must not be negative", key);
 		*ret = (uint64_t)i;
 		return 0;
 	}
@@ -181,13 +181,13 @@ static int parse_u64(json_t *v, const char *path, const char *key, uint64_t *ret
 		errno = 0;
 		unsigned long long u = strtoull(s, &end, 0);
 		if (errno != 0 || end == s || *end != 0 || s[0] == '-')
-			return fail(err, path, "\"%s\" is not a number: \"%s\"", key, s);
+			return config_error(err, path, "\"%s\" is not a number: \"%s\"", key, s);
 		if (u > (unsigned long long)INT64_MAX)
-			return fail(err, path, "\"%s\" must be below 2^63 (0x8000000000000000), not \"%s\"", key, s);
+			return config_error(err, path, "\"%s\" must be below 2^63 (0x8000000000000000), not \"%s\"", key, s);
 		*ret = u;
 		return 0;
 	}
-	return fail(err, path, "\"%s\" must be an integer or a numeric string, not %s", key, json_type_name(v));
+	return config_error(err, path, "\"%s\" must be an integer or a numeric string, not %s", key, json_type_name(v));
 }
 
 static int get_u64(json_t *parent, const char *key, const char *path, uint64_t *ret, char *err) {
@@ -203,10 +203,10 @@ static int get_u32(json_t *parent, const char *key, const char *path, uint32_t m
 	if (!v)
 		return 0;
 	if (!json_is_integer(v))
-		return fail(err, path, "\"%s\" must be an integer, not %s", key, json_type_name(v));
+		return config_error(err, path, "\"%s\" must be an integer, not %s", key, json_type_name(v));
 	json_int_t i = json_integer_value(v);
 	if (i < (json_int_t)min || i > (json_int_t)max)
-		return fail(err, path, "\"%s\" must be between %" PRIu32 " and %" PRIu32 ", not %lld", key, min,
+		return config_error(err, path, "\"%s\" must be between %" PRIu32 " and %" PRIu32 ", not %lld", key, min,
 		            max, (long long)i);
 	*ret = (uint32_t)i;
 	return 0;
@@ -218,10 +218,10 @@ static int get_double(json_t *parent, const char *key, const char *path, double 
 	if (!v)
 		return 0;
 	if (!json_is_number(v))
-		return fail(err, path, "\"%s\" must be a number, not %s", key, json_type_name(v));
+		return config_error(err, path, "\"%s\" must be a number, not %s", key, json_type_name(v));
 	double d = json_number_value(v);
 	if (!(d >= min && d <= max))
-		return fail(err, path, "\"%s\" must be between %g and %g, not %g", key, min, max, d);
+		return config_error(err, path, "\"%s\" must be between %g and %g, not %g", key, min, max, d);
 	*ret = d;
 	return 0;
 }
@@ -237,21 +237,21 @@ static int parse_cpu_list(json_t *parent, const char *key, const char *path, con
 		return 0;
 	snprintf(p, sizeof p, "%s.%s", path, key);
 	if (!json_is_array(arr))
-		return fail(err, p, "must be an array of CPU numbers, not %s", json_type_name(arr));
+		return config_error(err, p, "must be an array of CPU numbers, not %s", json_type_name(arr));
 	if (json_array_size(arr) > BACKEND_MAX_CPUS)
-		return fail(err, p, "more than %d CPUs", BACKEND_MAX_CPUS);
+		return config_error(err, p, "more than %d CPUs", BACKEND_MAX_CPUS);
 	json_array_foreach(arr, i, v) {
 		char pi[272];
 		snprintf(pi, sizeof pi, "%s[%zu]", p, i);
 		if (!json_is_integer(v))
-			return fail(err, pi, "must be a CPU number, not %s", json_type_name(v));
+			return config_error(err, pi, "must be a CPU number, not %s", json_type_name(v));
 		json_int_t c = json_integer_value(v);
 		if (c < 0 || c >= (json_int_t)env->n_cpus)
-			return fail(err, pi, "CPU %lld does not exist on this machine (it has CPUs 0-%u)",
+			return config_error(err, pi, "CPU %lld does not exist on this machine (it has CPUs 0-%u)",
 			            (long long)c, env->n_cpus - 1);
 		for (size_t j = 0; j < *n; j++)
 			if (cpus[j] == (unsigned)c)
-				return fail(err, pi, "CPU %lld is listed twice", (long long)c);
+				return config_error(err, pi, "CPU %lld is listed twice", (long long)c);
 		cpus[(*n)++] = (unsigned)c;
 	}
 	return 0;
@@ -268,7 +268,7 @@ static int parse_region(json_t *obj, const char *path, bool is_comm, MemRegion *
 	int r;
 
 	if (!json_is_object(obj))
-		return fail(err, path, "must be an object, not %s", json_type_name(obj));
+		return config_error(err, path, "must be an object, not %s", json_type_name(obj));
 	r = check_keys(obj, path, is_comm ? comm_keys : keys, err);
 	if (r < 0)
 		return r;
@@ -276,9 +276,9 @@ static int parse_region(json_t *obj, const char *path, bool is_comm, MemRegion *
 		return r;
 	snprintf(m->name, sizeof m->name, "%s", is_comm ? "comm" : name ? name : "");
 	if (!json_object_get(obj, "virt_start"))
-		return fail(err, path, "\"virt_start\" is required");
+		return config_error(err, path, "\"virt_start\" is required");
 	if (!json_object_get(obj, "size"))
-		return fail(err, path, "\"size\" is required");
+		return config_error(err, path, "\"size\" is required");
 	if ((r = get_u64(obj, "virt_start", path, &m->virt_start, err)) < 0 ||
 	    (r = get_u64(obj, "size", path, &m->size, err)) < 0)
 		return r;
@@ -290,29 +290,29 @@ static int parse_region(json_t *obj, const char *path, bool is_comm, MemRegion *
 		return r;
 	if (m->size == 0 || (m->size & 0xfff) || (m->virt_start & 0xfff) ||
 	    (m->phys_start != UINT64_MAX && (m->phys_start & 0xfff)))
-		return fail(err, path, "addresses and size must be non-zero multiples of 4096");
+		return config_error(err, path, "addresses and size must be non-zero multiples of 4096");
 	if (m->virt_start + m->size < m->virt_start ||
 	    (m->phys_start != UINT64_MAX && m->phys_start + m->size < m->phys_start))
-		return fail(err, path, "region wraps around the address space");
+		return config_error(err, path, "region wraps around the address space");
 	if (is_comm) {
 		if (m->size < WARDEN_COMM_SIZE)
-			return fail(err, path, "comm region must be at least %u bytes", WARDEN_COMM_SIZE);
+			return config_error(err, path, "comm region must be at least %u bytes", WARDEN_COMM_SIZE);
 		m->flags = BACKEND_MEM_READ | BACKEND_MEM_WRITE;
 		return 0;
 	}
 	flags = json_object_get(obj, "flags");
 	m->flags = 0;
 	if (!flags)
-		return fail(err, path, "\"flags\" is required");
+		return config_error(err, path, "\"flags\" is required");
 	if (!json_is_array(flags))
-		return fail(err, path, "\"flags\" must be an array, not %s", json_type_name(flags));
+		return config_error(err, path, "\"flags\" must be an array, not %s", json_type_name(flags));
 	json_array_foreach(flags, i, v) {
 		int f;
 		if (!json_is_string(v))
-			return fail(err, path, "\"flags\"[%zu] must be a string", i);
+			return config_error(err, path, "\"flags\"[%zu] must be a string", i);
 		f = table_lookup(flag_names, ELEMENTSOF(flag_names), json_string_value(v));
 		if (f < 0)
-			return fail(err, path, "\"flags\"[%zu]: unknown flag \"%s\" (read, write, execute, loadable, shared)",
+			return config_error(err, path, "\"flags\"[%zu]: unknown flag \"%s\" (read, write, execute, loadable, shared)",
 			            i, json_string_value(v));
 		m->flags |= 1u << f;
 	}
@@ -367,7 +367,7 @@ static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char 
 			continue;
 		RecoveryAction a = recovery_action_from_string(s);
 		if (a < 0)
-			return fail(err, path, "\"%s\": unknown action \"%s\" (restart, stop, preserve, none)",
+			return config_error(err, path, "\"%s\": unknown action \"%s\" (restart, stop, preserve, none)",
 			            on_keys[k], s);
 		rs->on[k] = a;
 	}
@@ -377,7 +377,7 @@ static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char 
 	if (ex) {
 		rs->on_exhausted = exhausted_action_from_string(ex);
 		if (rs->on_exhausted < 0)
-			return fail(err, path, "\"on_exhausted\": unknown action \"%s\" (stop, hypervisor-restart)", ex);
+			return config_error(err, path, "\"on_exhausted\": unknown action \"%s\" (stop, hypervisor-restart)", ex);
 	}
 	if ((r = get_u32(obj, "max_restarts", path, 0, 1024, &rs->max_restarts, err)) < 0 ||
 	    (r = get_u32(obj, "window_s", path, 1, 86400 * 365, &rs->window_s, err)) < 0 ||
@@ -393,7 +393,7 @@ static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char 
 		    (r = get_u32(b, "reset_after_s", p, 0, 86400 * 365, &rs->reset_after_s, err)) < 0)
 			return r;
 		if (rs->backoff_max_ms < rs->backoff_initial_ms)
-			return fail(err, p, "\"max_ms\" must not be below \"initial_ms\"");
+			return config_error(err, p, "\"max_ms\" must not be below \"initial_ms\"");
 	}
 	return 0;
 }
@@ -404,7 +404,7 @@ static int parse_recovery(json_t *obj, const char *path, RecoverySpec *rs, char 
 static int check_image_ref(const char *file, const char *path, const char *key, char *err) {
 	if (file[0] == '/' || image_name_is_valid(file))
 		return 0;
-	return fail(err, path,
+	return config_error(err, path,
 	            "\"%s\": \"%s\" is neither an uploaded image's bare name (1 to 64 of A-Z a-z 0-9 . _ -, "
 	            "not starting with \".\") nor an absolute path",
 	            key, file);
@@ -423,7 +423,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	int r;
 
 	if (!json_is_object(obj))
-		return fail(err, path, "a cell must be an object, not %s", json_type_name(obj));
+		return config_error(err, path, "a cell must be an object, not %s", json_type_name(obj));
 	if ((r = check_keys(obj, path, keys, err)) < 0)
 		return r;
 	s = calloc(1, sizeof *s);
@@ -433,15 +433,15 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	if ((r = get_string(obj, "name", path, &name, err)) < 0)
 		return r;
 	if (!name)
-		return fail(err, path, "\"name\" is required");
+		return config_error(err, path, "\"name\" is required");
 	if (!cell_name_is_valid(name))
-		return fail(err, path, "\"name\": \"%s\" is not a valid cell name ([a-z0-9][a-z0-9_-]{0,30})", name);
+		return config_error(err, path, "\"name\": \"%s\" is not a valid cell name ([a-z0-9][a-z0-9_-]{0,30})", name);
 	snprintf(s->name, sizeof s->name, "%s", name);
 
 	if ((r = get_string(obj, "backend", path, &backend, err)) < 0)
 		return r;
 	if (strcmp(backend, "kvm") != 0 && strcmp(backend, "qemu") != 0 && strcmp(backend, "jailhouse") != 0)
-		return fail(err, path, "\"backend\": unknown backend \"%s\" (kvm, qemu, jailhouse)", backend);
+		return config_error(err, path, "\"backend\": unknown backend \"%s\" (kvm, qemu, jailhouse)", backend);
 	snprintf(s->backend, sizeof s->backend, "%s", backend);
 
 	if ((r = get_object(obj, "jailhouse", path, &o, err)) < 0)
@@ -450,33 +450,33 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		static const char *const jkeys[] = { "cell_config", NULL };
 		snprintf(p, sizeof p, "%s.jailhouse", path);
 		if (strcmp(s->backend, "jailhouse") != 0)
-			return fail(err, path, "\"jailhouse\" is for \"backend\": \"jailhouse\" cells");
+			return config_error(err, path, "\"jailhouse\" is for \"backend\": \"jailhouse\" cells");
 		if ((r = check_keys(o, p, jkeys, err)) < 0 || (r = get_strdup(o, "cell_config", p, &s->cell_config, err)) < 0)
 			return r;
 		if (s->cell_config && s->cell_config[0] != '/')
-			return fail(err, p, "\"cell_config\": \"%s\" is not an absolute path", s->cell_config);
+			return config_error(err, p, "\"cell_config\": \"%s\" is not an absolute path", s->cell_config);
 	}
 	if (strcmp(s->backend, "jailhouse") == 0 && !s->cell_config)
-		return fail(err, path,
+		return config_error(err, path,
 		            "a jailhouse cell needs \"jailhouse\": {\"cell_config\": \"/PATH/TO/CELL.cell\"} "
 		            "(generating the .cell from the spec is not built yet)");
 
 	/* A .cell says which CPUs and regions the cell has: the spec may
 	 * leave them out, and what it states must agree. */
 	if (!json_object_get(obj, "cpus") && !s->cell_config)
-		return fail(err, path, "\"cpus\" is required");
+		return config_error(err, path, "\"cpus\" is required");
 	if ((r = parse_cpu_list(obj, "cpus", path, env, s->cpus, &s->n_cpus, err)) < 0)
 		return r;
 	if (s->n_cpus == 0 && json_object_get(obj, "cpus"))
-		return fail(err, path, "\"cpus\" must name at least one CPU");
+		return config_error(err, path, "\"cpus\" must name at least one CPU");
 
 	arr = json_object_get(obj, "memory");
 	if (!arr && !s->cell_config)
-		return fail(err, path, "\"memory\" is required");
+		return config_error(err, path, "\"memory\" is required");
 	if (arr && !json_is_array(arr))
-		return fail(err, path, "\"memory\" must be an array, not %s", json_type_name(arr));
+		return config_error(err, path, "\"memory\" must be an array, not %s", json_type_name(arr));
 	if (json_array_size(arr) > BACKEND_MAX_REGIONS)
-		return fail(err, path, "\"memory\" has more than %d regions", BACKEND_MAX_REGIONS);
+		return config_error(err, path, "\"memory\" has more than %d regions", BACKEND_MAX_REGIONS);
 	json_array_foreach(arr, i, v) {
 		snprintf(p, sizeof p, "%s.memory[%zu]", path, i);
 		if ((r = parse_region(v, p, false, &s->memory[i], err)) < 0)
@@ -486,7 +486,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 
 	o = json_object_get(obj, "comm");
 	if (!o)
-		return fail(err, path, "\"comm\" is required");
+		return config_error(err, path, "\"comm\" is required");
 	snprintf(p, sizeof p, "%s.comm", path);
 	if ((r = parse_region(o, p, true, &s->comm, err)) < 0)
 		return r;
@@ -502,14 +502,14 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			if (ranges_overlap(ra->virt_start, ra->size, rb->virt_start, rb->size) ||
 			    (ra->phys_start != UINT64_MAX && rb->phys_start != UINT64_MAX &&
 			     ranges_overlap(ra->phys_start, ra->size, rb->phys_start, rb->size)))
-				return fail(err, path, "memory regions \"%s\" and \"%s\" overlap", ra->name, rb->name);
+				return config_error(err, path, "memory regions \"%s\" and \"%s\" overlap", ra->name, rb->name);
 		}
 
 	arr = json_object_get(obj, "images");
 	if (arr && !json_is_array(arr))
-		return fail(err, path, "\"images\" must be an array, not %s", json_type_name(arr));
+		return config_error(err, path, "\"images\" must be an array, not %s", json_type_name(arr));
 	if (arr && json_array_size(arr) > BACKEND_MAX_IMAGES)
-		return fail(err, path, "\"images\" has more than %d entries", BACKEND_MAX_IMAGES);
+		return config_error(err, path, "\"images\" has more than %d entries", BACKEND_MAX_IMAGES);
 	json_array_foreach(arr, i, v) {
 		static const char *const ikeys[] = { "file", "address", NULL };
 		ImageSpec *img = &s->images[i];
@@ -517,16 +517,16 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 
 		snprintf(p, sizeof p, "%s.images[%zu]", path, i);
 		if (!json_is_object(v))
-			return fail(err, p, "must be an object, not %s", json_type_name(v));
+			return config_error(err, p, "must be an object, not %s", json_type_name(v));
 		if ((r = check_keys(v, p, ikeys, err)) < 0 || (r = get_strdup(v, "file", p, &img->file, err)) < 0)
 			return r;
 		s->n_images++;
 		if (!img->file)
-			return fail(err, p, "\"file\" is required");
+			return config_error(err, p, "\"file\" is required");
 		if ((r = check_image_ref(img->file, p, "file", err)) < 0)
 			return r;
 		if (!json_object_get(v, "address"))
-			return fail(err, p, "\"address\" is required");
+			return config_error(err, p, "\"address\" is required");
 		if ((r = get_u64(v, "address", p, &img->address, err)) < 0)
 			return r;
 		for (size_t m = 0; m < s->n_memory; m++)
@@ -534,7 +534,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			    img->address < s->memory[m].virt_start + s->memory[m].size)
 				inside = true;
 		if (!inside)
-			return fail(err, p, "address 0x%" PRIx64 " is not inside a loadable memory region",
+			return config_error(err, p, "address 0x%" PRIx64 " is not inside a loadable memory region",
 			            img->address);
 	}
 	if ((r = get_object(obj, "linux", path, &o, err)) < 0)
@@ -547,19 +547,19 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		    (r = get_strdup(o, "cmdline", p, &s->cmdline, err)) < 0)
 			return r;
 		if (!s->kernel)
-			return fail(err, p, "\"kernel\" is required");
+			return config_error(err, p, "\"kernel\" is required");
 		if ((r = check_image_ref(s->kernel, p, "kernel", err)) < 0 ||
 		    (s->initrd && (r = check_image_ref(s->initrd, p, "initrd", err)) < 0))
 			return r;
 		if (s->n_images > 0)
-			return fail(err, path, "\"images\" and \"linux\" exclude each other: a Linux cell boots its kernel");
+			return config_error(err, path, "\"images\" and \"linux\" exclude each other: a Linux cell boots its kernel");
 		if (s->cmdline && strlen(s->cmdline) >= 2048)
-			return fail(err, p, "\"cmdline\" is longer than 2047 bytes");
+			return config_error(err, p, "\"cmdline\" is longer than 2047 bytes");
 		if (strcmp(s->backend, "kvm") == 0)
-			return fail(err, path, "the kvm backend runs bare-metal images, not Linux; use \"backend\": \"qemu\"");
+			return config_error(err, path, "the kvm backend runs bare-metal images, not Linux; use \"backend\": \"qemu\"");
 	}
 	if (s->n_images == 0 && !s->kernel)
-		return fail(err, path, "\"images\" must name at least one image (or \"linux\" a kernel)");
+		return config_error(err, path, "\"images\" must name at least one image (or \"linux\" a kernel)");
 	s->entry = s->n_images ? s->images[0].address : 0;
 	if ((r = get_u64(obj, "entry", path, &s->entry, err)) < 0)
 		return r;
@@ -567,7 +567,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	if ((r = get_strdup(obj, "args", path, &s->args, err)) < 0)
 		return r;
 	if (s->args && strlen(s->args) >= WARDEN_COMM_REASON_LEN)
-		return fail(err, path, "\"args\" is longer than %u bytes", WARDEN_COMM_REASON_LEN - 1);
+		return config_error(err, path, "\"args\" is longer than %u bytes", WARDEN_COMM_REASON_LEN - 1);
 	s->autostart = true;
 	if ((r = get_bool(obj, "autostart", path, &s->autostart, err)) < 0 ||
 	    (r = get_bool(obj, "allow_inject", path, &s->allow_inject, err)) < 0)
@@ -585,7 +585,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			return r;
 	}
 	if (s->health.timeout_ms <= s->health.period_ms)
-		return fail(err, path, "health: \"timeout_ms\" (%u) must be longer than \"period_ms\" (%u)",
+		return config_error(err, path, "health: \"timeout_ms\" (%u) must be longer than \"period_ms\" (%u)",
 		            s->health.timeout_ms, s->health.period_ms);
 
 	recovery_defaults(&s->recovery);
@@ -627,14 +627,14 @@ int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *con
 		if (t == s)
 			continue;
 		if (strcmp(t->name, s->name) == 0) {
-			fail(err, path, "a cell named \"%s\" already exists", s->name);
+			config_error(err, path, "a cell named \"%s\" already exists", s->name);
 			return -EEXIST;
 		}
 		if (!sharing)
 			for (size_t i = 0; i < s->n_cpus; i++)
 				for (size_t j = 0; j < t->n_cpus; j++)
 					if (s->cpus[i] == t->cpus[j]) {
-						fail(err, path, "CPU %u of cell \"%s\" is already assigned to cell \"%s\"",
+						config_error(err, path, "CPU %u of cell \"%s\" is already assigned to cell \"%s\"",
 						     s->cpus[i], s->name, t->name);
 						return -EBUSY;
 					}
@@ -647,7 +647,7 @@ int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *con
 				if (!ranges_overlap(ra->phys_start, ra->size, rb->phys_start, rb->size) ||
 				    region_is_same_shared(ra, rb))
 					continue;
-				fail(err, path,
+				config_error(err, path,
 				     "memory region \"%s\" of cell \"%s\" [0x%" PRIx64 "-0x%" PRIx64
 				     ") overlaps region \"%s\" of cell \"%s\" [0x%" PRIx64 "-0x%" PRIx64 ")",
 				     ra->name, s->name, ra->phys_start, ra->phys_start + ra->size, rb->name, t->name,
@@ -659,7 +659,7 @@ int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *con
 		for (size_t i = 0; i < s->n_cpus; i++)
 			for (size_t j = 0; j < n_root_cpus; j++)
 				if (s->cpus[i] == root_cpus[j]) {
-					fail(err, path, "CPU %u of cell \"%s\" belongs to the root set", s->cpus[i],
+					config_error(err, path, "CPU %u of cell \"%s\" belongs to the root set", s->cpus[i],
 					     s->name);
 					return -EBUSY;
 				}
@@ -795,7 +795,7 @@ static int parse_listen(const char *s, const char *path, char *err) {
 		return 0;
 	if (strncmp(s, "tcp:", 4) == 0 && strrchr(s + 4, ':'))
 		return 0;
-	return fail(err, path, "\"%s\" is not a listener (unix:/ABSOLUTE/PATH or tcp:HOST:PORT)", s);
+	return config_error(err, path, "\"%s\" is not a listener (unix:/ABSOLUTE/PATH or tcp:HOST:PORT)", s);
 }
 
 /* An empty list is allowed: uploaded images only. */
@@ -807,16 +807,16 @@ static int parse_image_dirs(json_t *api, ApiConfig *a, char *err) {
 	if (!arr)
 		return 0;
 	if (!json_is_array(arr))
-		return fail(err, "$.api.image_dirs", "must be an array of absolute directories, not %s",
+		return config_error(err, "$.api.image_dirs", "must be an array of absolute directories, not %s",
 		            json_type_name(arr));
 	if (json_array_size(arr) > CONFIG_MAX_IMAGE_DIRS)
-		return fail(err, "$.api.image_dirs", "more than %d directories", CONFIG_MAX_IMAGE_DIRS);
+		return config_error(err, "$.api.image_dirs", "more than %d directories", CONFIG_MAX_IMAGE_DIRS);
 	json_array_foreach(arr, i, v) {
 		snprintf(p, sizeof p, "$.api.image_dirs[%zu]", i);
 		if (!json_is_string(v))
-			return fail(err, p, "must be a string, not %s", json_type_name(v));
+			return config_error(err, p, "must be a string, not %s", json_type_name(v));
 		if (json_string_value(v)[0] != '/')
-			return fail(err, p, "\"%s\" is not an absolute path", json_string_value(v));
+			return config_error(err, p, "\"%s\" is not an absolute path", json_string_value(v));
 		a->image_dirs[a->n_image_dirs] = strdup(json_string_value(v));
 		if (!a->image_dirs[a->n_image_dirs++])
 			return -ENOMEM;
@@ -842,7 +842,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	int r;
 
 	if (!json_is_object(root))
-		return fail(err, "$", "the configuration must be an object, not %s", json_type_name(root));
+		return config_error(err, "$", "the configuration must be an object, not %s", json_type_name(root));
 	if ((r = check_keys(root, "$", keys, err)) < 0)
 		return r;
 	c = calloc(1, sizeof *c);
@@ -858,13 +858,13 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 
 	arr = json_object_get(root, "listen");
 	if (arr && !json_is_array(arr))
-		return fail(err, "$.listen", "must be an array of strings, not %s", json_type_name(arr));
+		return config_error(err, "$.listen", "must be an array of strings, not %s", json_type_name(arr));
 	if (arr && json_array_size(arr) > CONFIG_MAX_LISTEN)
-		return fail(err, "$.listen", "more than %d listeners", CONFIG_MAX_LISTEN);
+		return config_error(err, "$.listen", "more than %d listeners", CONFIG_MAX_LISTEN);
 	json_array_foreach(arr, i, v) {
 		snprintf(p, sizeof p, "$.listen[%zu]", i);
 		if (!json_is_string(v))
-			return fail(err, p, "must be a string, not %s", json_type_name(v));
+			return config_error(err, p, "must be a string, not %s", json_type_name(v));
 		if ((r = parse_listen(json_string_value(v), p, err)) < 0)
 			return r;
 		c->listen[c->n_listen] = strdup(json_string_value(v));
@@ -912,7 +912,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			if ((r = get_string(k, "restart", "$.backends.qemu", &restart, err)) < 0)
 				return r;
 			if (restart && strcmp(restart, "fresh") != 0 && strcmp(restart, "in-place") != 0)
-				return fail(err, "$.backends.qemu", "\"restart\": \"%s\" is neither \"fresh\" nor \"in-place\"",
+				return config_error(err, "$.backends.qemu", "\"restart\": \"%s\" is neither \"fresh\" nor \"in-place\"",
 				            restart);
 			if (restart)
 				c->qemu_restart_in_place = strcmp(restart, "in-place") == 0;
@@ -929,11 +929,11 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 				if ((r = get_strdup(k, jkeys[j], jp, paths[j], err)) < 0)
 					return r;
 				if (*paths[j] && (*paths[j])[0] != '/')
-					return fail(err, jp, "\"%s\": \"%s\" is not an absolute path", jkeys[j], *paths[j]);
+					return config_error(err, jp, "\"%s\": \"%s\" is not an absolute path", jkeys[j], *paths[j]);
 			}
 		}
 		if (c->qemu_accel && strcmp(c->qemu_accel, "tcg") != 0 && strcmp(c->qemu_accel, "kvm") != 0)
-			return fail(err, "$.backends.qemu", "\"accel\": \"%s\" is neither \"tcg\" nor \"kvm\"",
+			return config_error(err, "$.backends.qemu", "\"accel\": \"%s\" is neither \"tcg\" nor \"kvm\"",
 			            c->qemu_accel);
 	}
 
@@ -955,17 +955,17 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			char *end;
 			unsigned long m = strtoul(mode, &end, 8);
 			if (*mode == 0 || *end != 0 || m > 0777 || (m & 0600) != 0600)
-				return fail(err, "$.api", "\"socket_mode\": \"%s\" is not an octal mode that lets the owner read and write", mode);
+				return config_error(err, "$.api", "\"socket_mode\": \"%s\" is not an octal mode that lets the owner read and write", mode);
 			c->api.socket_mode = (unsigned)m;
 		}
 		if (c->api.max_image_bytes < 4096 || c->api.max_image_bytes > (16ull << 30))
-			return fail(err, "$.api", "\"max_image_bytes\" must be between 4096 and 16 GiB");
+			return config_error(err, "$.api", "\"max_image_bytes\" must be between 4096 and 16 GiB");
 		if (t && ((r = check_keys(t, "$.api.tls", tkeys, err)) < 0 ||
 		          (r = get_strdup(t, "cert", "$.api.tls", &c->api.tls_cert, err)) < 0 ||
 		          (r = get_strdup(t, "key", "$.api.tls", &c->api.tls_key, err)) < 0))
 			return r;
 		if (!c->api.tls_cert != !c->api.tls_key)
-			return fail(err, "$.api.tls", "\"cert\" and \"key\" go together");
+			return config_error(err, "$.api.tls", "\"cert\" and \"key\" go together");
 		if ((r = parse_image_dirs(o, &c->api, err)) < 0)
 			return r;
 	}
@@ -978,9 +978,9 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 
 	arr = json_object_get(root, "cells");
 	if (arr && !json_is_array(arr))
-		return fail(err, "$.cells", "must be an array, not %s", json_type_name(arr));
+		return config_error(err, "$.cells", "must be an array, not %s", json_type_name(arr));
 	if (arr && json_array_size(arr) > CONFIG_MAX_CELLS)
-		return fail(err, "$.cells", "more than %d cells", CONFIG_MAX_CELLS);
+		return config_error(err, "$.cells", "more than %d cells", CONFIG_MAX_CELLS);
 	json_array_foreach(arr, i, v) {
 		snprintf(p, sizeof p, "$.cells[%zu]", i);
 		if ((r = cell_spec_parse(v, p, env, &c->cells[c->n_cells], err)) < 0)

@@ -164,6 +164,9 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err);
 int config_load_file(const char *path, const ConfigEnv *env, Config **ret, char *err);
 Config *config_free(Config *c);
 
+/* "PATH: message" into err (CONFIG_ERROR_MAX bytes); returns -EINVAL. For
+ * the config modules (config.c, config-jailhouse.c). */
+int config_error(char *err, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Parse and validate one cell spec on its own (path is the JSON path of the
  * object, for messages). */
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err);
