@@ -288,8 +288,20 @@ static void cell_free_sources(Cell *c) {
 
 /* Daemon exit: handles go, cells keep running for the next wardend. */
 Cell *cell_free(Cell *c) {
+	int enabled = SD_EVENT_OFF, r;
+
 	if (!c)
 		return NULL;
+	/* A save still due (deferred to an idle loop, or put off while a
+	 * request ran) is written now: the loop is gone, and what it holds,
+	 * an operator's stop say, must survive the daemon. */
+	(void)sd_event_source_get_enabled(c->save_source, &enabled);
+	if (c->save_pending || enabled != SD_EVENT_OFF) {
+		r = persist_save_cell(c);
+		if (r < 0)
+			log_cell_errno(LOG_WARNING, r, c->spec->name, NULL,
+			               "Failed to save supervision state of cell \"%s\": %m", c->spec->name);
+	}
 	cell_release(c, false);
 	cell_free_sources(c);
 	cell_spec_free(c->spec);
@@ -694,6 +706,9 @@ int cell_shutdown(Cell *c) {
 void cell_delete(Cell *c) {
 	cell_stop(c, "cell deleted", false);
 	cell_release(c, true);
+	/* Its state directory goes with it: nothing more to save. */
+	c->save_pending = false;
+	sd_event_source_set_enabled(c->save_source, SD_EVENT_OFF);
 	cell_free(c);
 }
 

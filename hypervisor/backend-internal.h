@@ -59,6 +59,11 @@ int kvm_backend_new(const BackendConfig *cfg, Backend **ret);
 int qemu_backend_new(const BackendConfig *cfg, Backend **ret);
 int jailhouse_backend_new(const BackendConfig *cfg, Backend **ret);
 
+/* Consoles and runner logs: what inmates print can be anything their
+ * memory held (an image, a secret), so no more than the daemon's group
+ * reads them (the API's console reads go through the daemon's roles). */
+#define LOG_FILE_MODE 0640
+
 /* Small pieces every backend implementation needs. */
 void backend_close_fd(int *fd);
 /* A pidfd for pid, or -errno. */

@@ -224,7 +224,7 @@ static int helper_ensure(JhBackend *b)
 	}
 	snprintf(log_path, sizeof(log_path), "%s/helper.log", b->state_dir);
 	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, LOG_FILE_MODE);
 	if (null_fd < 0 || log_fd < 0) {
 		r = -errno;
 		goto out;

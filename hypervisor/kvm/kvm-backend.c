@@ -398,7 +398,7 @@ static int spawn_runner(KvmBackend *b, KvmCell *c, const BackendCellConfig *cfg)
 	}
 	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	log_fd = openat(c->dir_fd, WARDEN_KVM_FILE_RUNNER_LOG,
-			O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, LOG_FILE_MODE);
 	if (null_fd < 0 || log_fd < 0) {
 		r = -errno;
 		goto out;

@@ -14,6 +14,10 @@
 
 #include "vmm.h"
 
+/* What an inmate prints may be anything its memory held: no more than
+ * wardend's group reads it (as backend-internal.h's LOG_FILE_MODE). */
+#define CONSOLE_FILE_MODE 0640
+
 /* A fresh inode every time: a runner that is still tearing down keeps its
  * own files, and nobody maps a file that is being truncated under it. */
 static int create_shared(Vmm *v, const char *name, size_t size, void **ret)
@@ -65,7 +69,7 @@ int status_open(Vmm *v)
 		return -errno;
 
 	v->console_fd = openat(v->dir_fd, WARDEN_KVM_FILE_CONSOLE,
-			       O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+			       O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, CONSOLE_FILE_MODE);
 	if (v->console_fd < 0)
 		return -errno;
 	return 0;
@@ -109,7 +113,7 @@ static void console_log_write(Vmm *v, const char *buf, size_t n)
 		snprintf(old, sizeof(old), "%s.1", WARDEN_KVM_FILE_CONSOLE);
 		(void)renameat(v->dir_fd, WARDEN_KVM_FILE_CONSOLE, v->dir_fd, old);
 		int fd = openat(v->dir_fd, WARDEN_KVM_FILE_CONSOLE,
-				O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+				O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, CONSOLE_FILE_MODE);
 		close(v->console_fd);
 		v->console_fd = fd;
 		v->console_log_size = 0;

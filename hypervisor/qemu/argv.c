@@ -207,7 +207,7 @@ int qemu_spawn(const QemuMachine *m, const char *name, const BackendCellConfig *
 	if (r < 0)
 		goto out;
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	log_fd = openat(dir_fd, QEMU_FILE_LOG, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+	log_fd = openat(dir_fd, QEMU_FILE_LOG, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, LOG_FILE_MODE);
 	if (null_fd < 0 || log_fd < 0) {
 		r = -errno;
 		goto out;

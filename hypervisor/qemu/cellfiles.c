@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../backend-internal.h"
 #include "cellfiles.h"
 
 #define CONSOLE_ROTATE_BYTES (1u << 20)
@@ -179,7 +180,7 @@ int cellfiles_console_new(int dir_fd)
 	/* The newest logs are kept for the next life as NAME.1. */
 	(void)renameat(dir_fd, QEMU_FILE_CONSOLE, dir_fd, QEMU_FILE_CONSOLE_OLD);
 	(void)renameat(dir_fd, QEMU_FILE_LOG, dir_fd, QEMU_FILE_LOG_OLD);
-	fd = openat(dir_fd, QEMU_FILE_CONSOLE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = openat(dir_fd, QEMU_FILE_CONSOLE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, LOG_FILE_MODE);
 	if (fd < 0)
 		return -errno;
 	close(fd);
@@ -203,7 +204,7 @@ void cellfiles_console_rotate(int dir_fd, int console_fd)
 
 	if (console_fd < 0 || fstat(console_fd, &st) < 0 || st.st_size < CONSOLE_ROTATE_BYTES)
 		return;
-	out = openat(dir_fd, QEMU_FILE_CONSOLE_OLD, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	out = openat(dir_fd, QEMU_FILE_CONSOLE_OLD, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, LOG_FILE_MODE);
 	if (out < 0)
 		return;
 	for (;;) {

@@ -431,5 +431,24 @@ def a_starved_cell_is_not_stuck_and_a_hang_still_is():
         d.cleanup()
 
 
+
+@test
+def consoles_and_runner_logs_are_not_world_readable():
+    """What an inmate prints may be anything its memory held: its console
+    and the runner's log are for wardend's group, not for everyone."""
+    require_kvm()
+    d = Daemon({"cells": [heartbeat("hb", 0)], "cpu_sharing": True}).start()
+    try:
+        d.wait_cell("hb", lambda c: c["state"] == "running", 20, "running")
+        cdir = os.path.join(d.runtime_dir, "cells", "hb")
+        files = [f for f in os.listdir(cdir) if f.endswith(".log") or "console" in f]
+        assert files, os.listdir(cdir)
+        for f in files:
+            mode = os.stat(os.path.join(cdir, f)).st_mode & 0o777
+            assert mode & 0o007 == 0, "%s is mode %o" % (f, mode)
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     run_tests()
