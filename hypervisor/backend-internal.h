@@ -31,7 +31,7 @@ typedef struct BackendCellOps {
 	int (*start)(BackendCell *c);
 	int (*stop)(BackendCell *c);
 	int (*reset)(BackendCell *c);
-	int (*shutdown)(BackendCell *c);
+	int (*shutdown)(BackendCell *c); /* optional: NULL asks through mail */
 	int (*mail)(BackendCell *c, uint32_t cmd, uint32_t arg);
 	int (*destroy)(BackendCell *c);
 	const char *(*name)(const BackendCell *c);

@@ -137,6 +137,9 @@ int backend_cell_reset(BackendCell *c)
 
 int backend_cell_shutdown(BackendCell *c)
 {
+	/* Without a channel of its own, a backend asks through the mailbox. */
+	if (c && !c->ops->shutdown)
+		return c->ops->mail(c, WARDEN_CMD_SHUTDOWN, 0);
 	return CELL_CALL(c, shutdown);
 }
 

@@ -818,11 +818,6 @@ static int jhb_cell_mail(BackendCell *base, uint32_t cmd, uint32_t arg)
 	return backend_comm_post(c->comm, cmd, arg);
 }
 
-static int jhb_cell_shutdown(BackendCell *base)
-{
-	return jhb_cell_mail(base, WARDEN_CMD_SHUTDOWN, 0);
-}
-
 static int jhb_cell_destroy(BackendCell *base)
 {
 	JhCell *c = (JhCell *)base;
@@ -1016,7 +1011,6 @@ static const BackendCellOps jhb_cell_ops = {
 	.start = jhb_cell_start,
 	.stop = jhb_cell_stop,
 	.reset = jhb_cell_reset,
-	.shutdown = jhb_cell_shutdown,
 	.mail = jhb_cell_mail,
 	.destroy = jhb_cell_destroy,
 	.name = jhb_cell_name,

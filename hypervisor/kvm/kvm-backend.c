@@ -591,11 +591,6 @@ static int kvm_cell_mail(BackendCell *base, uint32_t cmd, uint32_t arg)
 	return backend_comm_post(c->comm, cmd, arg);
 }
 
-static int kvm_cell_shutdown(BackendCell *base)
-{
-	return kvm_cell_mail(base, WARDEN_CMD_SHUTDOWN, 0);
-}
-
 static int kvm_cell_destroy(BackendCell *base)
 {
 	KvmCell *c = (KvmCell *)base;
@@ -748,7 +743,6 @@ static const BackendCellOps kvm_cell_ops = {
 	.start = kvm_cell_start,
 	.stop = kvm_cell_stop,
 	.reset = kvm_cell_reset,
-	.shutdown = kvm_cell_shutdown,
 	.mail = kvm_cell_mail,
 	.destroy = kvm_cell_destroy,
 	.name = kvm_cell_name,

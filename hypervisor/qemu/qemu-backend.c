@@ -574,11 +574,6 @@ static int qemu_cell_mail(BackendCell *base, uint32_t cmd, uint32_t arg)
 	return backend_comm_post(c->comm, cmd, arg);
 }
 
-static int qemu_cell_shutdown(BackendCell *base)
-{
-	return qemu_cell_mail(base, WARDEN_CMD_SHUTDOWN, 0);
-}
-
 static int qemu_cell_destroy(BackendCell *base)
 {
 	QemuCell *c = (QemuCell *)base;
@@ -689,7 +684,6 @@ static const BackendCellOps qemu_cell_ops = {
 	.start = qemu_cell_start,
 	.stop = qemu_cell_stop,
 	.reset = qemu_cell_reset,
-	.shutdown = qemu_cell_shutdown,
 	.mail = qemu_cell_mail,
 	.destroy = qemu_cell_destroy,
 	.name = qemu_cell_name,
