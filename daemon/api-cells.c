@@ -144,7 +144,7 @@ static CellSpec *accept_spec(Manager *m, HttpRequest *r, json_t *j, const char *
 	size_t n;
 	int k;
 
-	config_env_host(&env);
+	config_env_for(cfg, &env);
 	k = cell_spec_parse(j, "$", &env, &spec, err);
 	if (k < 0) {
 		http_reply_problem(r, k == -ENOMEM ? 500 : 422, NULL, "invalid cell spec: %s", err);

@@ -97,6 +97,10 @@ bool cell_has_backend(const Cell *c) {
 	return c->backend != NULL;
 }
 
+int cell_backend_status(Cell *c, BackendCellStatus *ret) {
+	return c->backend ? backend_cell_status(c->backend, ret) : -ENODEV;
+}
+
 bool cell_held(const Cell *c) {
 	return c->m.held;
 }
@@ -391,13 +395,18 @@ static int cell_backend_config(Cell *c, BackendCellConfig *cfg, BackendRegion *r
 			return r;
 		cfg->initrd = paths[BACKEND_MAX_IMAGES + 1];
 	}
+	if (cfg->dtb) {
+		if ((r = store_image_path(c->manager, c->spec->name, cfg->dtb, paths[BACKEND_MAX_IMAGES + 2], PATH_MAX)) < 0)
+			return r;
+		cfg->dtb = paths[BACKEND_MAX_IMAGES + 2];
+	}
 	return 0;
 }
 
 static int cell_submit_worker_boot(Cell *c, bool reuse) {
 	BackendRegion regions[BACKEND_MAX_REGIONS];
 	BackendImage images[BACKEND_MAX_IMAGES];
-	char paths[BACKEND_MAX_IMAGES + 2][PATH_MAX];
+	char paths[BACKEND_MAX_IMAGES + 3][PATH_MAX];
 	BackendCellConfig cfg;
 	BackendCell *old;
 	Backend *b;
@@ -900,6 +909,10 @@ json_t *cell_to_json(Cell *c, bool full) {
 				if (!json_object_get(ex, k))
 					json_object_set_new(ex, k, json_integer((json_int_t)st.stats[i].value));
 			}
+			if (st.has_hv_id)
+				json_object_set_new(hv, "cell_id", json_integer(st.hv_id));
+			if (st.hv_state[0])
+				json_object_set_new(hv, "native_state", json_string(st.hv_state));
 			json_object_set_new(o, "hypervisor", hv);
 		} else
 			json_object_set_new(o, "hypervisor", json_null());

@@ -78,6 +78,8 @@ const CellMachine *cell_machine(const Cell *c);
 bool cell_busy(const Cell *c);
 /* The daemon holds a backend cell: console and hypervisor view exist. */
 bool cell_has_backend(const Cell *c);
+/* The backend's status of the cell (a loop call); -ENODEV without one. */
+int cell_backend_status(Cell *c, BackendCellStatus *ret);
 /* Stopped by the operator (see cell_stop()). */
 bool cell_held(const Cell *c);
 ssize_t cell_console_read(Cell *c, char *buf, size_t n);

@@ -124,6 +124,24 @@ static int cell_regions(const JhCellConfig *cc, const CellSpec *s, const char *p
 	return 0;
 }
 
+void config_jailhouse_system_identity(const char *system_config, unsigned *ret_revision, int *ret_arch) {
+	_cleanup_free_ uint8_t *data = NULL;
+	JhConfigKind kind;
+	unsigned rev;
+	size_t size;
+	char err[256];
+
+	*ret_revision = 0;
+	*ret_arch = -1;
+	if (read_cell_file(system_config, &data, &size) < 0 ||
+	    jh_config_identify(data, size, &kind, &rev, err, sizeof err) < 0 || kind != JH_CONFIG_SYSTEM)
+		return;
+	*ret_revision = rev;
+	/* rev 14 names its architecture in the byte after the signature */
+	if (rev >= 14 && size > 5)
+		*ret_arch = data[5];
+}
+
 int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv *env, bool has_cpus,
                                   bool has_memory, char *err) {
 	MemRegion regions[BACKEND_MAX_REGIONS];
@@ -142,6 +160,16 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 		return config_error(err, p, "cannot read \"%s\": %s", s->cell_config, strerror(-r));
 	if (jh_cell_config_decode(data, size, JH_ARCH_UNSPEC, &cc, cerr, sizeof cerr) < 0)
 		return config_error(err, p, "\"%s\" is not a Jailhouse cell config: %s", s->cell_config, cerr);
+	if (env->jh_revision && cc->revision != env->jh_revision) {
+		r = config_error(err, p, "\"%s\" is a config of revision %u; this hypervisor's system config is revision %u",
+		                 s->cell_config, cc->revision, env->jh_revision);
+		goto out;
+	}
+	if (env->jh_arch >= 0 && cc->arch != JH_ARCH_UNSPEC && (int)cc->arch != env->jh_arch) {
+		r = config_error(err, p, "\"%s\" is a config for %s; this hypervisor's system config is for %s",
+		                 s->cell_config, jh_arch_to_string(cc->arch), jh_arch_to_string((JhArch)env->jh_arch));
+		goto out;
+	}
 
 	for (unsigned cpu = 0; cpu < cc->cpu_set_size * 8u; cpu++) {
 		if (!jh_cell_config_has_cpu(cc, cpu))

@@ -67,6 +67,14 @@ ExhaustedAction exhausted_action_from_string(const char *s) {
 void config_env_host(ConfigEnv *ret) {
 	long n = sysconf(_SC_NPROCESSORS_CONF);
 	ret->n_cpus = n > 0 ? (unsigned)n : 1;
+	ret->jh_revision = 0;
+	ret->jh_arch = -1;
+}
+
+void config_env_for(const Config *c, ConfigEnv *ret) {
+	config_env_host(ret);
+	ret->jh_revision = c->jh_revision;
+	ret->jh_arch = c->jh_arch;
 }
 
 int config_error(char *err, const char *path, const char *fmt, ...) {
@@ -540,17 +548,24 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	if ((r = get_object(obj, "linux", path, &o, err)) < 0)
 		return r;
 	if (o) {
-		static const char *const lkeys[] = { "kernel", "initrd", "cmdline", NULL };
+		static const char *const lkeys[] = { "kernel", "initrd", "cmdline", "dtb", NULL };
 		snprintf(p, sizeof p, "%s.linux", path);
 		if ((r = check_keys(o, p, lkeys, err)) < 0 || (r = get_strdup(o, "kernel", p, &s->kernel, err)) < 0 ||
 		    (r = get_strdup(o, "initrd", p, &s->initrd, err)) < 0 ||
-		    (r = get_strdup(o, "cmdline", p, &s->cmdline, err)) < 0)
+		    (r = get_strdup(o, "cmdline", p, &s->cmdline, err)) < 0 ||
+		    (r = get_strdup(o, "dtb", p, &s->dtb, err)) < 0)
 			return r;
 		if (!s->kernel)
 			return config_error(err, p, "\"kernel\" is required");
 		if ((r = check_image_ref(s->kernel, p, "kernel", err)) < 0 ||
-		    (s->initrd && (r = check_image_ref(s->initrd, p, "initrd", err)) < 0))
+		    (s->initrd && (r = check_image_ref(s->initrd, p, "initrd", err)) < 0) ||
+		    (s->dtb && (r = check_image_ref(s->dtb, p, "dtb", err)) < 0))
 			return r;
+		if (strcmp(s->backend, "jailhouse") == 0 && !s->dtb)
+			return config_error(err, p, "\"dtb\" is required: a Linux cell on Jailhouse boots with a device tree "
+			                            "(Jailhouse's configs/arm64/dts/inmate-*.dts)");
+		if (s->dtb && strcmp(s->backend, "jailhouse") != 0)
+			return config_error(err, p, "\"dtb\" is for jailhouse cells; the %s backend makes its own", s->backend);
 		if (s->n_images > 0)
 			return config_error(err, path, "\"images\" and \"linux\" exclude each other: a Linux cell boots its kernel");
 		if (s->cmdline && strlen(s->cmdline) >= 2048)
@@ -610,6 +625,7 @@ CellSpec *cell_spec_free(CellSpec *s) {
 	free(s->kernel);
 	free(s->initrd);
 	free(s->cmdline);
+	free(s->dtb);
 	free(s->cell_config);
 	free(s);
 	return NULL;
@@ -714,6 +730,8 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 			json_object_set_new(l, "initrd", json_string(s->initrd));
 		if (s->cmdline)
 			json_object_set_new(l, "cmdline", json_string(s->cmdline));
+		if (s->dtb)
+			json_object_set_new(l, "dtb", json_string(s->dtb));
 		json_object_set_new(o, "linux", l);
 		json_decref(a);
 	} else {
@@ -756,6 +774,8 @@ size_t cell_spec_image_refs(const CellSpec *s, const char *refs[SPEC_MAX_IMAGE_R
 		refs[n++] = s->kernel;
 	if (s->initrd)
 		refs[n++] = s->initrd;
+	if (s->dtb)
+		refs[n++] = s->dtb;
 	return n;
 }
 
@@ -786,6 +806,7 @@ void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegi
 		.kernel = s->kernel,
 		.initrd = s->initrd,
 		.cmdline = s->cmdline,
+		.dtb = s->dtb,
 		.cell_config = s->cell_config,
 	};
 }
@@ -832,7 +853,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	static const char *const tkeys[] = { "cert", "key", NULL };
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
 	static const char *const bkeys[] = { "kvm", "qemu", "jailhouse", NULL };
-	static const char *const jkeys[] = { "system_config", "helper", "sysfs", "device", "mem", NULL };
+	static const char *const jkeys[] = { "system_config", "helper", "sysfs", "device", "mem", "linux_loader", NULL };
 	static const char *const kkeys[] = { "runner", NULL };
 	static const char *const qkeys[] = { "binary", "accel", "machine", "restart", NULL };
 	_cleanup_(config_freep) Config *c = NULL;
@@ -855,6 +876,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 	c->qemu_restart_in_place = -1;
 	c->api.idempotency_ttl_s = 86400;
 	c->api.max_image_bytes = 256ull << 20;
+	c->jh_arch = -1;
 
 	arr = json_object_get(root, "listen");
 	if (arr && !json_is_array(arr))
@@ -921,7 +943,8 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			return r;
 		if (k) {
 			const char *jp = "$.backends.jailhouse";
-			char **paths[] = { &c->jh_system_config, &c->jh_helper, &c->jh_sysfs, &c->jh_device, &c->jh_mem };
+			char **paths[] = { &c->jh_system_config, &c->jh_helper, &c->jh_sysfs, &c->jh_device, &c->jh_mem,
+					  &c->jh_linux_loader };
 			c->jailhouse = true;
 			if ((r = check_keys(k, jp, jkeys, err)) < 0)
 				return r;
@@ -932,6 +955,8 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 					return config_error(err, jp, "\"%s\": \"%s\" is not an absolute path", jkeys[j], *paths[j]);
 			}
 		}
+		if (c->jh_system_config)
+			config_jailhouse_system_identity(c->jh_system_config, &c->jh_revision, &c->jh_arch);
 		if (c->qemu_accel && strcmp(c->qemu_accel, "tcg") != 0 && strcmp(c->qemu_accel, "kvm") != 0)
 			return config_error(err, "$.backends.qemu", "\"accel\": \"%s\" is neither \"tcg\" nor \"kvm\"",
 			            c->qemu_accel);
@@ -976,6 +1001,10 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		c->api.n_image_dirs = 1;
 	}
 
+	/* A .cell must be of the hypervisor's revision and architecture. */
+	ConfigEnv cell_env = *env;
+	cell_env.jh_revision = c->jh_revision;
+	cell_env.jh_arch = c->jh_arch;
 	arr = json_object_get(root, "cells");
 	if (arr && !json_is_array(arr))
 		return config_error(err, "$.cells", "must be an array, not %s", json_type_name(arr));
@@ -983,7 +1012,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		return config_error(err, "$.cells", "more than %d cells", CONFIG_MAX_CELLS);
 	json_array_foreach(arr, i, v) {
 		snprintf(p, sizeof p, "$.cells[%zu]", i);
-		if ((r = cell_spec_parse(v, p, env, &c->cells[c->n_cells], err)) < 0)
+		if ((r = cell_spec_parse(v, p, &cell_env, &c->cells[c->n_cells], err)) < 0)
 			return r;
 		/* Counted at once, so that config_free() frees it on every
 		 * refusal below too. */
@@ -1033,6 +1062,7 @@ Config *config_free(Config *c) {
 	free(c->jh_system_config);
 	free(c->jh_helper);
 	free(c->jh_sysfs);
+	free(c->jh_linux_loader);
 	free(c->jh_device);
 	free(c->jh_mem);
 	free(c->api.tokens_file);

@@ -100,6 +100,7 @@ typedef struct CellSpec {
 	char *kernel;
 	char *initrd;
 	char *cmdline;
+	char *dtb; /* jailhouse: the device tree the kernel gets (patched for the cell) */
 	/* "jailhouse": the operator's .cell (absolute); the spec's CPUs and
 	 * memory regions are what it says (cell_spec_jailhouse_reconcile) */
 	char *cell_config;
@@ -140,6 +141,9 @@ typedef struct Config {
 	char *jh_sysfs;            /* NULL: /sys/devices/jailhouse */
 	char *jh_device;           /* NULL: /dev/jailhouse */
 	char *jh_mem;              /* NULL: /dev/mem */
+	char *jh_linux_loader;     /* NULL: Jailhouse's installed linux-loader.bin */
+	unsigned jh_revision;      /* of jh_system_config; 0: unknown */
+	int jh_arch;               /* of jh_system_config (JhArch); -1: unknown */
 	bool cpu_sharing;
 	unsigned root_cpus[BACKEND_MAX_CPUS];
 	size_t n_root_cpus;
@@ -154,9 +158,18 @@ typedef struct Config {
 /* What validation needs to know of the machine; tests inject their own. */
 typedef struct ConfigEnv {
 	unsigned n_cpus;
+	/* The revision and architecture (JhArch) of the Jailhouse system
+	 * config, which a cell's .cell must share; 0 and -1: unknown. */
+	unsigned jh_revision;
+	int jh_arch;
 } ConfigEnv;
 
 void config_env_host(ConfigEnv *ret);
+/* The host's, with what the configuration tells of the hypervisor. */
+void config_env_for(const Config *c, ConfigEnv *ret);
+/* The revision and JhArch of a Jailhouse system config; 0 and -1 when it
+ * cannot be read (ENABLE then fails with the reason). */
+void config_jailhouse_system_identity(const char *system_config, unsigned *ret_revision, int *ret_arch);
 
 /* On error, returns -EINVAL (or -ENOMEM) and writes a message with the
  * JSON path into err (CONFIG_ERROR_MAX bytes). */
@@ -191,7 +204,7 @@ bool image_name_is_valid(const char *name);
 
 /* Every file the spec names (images, then kernel and initrd); returns the
  * count, at most SPEC_MAX_IMAGE_REFS. */
-#define SPEC_MAX_IMAGE_REFS (BACKEND_MAX_IMAGES + 2)
+#define SPEC_MAX_IMAGE_REFS (BACKEND_MAX_IMAGES + 3)
 size_t cell_spec_image_refs(const CellSpec *s, const char *refs[SPEC_MAX_IMAGE_REFS]);
 
 /* Fills a backend config that points into `s` (valid while s lives). */

@@ -599,7 +599,7 @@ static int load_cells(Manager *m) {
 	size_t i;
 	int r;
 
-	config_env_host(&env);
+	config_env_for(m->config, &env);
 	if (m->reseed) {
 		r = store_reset(m);
 		if (r < 0)
@@ -816,6 +816,7 @@ int manager_startup(Manager *m) {
 			.sysfs_root = m->config->jh_sysfs,
 			.device = m->config->jh_device,
 			.mem = m->config->jh_mem,
+			.linux_loader = m->config->jh_linux_loader,
 		};
 		r = backend_new("jailhouse", &bc, &m->jailhouse);
 		if (r < 0)

@@ -84,6 +84,7 @@ typedef struct BackendCellConfig {
 	const char *kernel;  /* absolute path of the kernel image */
 	const char *initrd;  /* absolute path of the initramfs, or NULL */
 	const char *cmdline; /* kernel command line, or NULL */
+	const char *dtb;     /* jailhouse: the device tree template, or NULL */
 	/* jailhouse: absolute path of the operator's .cell file, which the
 	 * backend hands to CELL_CREATE as it is; NULL for the others. */
 	const char *cell_config;
@@ -116,6 +117,11 @@ typedef struct BackendCellStatus {
 	uint64_t state_mono_ns; /* host CLOCK_MONOTONIC of the last change */
 	uint64_t boots;         /* starts since create */
 	pid_t pid;              /* the process holding the cell, or 0 */
+	/* The hypervisor's own view, where it has one (jailhouse: the
+	 * driver's cell id and the sysfs state string). */
+	bool has_hv_id;
+	int hv_id;
+	char hv_state[24]; /* "" when the backend has none */
 	/* statistics, cumulative since create */
 	uint64_t exits;
 	uint64_t exits_io;
@@ -136,6 +142,7 @@ typedef struct BackendConfig {
 	const char *system_config; /* the system config ENABLE loads; required to enable */
 	const char *sysfs_root;    /* NULL: /sys/devices/jailhouse */
 	const char *device;        /* NULL: /dev/jailhouse (the helper opens it) */
+	const char *linux_loader;  /* NULL: /usr/libexec/jailhouse/linux-loader.bin */
 	const char *mem;           /* NULL: /dev/mem (the helper opens it) */
 } BackendConfig;
 

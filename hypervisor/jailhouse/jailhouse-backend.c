@@ -52,10 +52,15 @@
 #include "../process.h"
 #include "cell-config.h"
 #include "helper.h"
+#include "linux-place.h"
 #include "sysfs.h"
 
 #define DEFAULT_DEVICE JH_DEVICE_PATH
 #define DEFAULT_MEM "/dev/mem"
+/* Where Jailhouse's `make install` puts the loader `jailhouse cell linux` uses. */
+#define DEFAULT_LINUX_LOADER "/usr/libexec/jailhouse/linux-loader.bin"
+#define MAX_LINUX_FILE (512u << 20) /* a kernel, an initramfs */
+#define MAX_DTB_FILE (1u << 20)
 #define MAX_CONFIG_BYTES (16u << 20) /* a .cell or system config */
 /* Every helper exchange is bounded: a CELL_LOAD copies at most a few
  * hundred MB, ENABLE brings up every CPU. A helper that does not answer in
@@ -71,6 +76,7 @@ typedef struct JhBackend {
 	char *sysfs_root;
 	char *device;
 	char *mem;
+	char *linux_loader;
 	char *state_dir; /* RUNTIME_DIR/jailhouse */
 	/* The helper serves one request at a time; its socket and its
 	 * replacement after a death are shared by every worker. */
@@ -93,6 +99,8 @@ typedef struct JhCell {
 	size_t cell_size;
 	JhCellImage images[BACKEND_MAX_IMAGES];
 	size_t n_images;
+	/* A Linux cell: placed at every load as `jailhouse cell linux` would */
+	char *kernel, *initrd, *dtb, *cmdline;
 	uint64_t comm_virt, comm_phys, comm_size;
 	volatile struct warden_comm *comm;
 	uint64_t boots;
@@ -312,9 +320,11 @@ int jailhouse_backend_new(const BackendConfig *cfg, Backend **ret)
 	b->sysfs_root = strdup(cfg->sysfs_root ? cfg->sysfs_root : JH_SYSFS_ROOT);
 	b->device = strdup(cfg->device ? cfg->device : DEFAULT_DEVICE);
 	b->mem = strdup(cfg->mem ? cfg->mem : DEFAULT_MEM);
+	b->linux_loader = strdup(cfg->linux_loader ? cfg->linux_loader : DEFAULT_LINUX_LOADER);
 	if (asprintf(&b->state_dir, "%s/jailhouse", cfg->runtime_dir) < 0)
 		b->state_dir = NULL;
 	if (!b->helper_path || (cfg->system_config && !b->system_config) || !b->sysfs_root || !b->device || !b->mem ||
+	    !b->linux_loader ||
 	    !b->state_dir) {
 		jhb_backend_ops.free(&b->base);
 		return -ENOMEM;
@@ -335,6 +345,7 @@ static void jhb_backend_free(Backend *base)
 	free(b->sysfs_root);
 	free(b->device);
 	free(b->mem);
+	free(b->linux_loader);
 	free(b->state_dir);
 	free(b);
 }
@@ -443,6 +454,10 @@ static void jhb_cell_free(BackendCell *base)
 		munmap((void *)c->comm, c->comm_size);
 	for (size_t i = 0; i < c->n_images; i++)
 		free(c->images[i].path);
+	free(c->kernel);
+	free(c->initrd);
+	free(c->dtb);
+	free(c->cmdline);
 	free(c->cell_data);
 	free(c->name);
 	free(c);
@@ -471,6 +486,17 @@ static int record_save(const JhCell *c)
 	              (json_int_t)c->comm_size, "images", imgs);
 	if (!o)
 		return -ENOMEM;
+	if (c->kernel) {
+		json_t *l = json_pack("{s:s, s:s}", "kernel", c->kernel, "dtb", c->dtb);
+		if (l && c->initrd)
+			json_object_set_new(l, "initrd", json_string(c->initrd));
+		if (l && c->cmdline)
+			json_object_set_new(l, "cmdline", json_string(c->cmdline));
+		if (!l || json_object_set_new(o, "linux", l) < 0) {
+			json_decref(o);
+			return -ENOMEM;
+		}
+	}
 	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!text)
@@ -530,6 +556,18 @@ static int record_load(JhCell *c)
 		c->images[c->n_images].addr = (uint64_t)json_integer_value(json_object_get(v, "addr"));
 		c->images[c->n_images].path = strdup(p);
 		if (!c->images[c->n_images++].path)
+			r = -ENOMEM;
+	}
+	v = json_object_get(o, "linux");
+	if (r >= 0 && v) {
+		const char *k = json_string_value(json_object_get(v, "kernel"));
+		const char *d = json_string_value(json_object_get(v, "dtb"));
+		const char *ird = json_string_value(json_object_get(v, "initrd"));
+		const char *l = json_string_value(json_object_get(v, "cmdline"));
+		if (!k || !d)
+			r = -EBADMSG;
+		else if (!(c->kernel = strdup(k)) || !(c->dtb = strdup(d)) || (ird && !(c->initrd = strdup(ird))) ||
+		         (l && !(c->cmdline = strdup(l))))
 			r = -ENOMEM;
 	}
 	json_decref(o);
@@ -593,9 +631,10 @@ static int validate_config(const BackendCellConfig *cfg)
 	/* Generating a .cell from the spec is not built yet. */
 	if (!cfg->cell_config || cfg->cell_config[0] != '/')
 		return -EINVAL;
-	/* The `jailhouse cell linux` placement (arm64) is not built yet. */
-	if (cfg->kernel)
-		return -EOPNOTSUPP;
+	/* A Linux cell: a kernel and the device tree it is placed with. */
+	if (cfg->kernel && (cfg->kernel[0] != '/' || !cfg->dtb || cfg->dtb[0] != '/' || cfg->n_images ||
+	                    (cfg->initrd && cfg->initrd[0] != '/')))
+		return -EINVAL;
 	if (cfg->n_images > BACKEND_MAX_IMAGES || cfg->comm_size < WARDEN_COMM_SIZE || (cfg->comm_size & 0xfff))
 		return -EINVAL;
 	for (size_t i = 0; i < cfg->n_images; i++)
@@ -624,6 +663,20 @@ static int jhb_cell_create(Backend *base, const BackendCellConfig *cfg, BackendC
 			r = -ENOMEM;
 			goto fail;
 		}
+	}
+	/* warden.ko finds the comm region by its address: the cell's
+	 * guest-physical one (virt_start), with no ivshmem device to probe. */
+	if (cfg->kernel &&
+	    (!(c->kernel = strdup(cfg->kernel)) || !(c->dtb = strdup(cfg->dtb)) ||
+	     (cfg->initrd && !(c->initrd = strdup(cfg->initrd))) ||
+	     asprintf(&c->cmdline, "%s%swarden.period_ms=%u warden.allow_inject=%d warden.phys_addr=0x%" PRIx64
+	                           " warden.phys_size=%" PRIu64,
+	              cfg->cmdline ? cfg->cmdline : "", cfg->cmdline && *cfg->cmdline ? " " : "",
+	              cfg->period_ms ? cfg->period_ms : 100, cfg->allow_inject ? 1 : 0, cfg->comm_addr,
+	              cfg->comm_size) < 0)) {
+		c->cmdline = NULL;
+		r = -ENOMEM;
+		goto fail;
 	}
 	r = read_file(cfg->cell_config, MAX_CONFIG_BYTES, &c->cell_data, &c->cell_size);
 	if (r < 0)
@@ -750,6 +803,45 @@ static void comm_clear(JhCell *c)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
+/* A Linux cell's images, placed as `jailhouse cell linux` places them:
+ * loader, kernel, patched DTB, initrd, parameter string. Read anew at
+ * every load, so that a replaced kernel file takes effect at the next
+ * restart. */
+static int linux_place(JhCell *c, Mapped *maps, JhLinuxPlacement **ret)
+{
+	enum { KERNEL, DTB, INITRD, LOADER };
+	JhCellConfig *cc = NULL;
+	char err[256];
+	int r;
+
+	if ((r = map_image(c->kernel, &maps[KERNEL])) < 0 || (r = map_image(c->dtb, &maps[DTB])) < 0 ||
+	    (c->initrd && (r = map_image(c->initrd, &maps[INITRD])) < 0) ||
+	    (r = map_image(c->backend->linux_loader, &maps[LOADER])) < 0)
+		return r;
+	if (maps[KERNEL].size > MAX_LINUX_FILE || maps[DTB].size > MAX_DTB_FILE || maps[INITRD].size > MAX_LINUX_FILE)
+		return -EFBIG;
+	r = jh_cell_config_decode(c->cell_data, c->cell_size, JH_ARCH_UNSPEC, &cc, err, sizeof(err));
+	if (r < 0)
+		return -EINVAL;
+	JhLinuxInput in = {
+		.cell_name = c->name,
+		.kernel = maps[KERNEL].p,
+		.kernel_size = maps[KERNEL].size,
+		.kernel_name = c->kernel,
+		.dtb = maps[DTB].p,
+		.dtb_size = maps[DTB].size,
+		.dtb_name = c->dtb,
+		.initrd = c->initrd ? maps[INITRD].p : NULL,
+		.initrd_size = maps[INITRD].size,
+		.initrd_name = c->initrd,
+		.cmdline = c->cmdline,
+		.loader_size = maps[LOADER].size,
+	};
+	r = jh_linux_place(cc, &in, ret, err, sizeof(err));
+	jh_cell_config_free(cc);
+	return r;
+}
+
 static int cell_load(JhCell *c, bool images)
 {
 	Mapped maps[BACKEND_MAX_IMAGES] = { 0 };
@@ -757,17 +849,34 @@ static int cell_load(JhCell *c, bool images)
 	size_t n = images ? c->n_images : 0;
 	int r = 0;
 
+	JhLinuxPlacement *placed = NULL;
+
 	if (c->destroyed)
 		return -ENODEV;
-	for (size_t i = 0; i < n && r >= 0; i++) {
+	if (images && c->kernel) {
+		const JhLinuxImage *li;
+
+		r = linux_place(c, maps, &placed);
+		li = r >= 0 ? jh_linux_placement_images(placed, &n) : NULL;
+		for (size_t i = 0; r >= 0 && i < n; i++) {
+			/* the placement leaves the loader's bytes to us */
+			const void *data = li[i].kind == JH_LINUX_IMAGE_LOADER ? maps[3].p : li[i].data;
+			size_t size = li[i].kind == JH_LINUX_IMAGE_LOADER ? maps[3].size : li[i].size;
+			ji[i] = (JhImage){ .data = data, .size = size, .target = li[i].address };
+		}
+		if (r < 0)
+			n = 0;
+	}
+	for (size_t i = 0; i < n && r >= 0 && !c->kernel; i++) {
 		r = map_image(c->images[i].path, &maps[i]);
 		ji[i] = (JhImage){ .data = maps[i].p, .size = maps[i].size, .target = c->images[i].addr };
 	}
 	if (r >= 0 && (r = helper_begin(c->backend)) >= 0)
 		r = helper_end(c->backend, jh_client_cell_load(c->backend->client, c->jh_name, n ? ji : NULL, n));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < BACKEND_MAX_IMAGES; i++)
 		if (maps[i].p)
 			munmap(maps[i].p, maps[i].size);
+	jh_linux_placement_free(placed);
 	if (r >= 0 && images)
 		comm_clear(c);
 	return r;
@@ -943,6 +1052,9 @@ static int jhb_cell_status(BackendCell *base, BackendCellStatus *ret)
 			break;
 		}
 		refresh_stats(c, now);
+		s.has_hv_id = true;
+		s.hv_id = c->sysfs_id;
+		snprintf(s.hv_state, sizeof(s.hv_state), "%s", jh_cell_state_to_string(info.state));
 	}
 	if (s.state != c->last_state || strcmp(s.reason, c->last_reason) != 0) {
 		c->last_state = s.state;

@@ -31,6 +31,7 @@ FAKE = os.environ.get("WARDEN_JAILHOUSE_FAKE", os.path.join(BUILD, "tests", "war
 COMM_MAGIC = 0x4d4d4f434e445257
 COMM_PHYS = 0x7f900000
 COMM_VIRT = 0x80000000
+LINUX_COMM = COMM_PHYS + 0x80000
 INMATE_RUNNING = 2
 
 
@@ -254,6 +255,89 @@ def cell_that_does_not_decode_is_refused(d, b, inmate):
     r = d.post("/cells", body=b.spec("other", memory=[{"name": "ram", "phys_start": "0x7fb00000", "virt_start": "0x0",
                                                         "size": "0x10000", "flags": ["read", "write", "loadable"]}]))
     assert r.status == 422 and ".memory[0]" in r.body, r.body
+
+
+@test
+@with_board
+def cell_of_another_revision_or_arch_is_refused(d, b, inmate):
+    doc = {"jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "old", "cpus": [1],
+           "memory": [{"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
+                       "flags": ["read", "write", "execute", "loadable"]},
+                      {"phys_start": hex(COMM_PHYS), "virt_start": hex(COMM_VIRT), "size": "0x1000",
+                       "flags": ["read", "write", "rootshared"]}]}
+    src = os.path.join(b.dir, "old.json")
+    with open(src, "w") as f:
+        json.dump(doc, f)
+    for rev, arch, want in (("13", "arm64", "revision 13"), ("14", "x86", "for x86")):
+        out = os.path.join(b.dir, "old-%s-%s.cell" % (rev, arch))
+        subprocess.run([WARDENCTL, "jailhouse", "export", src, "--revision", rev, "--arch", arch, "-o", out],
+                       check=True)
+        r = d.post("/cells", body=b.spec("old", cell=out))
+        assert r.status == 422, r
+        assert want in r.body and "jailhouse.cell_config" in r.body, r.body
+
+
+def synthetic_image(path, size=0x200000):
+    """A minimal arm64 Image: the header Linux's booting.rst describes
+    (text_offset 0, image_size, flags, "ARM\\x64" at 56), then a pattern."""
+    head = struct.pack("<IIQQQQQQI", 0x14000000, 0, 0, size, 0xa, 0, 0, 0, 0x644d5241) + b"\0" * 4
+    with open(path, "wb") as f:
+        f.write(head + bytes(range(256)) * ((size - len(head)) // 256))
+
+
+@test
+@with_board
+def linux_cell_is_placed_and_loaded(d, b, inmate):
+    """A Linux cell as `jailhouse cell linux` places it: loader, kernel,
+    DTB, initrd and parameter page in one CELL_LOAD; the fake driver holds
+    every image to a loadable region of the .cell, as the real one does."""
+    cell = export(b.dir, {
+        "jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "linux-demo", "cpus": [1],
+        "cpu_reset_address": "0x0",
+        "memory": [
+            {"phys_start": "0x7f800000", "virt_start": "0x0", "size": "0x10000",
+             "flags": ["read", "write", "execute", "loadable"]},
+            {"phys_start": "0x70000000", "virt_start": "0x70000000", "size": "0x8000000",
+             "flags": ["read", "write", "execute", "dma", "loadable"]},
+            {"phys_start": hex(LINUX_COMM), "virt_start": hex(LINUX_COMM), "size": "0x1000",
+             "flags": ["read", "write", "rootshared"]},
+        ]}, "linux.cell")
+    kernel, initrd, loader = (os.path.join(b.dir, n) for n in ("Image", "initrd", "loader.bin"))
+    synthetic_image(kernel)
+    with open(initrd, "wb") as f:
+        f.write(b"\x1f\x8b" + b"\0" * 4094)
+    with open(loader, "wb") as f:
+        f.write(b"\x00\x00\x00\x14" * 64)
+    dtb = os.path.join(b.dir, "inmate.dtb")
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", dtb, "-"], check=True, input=b"""
+        /dts-v1/;
+        / { #address-cells = <2>; #size-cells = <2>; compatible = "linux,dummy-virt";
+            chosen { };
+            memory@0 { device_type = "memory"; reg = <0 0 0 0>; }; };""")
+    spec = b.spec("linux", cell=cell, comm={"virt_start": hex(LINUX_COMM), "size": 4096},
+                  linux={"kernel": kernel, "initrd": initrd, "dtb": dtb, "cmdline": "console=ttyAMA0"})
+    del spec["images"]
+    # a Linux cell on Jailhouse needs its device tree
+    nodtb = dict(spec, linux={"kernel": kernel})
+    r = d.post("/cells", body=nodtb)
+    assert r.status == 422 and "dtb" in r.body, r
+    # the loader is the backend's (default: Jailhouse's install path)
+    cfg = b.config([b.spec()])
+    cfg["backends"]["jailhouse"]["linux_loader"] = loader
+    d.stop()
+    d.config = cfg
+    d.start()
+    r = d.post("/cells", body=spec)
+    assert r.status == 201, r
+    r = d.post("/cells/linux/start")
+    assert r.status == 202, r
+    try:
+        poll(lambda: any(l == "CELL_LOAD linux-demo images=5 0" for l in b.calls()), timeout=15,
+             what="CELL_LOAD with loader, kernel, DTB, initrd and parameters")
+    except AssertionError:
+        raise AssertionError("no CELL_LOAD of 5 images: calls %s, cell %s" % (b.calls(), d.cell("linux")))
+    assert subsequence(b.calls(), ["CELL_CREATE linux-demo 0", "CELL_LOAD linux-demo images=5 0",
+                                   "CELL_START linux-demo 0"]), b.calls()
 
 
 @test
