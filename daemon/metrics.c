@@ -63,6 +63,12 @@ typedef struct CellFigures {
 	unsigned restarts;
 	uint64_t failures[_FAILURE_KIND_MAX];
 	Histogram h_boot, h_recovery, h_detection[_FAILURE_KIND_MAX];
+	/* the hypervisor's view (jailhouse: cell id, sysfs state, vmexits) */
+	bool has_hv_id;
+	int hv_id;
+	char hv_state[24];
+	BackendStat stats[BACKEND_MAX_STATS];
+	size_t n_stats;
 } CellFigures;
 
 struct MetricsSnapshot {
@@ -100,6 +106,14 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 		f->h_boot = cm->h_boot;
 		f->h_recovery = cm->h_recovery;
 		memcpy(f->h_detection, cm->h_detection, sizeof f->h_detection);
+		BackendCellStatus st;
+		if (cell_backend_status(cells[i], &st) >= 0) {
+			f->has_hv_id = st.has_hv_id;
+			f->hv_id = st.hv_id;
+			memcpy(f->hv_state, st.hv_state, sizeof f->hv_state);
+			memcpy(f->stats, st.stats, sizeof f->stats);
+			f->n_stats = st.n_stats;
+		}
 	}
 	return s;
 }
@@ -164,6 +178,23 @@ int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
 	       "Heartbeat stalls not counted against the inmate because the host starved it of CPU.");
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "warden_cell_starved_total{cell=\"%s\"} %llu\n", c[i].name, (unsigned long long)c[i].starved);
+
+	header(f, "warden_cell_hypervisor_state", "gauge",
+	       "1 per cell the hypervisor knows, labelled with its own id and state word (Jailhouse: cells/ID/state).");
+	for (size_t i = 0; i < n; i++)
+		if (c[i].has_hv_id)
+			fprintf(f, "warden_cell_hypervisor_state{cell=\"%s\",id=\"%d\",state=\"%s\"} 1\n", c[i].name,
+			        c[i].hv_id, c[i].hv_state);
+	header(f, "warden_cell_vmexits_total", "counter",
+	       "Exits of the cell's CPUs to the hypervisor since the cell was created, by the hypervisor's own kind.");
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < c[i].n_stats; k++) {
+			const char *kind = c[i].stats[k].name;
+			if (strncmp(kind, "vmexits_", 8) != 0)
+				continue;
+			fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"%s\"} %llu\n", c[i].name, kind + 8,
+			        (unsigned long long)c[i].stats[k].value);
+		}
 
 	header(f, "warden_cell_boot_seconds", "histogram", "Start issued to first running heartbeat.");
 	for (size_t i = 0; i < n; i++) {

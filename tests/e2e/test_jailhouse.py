@@ -16,6 +16,7 @@ Real Jailhouse runs on the emulated arm64 board (another test).
 """
 import json
 import mmap
+import shutil
 import os
 import struct
 import subprocess
@@ -201,6 +202,16 @@ def cell_runs_and_shows_jailhouse_figures(d, b, inmate):
     b.write("cells/%d/statistics/vmexits_psci" % cid, "7\n")
     c = d.wait_cell("demo", lambda c: c["hypervisor"]["exits"].get("total") == 1234, what="vmexits_total")
     assert c["hypervisor"]["exits"]["psci"] == 7, c["hypervisor"]
+    # the driver's own id and state word of the cell
+    assert c["hypervisor"]["cell_id"] == cid and c["hypervisor"]["native_state"] == "running", c["hypervisor"]
+    m = d.get("/metrics").body
+    assert 'warden_cell_vmexits_total{cell="demo",kind="total"} 1234' in m, m
+    assert 'warden_cell_vmexits_total{cell="demo",kind="psci"} 7' in m, m
+    assert 'warden_cell_hypervisor_state{cell="demo",id="%d",state="running"} 1' % cid in m, m
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required (Debian package prometheus)"
+    p = subprocess.run([promtool, "check", "metrics"], input=m.encode(), capture_output=True)
+    assert p.returncode == 0, p.stdout + p.stderr
     h = d.get("/hypervisor").json()
     jh = [x for x in h["backends"] if x["kind"] == "jailhouse"][0]
     assert jh["available"] is True, jh
