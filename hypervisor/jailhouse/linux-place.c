@@ -541,6 +541,12 @@ static int check_images(const JhCellConfig *cell, const char *cname, const JhLin
 		for (size_t j = 0; j < i; j++) {
 			const JhLinuxImage *b = &p->images[j];
 			uint64_t blast = b->address + extent(b) - 1;
+			/* The parameter string is meant to land on the loader's own
+			 * .cmdline section (at JH_LINUX_PARAMS_OFFSET of a loader
+			 * that is longer than that): loaded after the loader, it
+			 * replaces those bytes, as the reference tool's -s does. */
+			if (a->kind == JH_LINUX_IMAGE_PARAMS && b->kind == JH_LINUX_IMAGE_LOADER)
+				continue;
 			if (a->address <= blast && b->address <= last)
 				return fail(err, err_size, -ERANGE,
 				            "%s: the %s image (0x%" PRIx64 "..0x%" PRIx64 ") overlaps the %s image (0x%" PRIx64

@@ -206,6 +206,24 @@ static void test_place_images_and_dtb(void **state) {
 	fdt_getprop(im->data, node, "linux,initrd-end", &len);
 	assert_int_equal(len, 4);
 	jh_linux_placement_free(p);
+
+	/* Jailhouse's linux-loader.bin is longer than the parameter offset:
+	 * the string goes onto its .cmdline section, loaded after it. */
+	assert_int_equal(jh_linux_place(c,
+	                                &(JhLinuxInput){ .kernel = k, .kernel_size = 0x10000, .dtb = d, .dtb_size = dsize,
+	                                                 .loader_size = 13496 },
+	                                &p, err, sizeof err),
+	                 0);
+	im = jh_linux_placement_images(p, &n);
+	assert_int_equal(im[0].size, 13496);
+	assert_int_equal(im[n - 1].kind, JH_LINUX_IMAGE_PARAMS);
+	jh_linux_placement_free(p);
+	/* but the kernel must still stay clear of it */
+	assert_int_equal(jh_linux_place(c,
+	                                &(JhLinuxInput){ .kernel = k, .kernel_size = 0x10000, .dtb = d, .dtb_size = dsize,
+	                                                 .loader_size = 0x10001 },
+	                                &p, err, sizeof err),
+	                 -ERANGE);
 	free(k);
 	jh_cell_config_free(c);
 }
