@@ -20,7 +20,6 @@
 #include "operation.h"
 #include "store.h"
 
-#define CONSOLE_MAX_BYTES (64 * 1024)
 
 void route_cells(Manager *m, HttpRequest *r) {
 	json_t *a = json_array();
@@ -32,19 +31,12 @@ void route_cells(Manager *m, HttpRequest *r) {
 }
 
 static void route_console(Cell *c, HttpRequest *r) {
-	const char *q = http_request_query(r, "bytes");
-	long want = 4096;
+	long want = query_console_bytes(r);
 	char *buf;
 	ssize_t n;
 
-	if (q) {
-		char *end;
-		want = strtol(q, &end, 10);
-		if (*q == 0 || *end != 0 || want <= 0 || want > CONSOLE_MAX_BYTES) {
-			http_reply_problem(r, 400, NULL, "bytes must be an integer between 1 and %d", CONSOLE_MAX_BYTES);
-			return;
-		}
-	}
+	if (want < 0)
+		return;
 	if (!cell_has_backend(c)) {
 		http_reply_problem(r, 409, "Conflict", "cell \"%s\" has no console: it is %s%s", cell_name(c),
 		                   cell_state_to_string(cell_state(c)), cell_busy(c) ? " (a backend request is under way)" : "");

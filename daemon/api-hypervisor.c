@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* GET /hypervisor and POST /hypervisor/enable|disable|restart. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api-internal.h"
@@ -40,6 +42,34 @@ void route_hypervisor(Manager *m, HttpRequest *r) {
 	                          manager_hypervisor_enabled(m) ? "enabled" : "disabled", "backends", backends,
 	                          "cpu_sharing", cfg->cpu_sharing, "root_cpus", root, "cells", cells, "runtime_dir",
 	                          manager_runtime_dir(m)));
+}
+
+/* What the hypervisor itself printed (Jailhouse: its console ring, the
+ * messages of enable, cell creation, failed CPUs). */
+void route_hypervisor_console(Manager *m, HttpRequest *r) {
+	long want = query_console_bytes(r);
+	char *buf;
+	ssize_t n;
+
+	if (want < 0)
+		return;
+	buf = malloc((size_t)want + 1);
+	if (!buf) {
+		http_reply_problem(r, 500, NULL, "out of memory");
+		return;
+	}
+	n = manager_hypervisor_console(m, buf, (size_t)want);
+	if (n == -ENODEV) {
+		free(buf);
+		http_reply_problem(r, 404, "Not Found", "no backend here has a hypervisor console of its own (jailhouse has)");
+		return;
+	}
+	if (n < 0) {
+		free(buf);
+		http_reply_problem(r, 500, NULL, "reading the hypervisor console failed: %s", strerror((int)-n));
+		return;
+	}
+	http_reply_text(r, 200, "text/plain; charset=utf-8", buf, (size_t)n);
 }
 
 void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r) {

@@ -31,6 +31,9 @@ bool check_method(HttpRequest *r, unsigned allowed);
 
 /* ?wait=S: -1 when malformed (a 400 is sent), 0 when absent. */
 double query_wait(HttpRequest *r);
+/* ?bytes=N of a console read: 1..64 KiB, 4096 if absent; -1 after a 400. */
+#define CONSOLE_MAX_BYTES (64 * 1024)
+long query_console_bytes(HttpRequest *r);
 /* The JSON body; NULL when absent or malformed (a 400 is sent). */
 json_t *parse_body(HttpRequest *r);
 
@@ -78,6 +81,7 @@ void route_image_delete(Manager *m, Cell *c, const char *file, HttpRequest *r);
 
 /* api-hypervisor.c */
 void route_hypervisor(Manager *m, HttpRequest *r);
+void route_hypervisor_console(Manager *m, HttpRequest *r);
 void route_hypervisor_action(Manager *m, const char *verb, HttpRequest *r);
 
 /* api-operations.c */

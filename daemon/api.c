@@ -9,6 +9,7 @@
  *   POST /cells/NAME/start|stop|restart|shutdown   operations (?wait=S)
  *   POST /cells/NAME/inject          {"fault": "..."}
  *   GET  /cells/NAME/console         console tail (?bytes=N)
+ *   GET  /hypervisor/console         the hypervisor's own console (?bytes=N)
  *   GET  /cells/NAME/images          uploaded images
  *   PUT|DELETE /cells/NAME/images/FILE   raw upload with Content-Digest
  *   GET  /operations/ID              (?wait=S)
@@ -81,6 +82,21 @@ bool check_method(HttpRequest *r, unsigned allowed) {
 /* --- helpers ------------------------------------------------------------ */
 
 /* ?wait=S: -1 when malformed (a 400 is sent), 0 when absent. */
+long query_console_bytes(HttpRequest *r) {
+	const char *q = http_request_query(r, "bytes");
+	long want = 4096;
+	char *end;
+
+	if (q) {
+		want = strtol(q, &end, 10);
+		if (*q == 0 || *end != 0 || want <= 0 || want > CONSOLE_MAX_BYTES) {
+			http_reply_problem(r, 400, NULL, "bytes must be an integer between 1 and %d", CONSOLE_MAX_BYTES);
+			return -1;
+		}
+	}
+	return want;
+}
+
 double query_wait(HttpRequest *r) {
 	const char *q = http_request_query(r, "wait");
 	char *end;
@@ -213,6 +229,9 @@ static void dispatch(Manager *m, HttpRequest *r) {
 	} else if (strcmp(path, "/hypervisor") == 0) {
 		if (check_method(r, M_GET))
 			route_hypervisor(m, r);
+	} else if (strcmp(path, "/hypervisor/console") == 0) {
+		if (check_method(r, M_GET))
+			route_hypervisor_console(m, r);
 	} else if (strcmp(path, "/hypervisor/enable") == 0 || strcmp(path, "/hypervisor/disable") == 0 ||
 	           strcmp(path, "/hypervisor/restart") == 0) {
 		if (check_method(r, M_POST))

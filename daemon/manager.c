@@ -411,6 +411,17 @@ int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t
 	return b ? backend_stats(b, ret, max) : -ENODEV;
 }
 
+ssize_t manager_hypervisor_console(Manager *m, char *buf, size_t n) {
+	static const char *const kinds[] = { "jailhouse", "kvm", "qemu" };
+	for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+		Backend *b = manager_backend_for(m, kinds[i]);
+		ssize_t k = b ? backend_console_read(b, buf, n) : -EOPNOTSUPP;
+		if (k != -EOPNOTSUPP)
+			return k;
+	}
+	return -ENODEV;
+}
+
 uint64_t manager_next_event_id(Manager *m) {
 	return ++m->next_event_id;
 }

@@ -68,6 +68,8 @@ bool manager_hypervisor_enabled(const Manager *m);
 bool manager_backend_available(Manager *m, const char *kind);
 /* backend_stats() of that kind's backend; -ENODEV without one. */
 int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t max);
+/* The first backend with a console of its own (jailhouse's): -ENODEV if none. */
+ssize_t manager_hypervisor_console(Manager *m, char *buf, size_t n);
 /* The id of a new cell event (they increase daemon-wide). */
 uint64_t manager_next_event_id(Manager *m);
 

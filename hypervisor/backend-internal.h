@@ -23,6 +23,7 @@ typedef struct BackendOps {
 	int (*cell_create)(Backend *b, const BackendCellConfig *cfg, BackendCell **ret);
 	int (*cell_adopt)(Backend *b, const char *name, BackendCell **ret);
 	int (*stats)(Backend *b, BackendStat *ret, size_t max); /* optional */
+	ssize_t (*console_read)(Backend *b, char *buf, size_t n); /* optional */
 } BackendOps;
 
 typedef struct BackendCellOps {

@@ -92,6 +92,11 @@ int backend_disable(Backend *b)
 	return b->ops->disable(b);
 }
 
+ssize_t backend_console_read(Backend *b, char *buf, size_t n)
+{
+	return b->ops->console_read ? b->ops->console_read(b, buf, n) : -EOPNOTSUPP;
+}
+
 int backend_stats(Backend *b, BackendStat *ret, size_t max)
 {
 	if (!b || (!ret && max))

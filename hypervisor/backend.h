@@ -163,6 +163,11 @@ int backend_disable(Backend *b);
  * ret; returns how many, 0 for a backend without any, or -errno. A loop
  * call. */
 int backend_stats(Backend *b, BackendStat *ret, size_t max);
+/* The hypervisor's own console (jailhouse: sysfs `console`, what the
+ * hypervisor printed, a few KB held in memory), its newest n bytes into
+ * buf; returns the length, -EOPNOTSUPP for a backend without one. A loop
+ * call. */
+ssize_t backend_console_read(Backend *b, char *buf, size_t n);
 
 /* Create the cell (VM, memory, vCPUs parked); images are not loaded yet.
  * -EEXIST if a live cell of that name already exists. */

@@ -212,6 +212,13 @@ def cell_runs_and_shows_jailhouse_figures(d, b, inmate):
     assert promtool, "promtool is required (Debian package prometheus)"
     p = subprocess.run([promtool, "check", "metrics"], input=m.encode(), capture_output=True)
     assert p.returncode == 0, p.stdout + p.stderr
+    # the hypervisor's own console, its newest bytes
+    b.write("console", "Initializing Jailhouse hypervisor v0.12 on CPU 2\nActivating hypervisor\n")
+    r = d.get("/hypervisor/console")
+    assert r.status == 200 and r.body.endswith("Activating hypervisor\n") and "CPU 2" in r.body, r
+    r = d.get("/hypervisor/console?bytes=11")
+    assert r.status == 200 and r.body == "hypervisor\n", r
+    assert d.get("/hypervisor/console?bytes=0").status == 400
     h = d.get("/hypervisor").json()
     jh = [x for x in h["backends"] if x["kind"] == "jailhouse"][0]
     assert jh["available"] is True, jh
