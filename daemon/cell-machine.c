@@ -492,6 +492,9 @@ static void on_done(Step *s) {
 			request_boot(s, false);
 			return;
 		}
+		/* The hypervisor's part of a boot is done (Jailhouse: CELL_START
+		 * returned); the inmate's begins, up to its first beat. */
+		emit(s, "started", "the backend started the cell; waiting for its first beat");
 		act_at(s, CELL_DO_SAMPLE_AT, s->now + NS_PER_MS);
 		act(s, CELL_DO_SAVE);
 		return;

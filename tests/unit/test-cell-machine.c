@@ -174,6 +174,8 @@ static void test_start_boot_running(void **state) {
 	assert_true(t.m.has_backend);
 	assert_int_equal(sample_at(&t), t.now + MS);
 	assert_non_null(find(&t, CELL_DO_SAVE));
+	/* the backend's half of the boot is over: an event dates it */
+	assert_non_null(find_emit(&t, "started"));
 
 	t.now += 1 * MS;
 	beat(&t, WARDEN_INMATE_BOOTING);
