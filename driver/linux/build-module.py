@@ -25,6 +25,12 @@ def main():
     ap.add_argument("--workdir", required=True, help="private directory for Kbuild")
     ap.add_argument("--output", required=True, help="where warden.ko goes")
     ap.add_argument("--werror", action="store_true")
+    ap.add_argument("--arch", help="kernel ARCH= (cross builds; default: the host's)")
+    ap.add_argument("--cross-compile", help="CROSS_COMPILE= toolchain prefix, "
+                    "e.g. aarch64-linux-gnu-")
+    ap.add_argument("--sysroot", help="the headers are unpacked into this "
+                    "directory, not installed: follow their Makefile's "
+                    "absolute include into it")
     ap.add_argument("sources", nargs="+", help="warden.c and Kbuild")
     args = ap.parse_args()
 
@@ -36,8 +42,20 @@ def main():
             shutil.copyfile(src, dst)
 
     workdir, api = os.path.abspath(args.workdir), os.path.abspath(args.api)
-    cmd = [
-        "make", "-s", "-C", os.path.abspath(args.kdir),
+    kdir = os.path.abspath(args.kdir)
+    cmd = ["make", "-s", "-C", kdir]
+    if args.sysroot:
+        top = sysroot_makefile(kdir, os.path.abspath(args.sysroot))
+        if not top:
+            print("build-module.py: %s/Makefile includes no absolute path "
+                  "to follow into %s" % (kdir, args.sysroot), file=sys.stderr)
+            return 1
+        cmd += ["-f", top]
+    if args.arch:
+        cmd.append("ARCH=" + args.arch)
+    if args.cross_compile:
+        cmd.append("CROSS_COMPILE=" + args.cross_compile)
+    cmd += [
         "M=" + workdir,
         "WARDEN_API=" + api,
         # Debug info names the sources relative to where they live (also
@@ -62,6 +80,26 @@ def main():
     shutil.copyfile(os.path.join(args.workdir, "warden.ko"), tmp)
     os.replace(tmp, args.output)
     return 0
+
+
+def sysroot_makefile(kdir, sysroot):
+    """The kernel Makefile a Debian flavour's headers include, in the sysroot.
+
+    linux-headers-VER-FLAVOUR/Makefile is one line,
+    `include /usr/src/linux-headers-VER-common/Makefile`: unpacked into a
+    sysroot it still names the host's tree, which may be missing or of
+    another version. Run with `-f` on the sysroot's copy instead; the top
+    Makefile takes its source tree from where it lies and reads the
+    flavour's .kernelvariables from the directory make runs in (kdir), as
+    through the one-line Makefile.
+    """
+    with open(os.path.join(kdir, "Makefile")) as f:
+        for line in f:
+            words = line.split()
+            if len(words) == 2 and words[0] == "include" and words[1].startswith("/"):
+                path = os.path.join(sysroot, words[1].lstrip("/"))
+                return path if os.path.isfile(path) else None
+    return None
 
 
 def same_file(a, b):
