@@ -297,8 +297,9 @@ json_t *operation_to_json(const Operation *op) {
 	cells = json_array();
 	for (size_t i = 0; i < op->n_cells; i++)
 		json_array_append_new(cells, json_string(op->cells[i]));
-	j = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "operation", op->id, "kind", op->kind, "phase",
-	              phase_name(op->phase), "created", created, "cells", cells, "timings_ms", t);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "operation", op->id, "kind", op->kind, "phase",
+	              phase_name(op->phase), "created", created, "created_mono_ns", (json_int_t)op->created_mono_ns,
+	              "cells", cells, "timings_ms", t);
 	json_object_set_new(j, "cell", op->cell[0] ? json_string(op->cell) : json_null());
 	if (op->phase == OP_FAILED)
 		json_object_set_new(j, "error",
