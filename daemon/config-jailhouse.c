@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cell-config-json.h"
 #include "cell-config.h"
 #include "config.h"
 #include "macro.h"
@@ -142,6 +143,35 @@ void config_jailhouse_system_identity(const char *system_config, unsigned *ret_r
 		*ret_arch = data[5];
 }
 
+int cell_spec_jailhouse_generate(CellSpec *s, json_t *doc, const char *path, char *err) {
+	JhCellConfig *cc = NULL;
+	JhConfigKind kind;
+	char p[320], cerr[256];
+	int r;
+
+	snprintf(p, sizeof p, "%s.cell", path);
+	if (!json_is_object(doc))
+		return config_error(err, p, "must be an object: a .cell as wardenctl jailhouse import prints it");
+	if (jh_config_json_kind(doc, &kind, cerr, sizeof cerr) < 0)
+		return config_error(err, p, "%s", cerr);
+	if (kind != JH_CONFIG_CELL)
+		return config_error(err, p, "is a %s config; a cell needs \"jailhouse\": \"cell\"",
+		                    jh_config_kind_to_string(kind));
+	r = jh_cell_config_from_json(doc, &cc, cerr, sizeof cerr);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return config_error(err, p, "%s", cerr);
+	r = jh_cell_config_encode(cc, &s->cell_bytes, &s->cell_size, cerr, sizeof cerr);
+	jh_cell_config_free(cc);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return config_error(err, p, "cannot be encoded: %s", cerr);
+	s->cell_doc = json_deep_copy(doc);
+	return s->cell_doc ? 0 : -ENOMEM;
+}
+
 int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv *env, bool has_cpus,
                                   bool has_memory, char *err) {
 	MemRegion regions[BACKEND_MAX_REGIONS];
@@ -152,22 +182,28 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 	size_t size = 0, n_cpus = 0, n_regions = 0;
 	int comm = -1, r;
 
-	snprintf(p, sizeof p, "%s.jailhouse.cell_config", path);
-	r = read_cell_file(s->cell_config, &data, &size);
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0)
-		return config_error(err, p, "cannot read \"%s\": %s", s->cell_config, strerror(-r));
-	if (jh_cell_config_decode(data, size, JH_ARCH_UNSPEC, &cc, cerr, sizeof cerr) < 0)
-		return config_error(err, p, "\"%s\" is not a Jailhouse cell config: %s", s->cell_config, cerr);
+	/* What the messages call it: the file, or the spec's document. */
+	const char *what = s->cell_config ? s->cell_config : "the generated .cell";
+
+	snprintf(p, sizeof p, "%s.jailhouse.%s", path, s->cell_config ? "cell_config" : "cell");
+	if (s->cell_config) {
+		r = read_cell_file(s->cell_config, &data, &size);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			return config_error(err, p, "cannot read \"%s\": %s", s->cell_config, strerror(-r));
+	}
+	if (jh_cell_config_decode(s->cell_config ? data : s->cell_bytes, s->cell_config ? size : s->cell_size,
+	                          JH_ARCH_UNSPEC, &cc, cerr, sizeof cerr) < 0)
+		return config_error(err, p, "\"%s\" is not a Jailhouse cell config: %s", what, cerr);
 	if (env->jh_revision && cc->revision != env->jh_revision) {
 		r = config_error(err, p, "\"%s\" is a config of revision %u; this hypervisor's system config is revision %u",
-		                 s->cell_config, cc->revision, env->jh_revision);
+		                 what, cc->revision, env->jh_revision);
 		goto out;
 	}
 	if (env->jh_arch >= 0 && cc->arch != JH_ARCH_UNSPEC && (int)cc->arch != env->jh_arch) {
 		r = config_error(err, p, "\"%s\" is a config for %s; this hypervisor's system config is for %s",
-		                 s->cell_config, jh_arch_to_string(cc->arch), jh_arch_to_string((JhArch)env->jh_arch));
+		                 what, jh_arch_to_string(cc->arch), jh_arch_to_string((JhArch)env->jh_arch));
 		goto out;
 	}
 
@@ -176,17 +212,17 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 			continue;
 		if (cpu >= env->n_cpus) {
 			r = config_error(err, p, "CPU %u of \"%s\" does not exist on this machine (it has CPUs 0-%u)", cpu,
-			         s->cell_config, env->n_cpus - 1);
+			         what, env->n_cpus - 1);
 			goto out;
 		}
 		if (n_cpus == BACKEND_MAX_CPUS) {
-			r = config_error(err, p, "\"%s\" names more than %d CPUs", s->cell_config, BACKEND_MAX_CPUS);
+			r = config_error(err, p, "\"%s\" names more than %d CPUs", what, BACKEND_MAX_CPUS);
 			goto out;
 		}
 		cpus[n_cpus++] = cpu;
 	}
 	if (n_cpus == 0) {
-		r = config_error(err, p, "\"%s\" gives the cell no CPU", s->cell_config);
+		r = config_error(err, p, "\"%s\" gives the cell no CPU", what);
 		goto out;
 	}
 	if (has_cpus) {
@@ -201,7 +237,7 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 			format_cpus(s->cpus, s->n_cpus, want, sizeof want);
 			format_cpus(cpus, n_cpus, have, sizeof have);
 			snprintf(p, sizeof p, "%s.cpus", path);
-			r = config_error(err, p, "CPUs %s disagree with the CPUs of \"%s\" (%s)", want, s->cell_config, have);
+			r = config_error(err, p, "CPUs %s disagree with the CPUs of \"%s\" (%s)", want, what, have);
 			goto out;
 		}
 	} else {
@@ -210,14 +246,14 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 	}
 
 	snprintf(p, sizeof p, "%s.memory", path);
-	if ((r = cell_regions(cc, s, p, s->cell_config, regions, &n_regions, &comm, err)) < 0)
+	if ((r = cell_regions(cc, s, p, what, regions, &n_regions, &comm, err)) < 0)
 		goto out;
 
 	/* The comm region is a region of the .cell that the root cell can
 	 * map: warden reads the heartbeat from its physical address. */
 	snprintf(p, sizeof p, "%s.comm", path);
 	if (comm < 0) {
-		r = config_error(err, p, "no memory region of \"%s\" starts at virt_start 0x%" PRIx64, s->cell_config,
+		r = config_error(err, p, "no memory region of \"%s\" starts at virt_start 0x%" PRIx64, what,
 		         s->comm.virt_start);
 		goto out;
 	}
@@ -227,17 +263,17 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 			r = config_error(err, p,
 			         "region %d of \"%s\" at 0x%" PRIx64 " must be read, write and rootshared to be the comm "
 			         "region",
-			         comm, s->cell_config, m->virt_start);
+			         comm, what, m->virt_start);
 			goto out;
 		}
 		if (m->size < s->comm.size) {
 			r = config_error(err, p, "region %d of \"%s\" is 0x%" PRIx64 " bytes, smaller than the comm region", comm,
-			         s->cell_config, m->size);
+			         what, m->size);
 			goto out;
 		}
 		if (s->comm.phys_start != UINT64_MAX && s->comm.phys_start != m->phys_start) {
 			r = config_error(err, p, "phys_start 0x%" PRIx64 " disagrees with region %d of \"%s\" (0x%" PRIx64 ")",
-			         s->comm.phys_start, comm, s->cell_config, m->phys_start);
+			         s->comm.phys_start, comm, what, m->phys_start);
 			goto out;
 		}
 		s->comm.phys_start = m->phys_start;
@@ -254,7 +290,7 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 				r = config_error(err, p, "region \"%s\" (phys 0x%" PRIx64 ", virt 0x%" PRIx64 ", size 0x%" PRIx64
 				         ") is not a region of \"%s\" with the same flags",
 				         s->memory[i].name, s->memory[i].phys_start, s->memory[i].virt_start,
-				         s->memory[i].size, s->cell_config);
+				         s->memory[i].size, what);
 				goto out;
 			}
 		}
@@ -266,7 +302,7 @@ int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv
 				snprintf(p, sizeof p, "%s.memory", path);
 				r = config_error(err, p, "\"%s\" has region %s (phys 0x%" PRIx64 ", virt 0x%" PRIx64 ", size 0x%" PRIx64
 				         ") that the spec does not list",
-				         s->cell_config, regions[j].name + strlen("cell-"), regions[j].phys_start,
+				         what, regions[j].name + strlen("cell-"), regions[j].phys_start,
 				         regions[j].virt_start, regions[j].size);
 				goto out;
 			}

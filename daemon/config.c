@@ -455,7 +455,8 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	if ((r = get_object(obj, "jailhouse", path, &o, err)) < 0)
 		return r;
 	if (o) {
-		static const char *const jkeys[] = { "cell_config", NULL };
+		static const char *const jkeys[] = { "cell_config", "cell", NULL };
+		json_t *doc = json_object_get(o, "cell");
 		snprintf(p, sizeof p, "%s.jailhouse", path);
 		if (strcmp(s->backend, "jailhouse") != 0)
 			return config_error(err, path, "\"jailhouse\" is for \"backend\": \"jailhouse\" cells");
@@ -463,15 +464,19 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			return r;
 		if (s->cell_config && s->cell_config[0] != '/')
 			return config_error(err, p, "\"cell_config\": \"%s\" is not an absolute path", s->cell_config);
+		if (doc && s->cell_config)
+			return config_error(err, p, "\"cell\" and \"cell_config\" exclude each other");
+		if (doc && (r = cell_spec_jailhouse_generate(s, doc, p, err)) < 0)
+			return r;
 	}
-	if (strcmp(s->backend, "jailhouse") == 0 && !s->cell_config)
+	if (strcmp(s->backend, "jailhouse") == 0 && !s->cell_config && !s->cell_doc)
 		return config_error(err, path,
-		            "a jailhouse cell needs \"jailhouse\": {\"cell_config\": \"/PATH/TO/CELL.cell\"} "
-		            "(generating the .cell from the spec is not built yet)");
+		            "a jailhouse cell needs \"jailhouse\": {\"cell_config\": \"/PATH/TO/CELL.cell\"} or "
+		            "{\"cell\": {...}} (warden's JSON form of a .cell, as wardenctl jailhouse import prints it)");
 
 	/* A .cell says which CPUs and regions the cell has: the spec may
 	 * leave them out, and what it states must agree. */
-	if (!json_object_get(obj, "cpus") && !s->cell_config)
+	if (!json_object_get(obj, "cpus") && !cell_spec_has_cell(s))
 		return config_error(err, path, "\"cpus\" is required");
 	if ((r = parse_cpu_list(obj, "cpus", path, env, s->cpus, &s->n_cpus, err)) < 0)
 		return r;
@@ -479,7 +484,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		return config_error(err, path, "\"cpus\" must name at least one CPU");
 
 	arr = json_object_get(obj, "memory");
-	if (!arr && !s->cell_config)
+	if (!arr && !cell_spec_has_cell(s))
 		return config_error(err, path, "\"memory\" is required");
 	if (arr && !json_is_array(arr))
 		return config_error(err, path, "\"memory\" must be an array, not %s", json_type_name(arr));
@@ -498,7 +503,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	snprintf(p, sizeof p, "%s.comm", path);
 	if ((r = parse_region(o, p, true, &s->comm, err)) < 0)
 		return r;
-	if (s->cell_config && (r = cell_spec_jailhouse_reconcile(s, path, env, json_object_get(obj, "cpus") != NULL,
+	if (cell_spec_has_cell(s) && (r = cell_spec_jailhouse_reconcile(s, path, env, json_object_get(obj, "cpus") != NULL,
 	                                                         arr != NULL, err)) < 0)
 		return r;
 
@@ -627,6 +632,8 @@ CellSpec *cell_spec_free(CellSpec *s) {
 	free(s->cmdline);
 	free(s->dtb);
 	free(s->cell_config);
+	json_decref(s->cell_doc);
+	free(s->cell_bytes);
 	free(s);
 	return NULL;
 }
@@ -742,6 +749,8 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 		json_object_set_new(o, "args", json_string(s->args));
 	if (s->cell_config)
 		json_object_set_new(o, "jailhouse", json_pack("{s:s}", "cell_config", s->cell_config));
+	else if (s->cell_doc)
+		json_object_set_new(o, "jailhouse", json_pack("{s:O}", "cell", s->cell_doc));
 	json_object_set_new(o, "autostart", json_boolean(s->autostart));
 	json_object_set_new(o, "allow_inject", json_boolean(s->allow_inject));
 	h = json_pack("{s:i, s:i, s:i}", "period_ms", (int)s->health.period_ms, "timeout_ms",
@@ -808,6 +817,8 @@ void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegi
 		.cmdline = s->cmdline,
 		.dtb = s->dtb,
 		.cell_config = s->cell_config,
+		.cell_data = s->cell_bytes,
+		.cell_size = s->cell_size,
 	};
 }
 

@@ -104,6 +104,12 @@ typedef struct CellSpec {
 	/* "jailhouse": the operator's .cell (absolute); the spec's CPUs and
 	 * memory regions are what it says (cell_spec_jailhouse_reconcile) */
 	char *cell_config;
+	/* ... or "jailhouse": {"cell": DOC}: the .cell generated from warden's
+	 * JSON document of it (wardenctl jailhouse import/export's form) when
+	 * the spec is accepted; exactly one of cell_config and cell_doc */
+	json_t *cell_doc;
+	uint8_t *cell_bytes;
+	size_t cell_size;
 	bool autostart;
 	bool allow_inject;
 	HealthSpec health;
@@ -190,6 +196,13 @@ CellSpec *cell_spec_free(CellSpec *s);
  * are the .cell's; the comm region must be one of the .cell's regions
  * shared with the root cell (its phys_start filled in). -EINVAL with the
  * JSON path in err. */
+/* A jailhouse spec names its .cell one way or the other. */
+static inline bool cell_spec_has_cell(const CellSpec *s) {
+	return s->cell_config || s->cell_doc;
+}
+/* "jailhouse": {"cell": DOC}: encodes DOC (at its own "revision", 14 when
+ * it names none) into s->cell_bytes and keeps a copy of it. */
+int cell_spec_jailhouse_generate(CellSpec *s, json_t *doc, const char *path, char *err);
 int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv *env, bool has_cpus,
                                   bool has_memory, char *err);
 json_t *cell_spec_to_json(const CellSpec *s);

@@ -88,6 +88,9 @@ typedef struct BackendCellConfig {
 	/* jailhouse: absolute path of the operator's .cell file, which the
 	 * backend hands to CELL_CREATE as it is; NULL for the others. */
 	const char *cell_config;
+	/* ... or the .cell's bytes themselves (generated from the spec) */
+	const uint8_t *cell_data;
+	size_t cell_size;
 } BackendCellConfig;
 
 typedef enum BackendCellState {

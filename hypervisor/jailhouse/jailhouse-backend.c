@@ -661,8 +661,9 @@ static int validate_config(const BackendCellConfig *cfg)
 {
 	if (!backend_name_valid(cfg->name))
 		return -EINVAL;
-	/* Generating a .cell from the spec is not built yet. */
-	if (!cfg->cell_config || cfg->cell_config[0] != '/')
+	/* The .cell: a file, or bytes wardend generated from the spec. */
+	if (cfg->cell_data ? !cfg->cell_size || cfg->cell_size > MAX_CONFIG_BYTES
+	                   : !cfg->cell_config || cfg->cell_config[0] != '/')
 		return -EINVAL;
 	/* A Linux cell: a kernel and the device tree it is placed with. */
 	if (cfg->kernel && (cfg->kernel[0] != '/' || !cfg->dtb || cfg->dtb[0] != '/' || cfg->n_images ||
@@ -711,7 +712,15 @@ static int jhb_cell_create(Backend *base, const BackendCellConfig *cfg, BackendC
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = read_file(cfg->cell_config, MAX_CONFIG_BYTES, &c->cell_data, &c->cell_size);
+	if (cfg->cell_data) {
+		c->cell_data = malloc(cfg->cell_size);
+		r = c->cell_data ? 0 : -ENOMEM;
+		if (c->cell_data) {
+			memcpy(c->cell_data, cfg->cell_data, cfg->cell_size);
+			c->cell_size = cfg->cell_size;
+		}
+	} else
+		r = read_file(cfg->cell_config, MAX_CONFIG_BYTES, &c->cell_data, &c->cell_size);
 	if (r < 0)
 		goto fail;
 	r = cell_layout(c, cfg->comm_addr, cfg->comm_size);
