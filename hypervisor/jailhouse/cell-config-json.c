@@ -146,8 +146,10 @@ static json_t *hex(uint64_t v) {
 	return json_string(buf);
 }
 
+/* A JSON integer, which jansson holds signed: from 2^63 on a "0x…" string,
+ * which number() reads back the same. */
 static json_t *integer(uint64_t v) {
-	return json_integer((json_int_t)v);
+	return v > (uint64_t)INT64_MAX ? hex(v) : json_integer((json_int_t)v);
 }
 
 static json_t *flags_json(Out *o, const NamedBit *names, uint64_t v) {
@@ -301,7 +303,18 @@ static void cell_json(Out *o, json_t *j, const JhCellConfig *c) {
 	json_t *cpus = chk(o, json_array()), *a;
 	int highest = -1;
 
-	set(o, j, "name", json_string(c->name));
+	/* Jailhouse takes any bytes for a name; JSON strings are UTF-8. A
+	 * name that is not is given as its bytes in hex, so that every .cell
+	 * has a JSON form. */
+	json_t *name = json_string(c->name);
+	if (name)
+		set(o, j, "name", name);
+	else {
+		char hexname[2 * JH_NAME_SIZE + 1] = "";
+		for (size_t k = 0; c->name[k] && k < JH_NAME_SIZE - 1; k++)
+			snprintf(hexname + 2 * k, 3, "%02x", (unsigned char)c->name[k]);
+		set(o, j, "name_hex", json_string(hexname));
+	}
 	if (c->id)
 		set(o, j, "id", integer(c->id));
 	set(o, j, "flags", flags_json(o, cell_flag_names, c->flags));
@@ -393,8 +406,7 @@ static void cell_json(Out *o, json_t *j, const JhCellConfig *c) {
 static int finish(Out *o, json_t *j, json_t **ret, char *err, size_t err_size) {
 	if (o->oom) {
 		json_decref(j);
-		/* json_string() also refuses names that are not UTF-8. */
-		snprintf(err, err_size, "out of memory, or a name that is not UTF-8");
+		snprintf(err, err_size, "out of memory");
 		return -ENOMEM;
 	}
 	*ret = j;
@@ -903,13 +915,31 @@ static int cell_from(const In *in, const json_t *j, const char *path, const char
 		return r;
 	v = json_object_get(j, "name");
 	sub(p, path, "name");
-	if (!v)
-		return bad(in, path, "\"name\" is required");
-	if (!json_is_string(v))
-		return bad(in, p, "expected a string, not %s", type_name(v));
-	if (json_string_length(v) >= JH_NAME_SIZE || strlen(json_string_value(v)) != json_string_length(v))
-		return bad(in, p, "\"%s\": at most %d bytes and no NUL", json_string_value(v), JH_NAME_SIZE - 1);
-	memcpy(c->name, json_string_value(v), json_string_length(v));
+	if (v && json_object_get(j, "name_hex"))
+		return bad(in, path, "\"name\" and \"name_hex\" exclude each other");
+	if (!v && (v = json_object_get(j, "name_hex"))) {
+		/* the bytes of a name that is not UTF-8, as import writes them */
+		const char *h = json_is_string(v) ? json_string_value(v) : NULL;
+		size_t len = h ? strlen(h) : 0;
+		sub(p, path, "name_hex");
+		if (!h || len == 0 || len % 2 || len / 2 >= JH_NAME_SIZE || strspn(h, "0123456789abcdefABCDEF") != len)
+			return bad(in, p, "expected an even number of hex digits, at most %d bytes", JH_NAME_SIZE - 1);
+		for (size_t k = 0; k < len / 2; k++) {
+			unsigned x;
+			sscanf(h + 2 * k, "%2x", &x);
+			if (!x)
+				return bad(in, p, "a name holds no NUL");
+			c->name[k] = (char)x;
+		}
+	} else {
+		if (!v)
+			return bad(in, path, "\"name\" is required");
+		if (!json_is_string(v))
+			return bad(in, p, "expected a string, not %s", type_name(v));
+		if (json_string_length(v) >= JH_NAME_SIZE || strlen(json_string_value(v)) != json_string_length(v))
+			return bad(in, p, "\"%s\": at most %d bytes and no NUL", json_string_value(v), JH_NAME_SIZE - 1);
+		memcpy(c->name, json_string_value(v), json_string_length(v));
+	}
 
 	if ((r = GET(in, j, "id", path, c->id)) < 0 ||
 	    (r = GET_FLAGS(in, j, "flags", path, cell_flag_names, c->flags)) < 0 ||
@@ -1063,7 +1093,7 @@ static int cell_from(const In *in, const json_t *j, const char *path, const char
 }
 
 #define CELL_KEYS                                                                                        \
-	"name", "id", "flags", "cpus", "cpu_set_size", "cpu_reset_address", "msg_reply_timeout", "vpci_irq_base", \
+	"name", "name_hex", "id", "flags", "cpus", "cpu_set_size", "cpu_reset_address", "msg_reply_timeout", "vpci_irq_base", \
 	        "console", "memory", "cache", "irqchips", "pio", "pci_devices", "pci_caps", "stream_ids"
 
 int jh_config_json_kind(const json_t *doc, JhConfigKind *ret_kind, char *err, size_t err_size) {

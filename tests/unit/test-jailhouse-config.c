@@ -471,6 +471,9 @@ static void test_json_roundtrip(void **state) {
 	memset(c->cpu_set + 8, 0, 8);
 	c->memory[1].flags |= 1ull << 40; /* a bit without a name */
 	c->console.type = 0x77;            /* a type without a name */
+	/* beyond a signed JSON integer (a fuzzer found it coming back
+	 * negative): written as a hex string */
+	c->msg_reply_timeout = (1ull << 63) + 5;
 	assert_int_equal(jh_cell_config_encode(c, &b, &n, err, sizeof err), 0);
 	assert_int_equal(jh_cell_config_to_json(c, &j, err, sizeof err), 0);
 	text = json_dumps(j, JSON_COMPACT);
@@ -479,9 +482,11 @@ static void test_json_roundtrip(void **state) {
 	assert_non_null(strstr(text, "\"0x10000000000\""));
 	assert_non_null(strstr(text, "\"shmem_protocol\":\"veth\""));
 	assert_non_null(strstr(text, "\"bdf\":\"00:01.0\""));
+	assert_non_null(strstr(text, "\"msg_reply_timeout\":\"0x8000000000000005\""));
 	free(text);
 	assert_int_equal(jh_cell_config_from_json(j, &c2, err, sizeof err), 0);
 	assert_int_equal(c2->revision, 12);
+	assert_string_equal(c2->name, "gic-demo");
 	assert_int_equal(c2->arch, JH_ARCH_ARM64);
 	assert_int_equal(jh_cell_config_encode(c2, &b2, &n2, err, sizeof err), 0);
 	assert_int_equal(n2, n);
@@ -503,6 +508,34 @@ static void test_json_roundtrip(void **state) {
 	jh_cell_config_free(c2);
 	jh_system_config_free(s);
 	jh_system_config_free(s2);
+}
+
+/* Jailhouse takes any bytes for a name; its JSON form has them in hex. */
+static void test_json_name_not_utf8(void **state) {
+	JhCellConfig *c = jh_cell_config_new(14, JH_ARCH_ARM64), *c2 = NULL;
+	json_t *j = NULL;
+	uint8_t *b, *b2;
+	size_t n, n2;
+	char *text;
+
+	(void)state;
+	fill_cell(c, "x");
+	memcpy(c->name, "cell\xff\xfe", 7);
+	assert_int_equal(jh_cell_config_encode(c, &b, &n, err, sizeof err), 0);
+	assert_int_equal(jh_cell_config_to_json(c, &j, err, sizeof err), 0);
+	text = json_dumps(j, JSON_COMPACT);
+	assert_non_null(strstr(text, "\"name_hex\":\"63656c6cfffe\""));
+	assert_null(strstr(text, "\"name\":"));
+	free(text);
+	assert_int_equal(jh_cell_config_from_json(j, &c2, err, sizeof err), 0);
+	assert_int_equal(jh_cell_config_encode(c2, &b2, &n2, err, sizeof err), 0);
+	assert_int_equal(n2, n);
+	assert_memory_equal(b2, b, n);
+	json_decref(j);
+	free(b);
+	free(b2);
+	jh_cell_config_free(c);
+	jh_cell_config_free(c2);
 }
 
 static int cell_from_text(const char *text) {
@@ -619,6 +652,7 @@ int main(void) {
 		cmocka_unit_test(test_system_bad_input),
 		cmocka_unit_test(test_system_platform_inference),
 		cmocka_unit_test(test_json_roundtrip),
+		cmocka_unit_test(test_json_name_not_utf8),
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_json_system_errors),
 		cmocka_unit_test(test_name_tables),
