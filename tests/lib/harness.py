@@ -185,8 +185,12 @@ class Daemon:
     OPERATOR_NAME = "ops"
     MONITOR_NAME = "mon"
 
-    def __init__(self, config=None, env=None, tcp=True, args=(), keep_dirs=None, tokens=True, port=None):
+    def __init__(self, config=None, env=None, tcp=True, args=(), keep_dirs=None, tokens=True, port=None,
+                 wrap=()):
         self.dir = keep_dirs or tempfile.mkdtemp(prefix="warden-test-")
+        # argv before wardend's own, e.g. a command that sets up a namespace
+        # and execs the rest (it must exec: self.proc is then wardend)
+        self.wrap = list(wrap)
         self.sock = os.path.join(self.dir, "api.sock")
         self.port = (port or free_port()) if tcp else None
         self.config = config if config is not None else {"cells": []}
@@ -254,7 +258,7 @@ class Daemon:
         path = os.path.join(self.dir, "config.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
-        argv = [WARDEND, "--config", path, "--listen", "unix:" + self.sock,
+        argv = self.wrap + [WARDEND, "--config", path, "--listen", "unix:" + self.sock,
                 "--state-dir", self.state_dir, "--runtime-dir", self.runtime_dir] + self.args
         if self.port:
             argv += ["--listen", "tcp:127.0.0.1:%d" % self.port]
@@ -432,9 +436,26 @@ class Daemon:
                 pids.append(int(p))
         return pids
 
+    def strays(self):
+        """pids of wardend processes on this daemon's dirs that are not
+        self.proc: a wrapper (strace, a socket-passing exec) may leave its
+        wardend running when it is stopped itself."""
+        pids = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit() or (self.proc and int(p) == self.proc.pid):
+                continue
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"wardend") and any(self.dir.encode() in a for a in cmd):
+                pids.append(int(p))
+        return pids
+
     def cleanup(self):
         self.stop()
-        for pid in self.runner_pids():
+        for pid in self.strays() + self.runner_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
