@@ -267,7 +267,11 @@ static int parse_cpu_list(json_t *parent, const char *key, const char *path, con
 
 static const char *const flag_names[] = { "read", "write", "execute", "loadable", "shared" };
 
-static int parse_region(json_t *obj, const char *path, bool is_comm, MemRegion *m, char *err) {
+/* of_cell: a region a spec with a .cell lists, which must be one of that
+ * .cell's (cell_spec_jailhouse_reconcile) rather than page-aligned:
+ * Jailhouse maps device registers below a page (the Raspberry Pi 4's mini
+ * UART is 0x40 bytes at 0xfe215040), and the stored spec lists them. */
+static int parse_region(json_t *obj, const char *path, bool is_comm, bool of_cell, MemRegion *m, char *err) {
 	static const char *const keys[] = { "name", "phys_start", "virt_start", "size", "flags", NULL };
 	static const char *const comm_keys[] = { "phys_start", "virt_start", "size", NULL };
 	const char *name = NULL;
@@ -296,8 +300,11 @@ static int parse_region(json_t *obj, const char *path, bool is_comm, MemRegion *
 	if (json_object_get(obj, "phys_start") &&
 	    (r = get_u64(obj, "phys_start", path, &m->phys_start, err)) < 0)
 		return r;
-	if (m->size == 0 || (m->size & 0xfff) || (m->virt_start & 0xfff) ||
-	    (m->phys_start != UINT64_MAX && (m->phys_start & 0xfff)))
+	if (of_cell && !is_comm) {
+		if (m->size == 0)
+			return config_error(err, path, "size must be non-zero");
+	} else if (m->size == 0 || (m->size & 0xfff) || (m->virt_start & 0xfff) ||
+	           (m->phys_start != UINT64_MAX && (m->phys_start & 0xfff)))
 		return config_error(err, path, "addresses and size must be non-zero multiples of 4096");
 	if (m->virt_start + m->size < m->virt_start ||
 	    (m->phys_start != UINT64_MAX && m->phys_start + m->size < m->phys_start))
@@ -492,7 +499,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		return config_error(err, path, "\"memory\" has more than %d regions", BACKEND_MAX_REGIONS);
 	json_array_foreach(arr, i, v) {
 		snprintf(p, sizeof p, "%s.memory[%zu]", path, i);
-		if ((r = parse_region(v, p, false, &s->memory[i], err)) < 0)
+		if ((r = parse_region(v, p, false, cell_spec_has_cell(s), &s->memory[i], err)) < 0)
 			return r;
 		s->n_memory++;
 	}
@@ -501,7 +508,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	if (!o)
 		return config_error(err, path, "\"comm\" is required");
 	snprintf(p, sizeof p, "%s.comm", path);
-	if ((r = parse_region(o, p, true, &s->comm, err)) < 0)
+	if ((r = parse_region(o, p, true, cell_spec_has_cell(s), &s->comm, err)) < 0)
 		return r;
 	if (cell_spec_has_cell(s) && (r = cell_spec_jailhouse_reconcile(s, path, env, json_object_get(obj, "cpus") != NULL,
 	                                                         arr != NULL, err)) < 0)
