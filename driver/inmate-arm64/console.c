@@ -1,8 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Console on the PL011, and a small printf for it and for buffers.
+ * Console on the UART the cell config names, and a small printf for it
+ * and for buffers.
+ *
+ * Jailhouse copies the cell config's console descriptor into the comm
+ * region (struct jailhouse_console at +24, ../shared/jailhouse/FACTS.md
+ * sections 1 and 4): a PL011 on the qemu-arm64 cells, the Raspberry Pi 4's
+ * mini UART as an 8250 on the rpi4 ones. The UART must also be a memory
+ * region of the cell, or the first access fails the cell.
  */
 #include "internal.h"
+
+/* struct jailhouse_console, at JHCOMM_CONSOLE of the comm region. */
+#define JHCON_ADDRESS 0		/* u64 */
+#define JHCON_TYPE 12		/* u16 */
+#define JHCON_FLAGS 14		/* u16 */
+#define JHCON_DIVIDER 16	/* u32 */
+#define JHCON_TYPE_8250 2
+#define JHCON_TYPE_PL011 3
+#define JHCON_FLAG_ACCESS_MMIO 0x1	/* else port I/O, which arm64 lacks */
+#define JHCON_FLAG_REGDIST_4 0x2	/* else registers 1 byte apart */
 
 #define PL011_DR 0x00
 #define PL011_FR 0x18
@@ -15,34 +32,145 @@
 #define PL011_CR_TXE (1u << 8)
 #define PL011_CR_RXE (1u << 9)
 
+/* 8250 registers, in register numbers (times the register distance). */
+#define UART8250_THR 0
+#define UART8250_DLL 0	/* with LCR.DLAB */
+#define UART8250_DLM 1	/* with LCR.DLAB */
+#define UART8250_LCR 3
+#define UART8250_LSR 5
+#define UART8250_LCR_8N1 0x03
+#define UART8250_LCR_DLAB 0x80
+#define UART8250_LSR_THRE (1u << 5)
+
 /* Bounded so a UART that never drains cannot hang the inmate; a real one
  * frees a FIFO slot long before. */
 #define UART_SPIN_MAX 100000
 
+enum uart_type {
+	UART_NONE,	/* no output; also before console_init() */
+	UART_PL011,
+	UART_8250,
+};
+
+static struct {
+	enum uart_type type;
+	uintptr_t base;
+	/* 8250: log2 of the register distance; with 4 (REGDIST_4) every
+	 * access is 32 bits wide, with 1 byte-wide. */
+	unsigned int shift;
+} uart;
+
+static uint32_t uart8250_in(unsigned int reg)
+{
+	const uintptr_t a = uart.base + ((uintptr_t)reg << uart.shift);
+
+	return uart.shift ? mmio_read32(a) : mmio_read8(a);
+}
+
+static void uart8250_out(unsigned int reg, uint32_t v)
+{
+	const uintptr_t a = uart.base + ((uintptr_t)reg << uart.shift);
+
+	if (uart.shift)
+		mmio_write32(a, v);
+	else
+		mmio_write8(a, (uint8_t)v);
+}
+
+/* The UART of the comm region's console descriptor. Returns its divider
+ * (0: keep the line settings). */
+static uint32_t uart_from_jh_comm(uintptr_t jh)
+{
+	const uintptr_t con = jh + JHCOMM_CONSOLE;
+	const uint64_t address = mmio_read64(con + JHCON_ADDRESS);
+	const uint16_t type = mmio_read16(con + JHCON_TYPE);
+	const uint16_t flags = mmio_read16(con + JHCON_FLAGS);
+
+	uart.type = UART_NONE;
+	if (!address || !(flags & JHCON_FLAG_ACCESS_MMIO))
+		return 0;
+	uart.base = (uintptr_t)address;
+	switch (type) {
+	case JHCON_TYPE_PL011:
+		uart.type = UART_PL011;
+		break;
+	case JHCON_TYPE_8250:
+		uart.type = UART_8250;
+		uart.shift = flags & JHCON_FLAG_REGDIST_4 ? 2 : 0;
+		break;
+	default:
+		break;
+	}
+	return mmio_read32(con + JHCON_DIVIDER);
+}
+
+static void pl011_init(void)
+{
+	/* The UART is the root cell's too: leave an enabled one as it is. */
+	if (mmio_read32(uart.base + PL011_CR) & PL011_CR_UARTEN)
+		return;
+	mmio_write32(uart.base + PL011_LCR_H,
+		     PL011_LCR_H_WLEN8 | PL011_LCR_H_FEN);
+	mmio_write32(uart.base + PL011_CR,
+		     PL011_CR_UARTEN | PL011_CR_TXE | PL011_CR_RXE);
+}
+
+/* The root cell's Linux set the line up; only a divider in the cell
+ * config asks for it again, as Jailhouse's own inmates do: 8N1 at the
+ * divider, for the clock the config's author knew. */
+static void uart8250_init(uint32_t divider)
+{
+	if (!divider)
+		return;
+	uart8250_out(UART8250_LCR, UART8250_LCR_DLAB);
+	uart8250_out(UART8250_DLL, divider & 0xff);
+	uart8250_out(UART8250_DLM, (divider >> 8) & 0xff);
+	uart8250_out(UART8250_LCR, UART8250_LCR_8N1);
+}
+
 void console_init(void)
 {
-	const uintptr_t base = INMATE_UART_BASE;
+	const uintptr_t jh = jh_comm_base();
+	uint32_t divider = 0;
 
-	/* The UART is the root cell's too: leave an enabled one as it is. */
-	if (mmio_read32(base + PL011_CR) & PL011_CR_UARTEN)
-		return;
-	mmio_write32(base + PL011_LCR_H, PL011_LCR_H_WLEN8 | PL011_LCR_H_FEN);
-	mmio_write32(base + PL011_CR,
-		     PL011_CR_UARTEN | PL011_CR_TXE | PL011_CR_RXE);
+	if (jh) {
+		divider = uart_from_jh_comm(jh);
+	} else {
+		uart.type = UART_PL011;
+		uart.base = INMATE_UART_BASE;
+	}
+	if (uart.type == UART_PL011)
+		pl011_init();
+	else if (uart.type == UART_8250)
+		uart8250_init(divider);
 }
 
 static void uart_put(char c)
 {
 	int spin = UART_SPIN_MAX;
 
-	while ((mmio_read32(INMATE_UART_BASE + PL011_FR) & PL011_FR_TXFF) &&
-	       --spin)
-		cpu_relax();
-	mmio_write32(INMATE_UART_BASE + PL011_DR, (uint8_t)c);
+	switch (uart.type) {
+	case UART_PL011:
+		while ((mmio_read32(uart.base + PL011_FR) & PL011_FR_TXFF) &&
+		       --spin)
+			cpu_relax();
+		mmio_write32(uart.base + PL011_DR, (uint8_t)c);
+		break;
+	case UART_8250:
+		while (!(uart8250_in(UART8250_LSR) & UART8250_LSR_THRE) &&
+		       --spin)
+			cpu_relax();
+		uart8250_out(UART8250_THR, (uint8_t)c);
+		break;
+	case UART_NONE:
+		break;
+	}
 }
 
 void console_putc(char c)
 {
+	if (uart.type == UART_NONE)
+		return;
 	if (c == '\n')
 		uart_put('\r');
 	uart_put(c);

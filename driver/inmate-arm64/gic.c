@@ -13,11 +13,6 @@
  */
 #include "internal.h"
 
-/* Jailhouse's comm region (FACTS.md section 4). */
-#define JHCOMM_SIGNATURE "JHCOMM"
-#define JHCOMM_GICD_BASE 72
-#define JHCOMM_GICR_BASE 88
-
 #define GICD_CTLR 0x0000
 /* The layout without security (qemu virt has no EL3): bit 1 enables
  * group 1, bit 4 is affinity routing (always on in qemu's model). */
@@ -51,23 +46,30 @@
 
 static uintptr_t gicr_rd;
 
-/* The GIC addresses Jailhouse's comm region tells, if there is one. */
-static void jh_comm_gic(uintptr_t *gicd, uintptr_t *gicr)
+/* The GICv3 addresses: Jailhouse's comm region's if the cell has one, else
+ * qemu virt's. -ENODEV when the comm region tells of another GIC (the
+ * Raspberry Pi 4 has a GICv2, GIC-400) or of none: in a cell an address
+ * that no region maps fails the cell at its first read, so nothing is
+ * probed then. */
+static int gic_addresses(uintptr_t *ret_gicd, uintptr_t *ret_gicr)
 {
-	const volatile char *sig = (const volatile char *)JAILHOUSE_COMM_BASE;
+	const uintptr_t jh = jh_comm_base();
 	uint64_t d, r;
 
-	if (!JAILHOUSE_COMM_BASE)
-		return;
-	for (size_t i = 0; i < sizeof(JHCOMM_SIGNATURE) - 1; i++)
-		if (sig[i] != JHCOMM_SIGNATURE[i])
-			return;
-	d = *(const volatile uint64_t *)(JAILHOUSE_COMM_BASE + JHCOMM_GICD_BASE);
-	r = *(const volatile uint64_t *)(JAILHOUSE_COMM_BASE + JHCOMM_GICR_BASE);
-	if (d && r) {
-		*gicd = (uintptr_t)d;
-		*gicr = (uintptr_t)r;
+	if (!jh) {
+		*ret_gicd = QEMU_VIRT_GICD_BASE;
+		*ret_gicr = QEMU_VIRT_GICR_BASE;
+		return 0;
 	}
+	if (mmio_read8(jh + JHCOMM_GIC_VERSION) != 3)
+		return -ENODEV;
+	d = mmio_read64(jh + JHCOMM_GICD_BASE);
+	r = mmio_read64(jh + JHCOMM_GICR_BASE);
+	if (!d || !r)
+		return -ENODEV;
+	*ret_gicd = (uintptr_t)d;
+	*ret_gicr = (uintptr_t)r;
+	return 0;
 }
 
 /* Walk the redistributor frames for the one whose affinity is this CPU's
@@ -105,11 +107,12 @@ static void spin_while_set(uintptr_t reg, uint32_t mask)
 
 int gic_init(void)
 {
-	uintptr_t gicd = QEMU_VIRT_GICD_BASE, gicr = QEMU_VIRT_GICR_BASE;
 	const uint32_t ppi = 1u << TIMER_VIRT_PPI;
+	uintptr_t gicd, gicr;
 	uint32_t v;
 
-	jh_comm_gic(&gicd, &gicr);
+	if (gic_addresses(&gicd, &gicr) < 0)
+		return -ENODEV;
 	gicr_rd = find_redist(gicr);
 	if (!gicr_rd)
 		return -ENODEV;

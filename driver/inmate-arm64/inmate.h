@@ -39,12 +39,13 @@
 #define WARDEN_JH_COMM_BASE 0x80100000ul
 #endif
 #ifndef JAILHOUSE_COMM_BASE
-/* Jailhouse's own comm region ("JHCOMM"), for the GIC addresses only (the
- * cell is PASSIVE_COMMREG: its messages need no answer). 0: there is none,
- * use the qemu virt addresses below. */
+/* Jailhouse's own comm region ("JHCOMM"), for the GIC addresses and the
+ * console's UART only (the cell is PASSIVE_COMMREG: its messages need no
+ * answer). 0: there is none, use the qemu virt addresses below. */
 #define JAILHOUSE_COMM_BASE 0x80000000ul
 #endif
-/* PL011 of the qemu virt board, shared with the root cell. */
+/* PL011 of the qemu virt board, the console where there is no Jailhouse
+ * comm region to name one. */
 #define INMATE_UART_BASE 0x09000000ul
 /* qemu virt's GICv3, when Jailhouse's comm region does not say. */
 #define QEMU_VIRT_GICD_BASE 0x08000000ul
@@ -59,7 +60,7 @@
 /* Provided by the inmate. Returning halts the inmate. */
 int main(void);
 
-/* ---- console (PL011 at INMATE_UART_BASE) ------------------------------ */
+/* ---- console (the cell config's UART: PL011 or 8250; or none) ---------- */
 
 void console_putc(char c);
 void console_puts(const char *s);

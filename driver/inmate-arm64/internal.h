@@ -40,7 +40,23 @@ void inmate_start(void) __noreturn;
 void inmate_trap(uint64_t entry, uint64_t esr, uint64_t elr, uint64_t far)
 	__noreturn;
 
-/* Unmasked 32-bit MMIO. */
+/* Unmasked MMIO of each width; the address must be aligned to it (the
+ * MMU is off: everything is device memory). */
+static inline uint8_t mmio_read8(uintptr_t addr)
+{
+	return *(volatile uint8_t *)addr;
+}
+
+static inline void mmio_write8(uintptr_t addr, uint8_t v)
+{
+	*(volatile uint8_t *)addr = v;
+}
+
+static inline uint16_t mmio_read16(uintptr_t addr)
+{
+	return *(volatile uint16_t *)addr;
+}
+
 static inline uint32_t mmio_read32(uintptr_t addr)
 {
 	return *(volatile uint32_t *)addr;
@@ -51,8 +67,30 @@ static inline void mmio_write32(uintptr_t addr, uint32_t v)
 	*(volatile uint32_t *)addr = v;
 }
 
-/* Program the UART if nobody has (plain QEMU; under Jailhouse the root
- * cell's Linux did). */
+static inline uint64_t mmio_read64(uintptr_t addr)
+{
+	return *(volatile uint64_t *)addr;
+}
+
+/* Jailhouse's comm region (../shared/jailhouse/FACTS.md section 4): the
+ * offsets of what the kit reads of it. The hypervisor fills the console
+ * from the cell config and the GIC fields from the system config when it
+ * starts the cell. */
+#define JHCOMM_SIGNATURE "JHCOMM"
+#define JHCOMM_CONSOLE 24	/* struct jailhouse_console, 32 bytes */
+#define JHCOMM_GIC_VERSION 64	/* u8 */
+#define JHCOMM_GICD_BASE 72	/* u64 */
+#define JHCOMM_GICR_BASE 88	/* u64 */
+
+/* The base of Jailhouse's comm region if the cell has one and it carries
+ * the "JHCOMM" signature; 0 otherwise (the plain-QEMU build, or a page
+ * nobody wrote). */
+uintptr_t jh_comm_base(void);
+
+/* Choose the UART: the one Jailhouse's comm region describes (a PL011 or
+ * an 8250; none for any other or a port-I/O one), qemu virt's PL011 if
+ * there is no comm region. Programs it only where nobody has (plain
+ * QEMU; under Jailhouse the root cell's Linux did). */
 void console_init(void);
 
 /* Read the counter frequency and the boot time. */
