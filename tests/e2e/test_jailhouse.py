@@ -15,81 +15,27 @@ The .cell and the system config are built with `wardenctl jailhouse export`.
 Real Jailhouse runs on the emulated arm64 board (another test).
 """
 import json
-import mmap
-import shutil
 import os
-import struct
+import shutil
 import subprocess
 import sys
-import threading
-import time
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, WARDENCTL, WARDEN_KVM, Daemon, poll, run_tests, test  # noqa: E402
+from harness import WARDENCTL, WARDEN_KVM, Daemon, poll, run_tests, test  # noqa: E402
+from jailhouse_fake import FAKE, FakeDriver, Inmate, export, subsequence, synthetic_image  # noqa: E402
 
-FAKE = os.environ.get("WARDEN_JAILHOUSE_FAKE", os.path.join(BUILD, "tests", "warden-jailhouse-fake"))
-
-COMM_MAGIC = 0x4d4d4f434e445257
 COMM_PHYS = 0x7f900000
 COMM_VIRT = 0x80000000
 LINUX_COMM = COMM_PHYS + 0x80000
-INMATE_RUNNING = 2
 
 
-def export(d, doc, name):
-    src = os.path.join(d, name + ".json")
-    out = os.path.join(d, name)
-    with open(src, "w") as f:
-        json.dump(doc, f)
-    subprocess.run([WARDENCTL, "jailhouse", "export", src, "--revision", "14", "-o", out], check=True)
-    return out
-
-
-class Inmate(threading.Thread):
-    """Beats into the comm region at COMM_PHYS of the mem file while
-    self.beating; stops advancing seq (a stall) when it is cleared."""
-
-    def __init__(self, mem_path, period=0.01):
-        super().__init__(daemon=True)
-        self.fd = os.open(mem_path, os.O_RDWR)
-        self.map = mmap.mmap(self.fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=COMM_PHYS)
-        self.period = period
-        self.beating = True
-        self.done = False
-        self.seq = 0
-
-    def run(self):
-        start = time.monotonic_ns()
-        while not self.done:
-            if self.beating:
-                self.seq += 1
-                m = self.map
-                # magic, abi, size, state, period_ms; then uptime; seq last
-                m[0:24] = struct.pack("<QIIII", COMM_MAGIC, 1, 4096, INMATE_RUNNING, int(self.period * 1000))
-                m[32:40] = struct.pack("<Q", time.monotonic_ns() - start)
-                m[24:32] = struct.pack("<Q", self.seq)
-            time.sleep(self.period)
-
-    def stop(self):
-        self.done = True
-        self.join(2)
-        self.map.close()
-        os.close(self.fd)
-
-
-class Board:
-    """The files the fake helper and wardend share: the system config, the
-    .cell, an image, the sysfs tree, the mem file and the call log."""
+class Board(FakeDriver):
+    """The fake driver's files, and the system config, the .cell, an image
+    and a broken .cell for the tests below."""
 
     def __init__(self, d):
-        self.dir = d
-        self.sysfs = os.path.join(d, "sysfs")
-        self.calls_path = self.sysfs + ".calls"
-        self.mem = os.path.join(d, "mem")
-        with open(self.mem, "wb") as f:
-            f.truncate(COMM_PHYS + 0x100000)
-        self.device = os.path.join(d, "jailhouse-device")
-        open(self.device, "w").close()
+        super().__init__(d, COMM_PHYS + 0x100000)
         self.system = export(d, {
             "jailhouse": "system", "revision": 14, "architecture": "arm64",
             "hypervisor_memory": {"phys_start": "0x7fc00000", "virt_start": "0x0", "size": "0x400000", "flags": []},
@@ -120,8 +66,7 @@ class Board:
     def config(self, cells):
         return {
             "backends": {"kvm": {"runner": os.path.abspath(WARDEN_KVM)},
-                         "jailhouse": {"system_config": self.system, "helper": FAKE, "sysfs": self.sysfs,
-                                       "device": self.device, "mem": self.mem}},
+                         "jailhouse": self.backend(self.system)},
             "api": {"image_dirs": [self.dir]},
             "cells": cells,
         }
@@ -136,49 +81,23 @@ class Board:
         s.update(extra)
         return s
 
-    def calls(self):
-        try:
-            with open(self.calls_path) as f:
-                return [l.rstrip("\n") for l in f]
-        except OSError:
-            return []
-
     def cell_id(self, name="inmate-demo"):
-        for e in os.listdir(os.path.join(self.sysfs, "cells")):
-            with open(os.path.join(self.sysfs, "cells", e, "name")) as f:
-                if f.read().strip() == name:
-                    return int(e)
-        return None
-
-    def write(self, rel, text):
-        """As the hypervisor would change it: the whole attribute at once."""
-        path = os.path.join(self.sysfs, rel)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.rename(path + ".tmp", path)
-
-
-def subsequence(calls, want):
-    """Whether want appears in calls in that order (other calls between)."""
-    it = iter(calls)
-    return all(any(c == w for c in it) for w in want)
+        return super().cell_id(name)
 
 
 def with_board(fn):
     def run():
         if not os.path.exists(FAKE):
             raise AssertionError("no %s: build it first" % FAKE)
-        import tempfile
         d = tempfile.mkdtemp(prefix="warden-jh-")
         b = Board(d)
-        inmate = Inmate(b.mem)
+        inmate = Inmate(b.mem, COMM_PHYS)
         inmate.start()
         try:
             with Daemon(b.config([b.spec()])) as dm:
                 fn(dm, b, inmate)
         finally:
             inmate.stop()
-            import shutil
             shutil.rmtree(d, ignore_errors=True)
     run.__name__ = fn.__name__
     return run
@@ -329,14 +248,6 @@ def cell_generated_from_the_spec_runs(d, b, inmate):
                                    "CELL_START inmate-demo 0"]), b.calls()
 
 
-def synthetic_image(path, size=0x200000):
-    """A minimal arm64 Image: the header Linux's booting.rst describes
-    (text_offset 0, image_size, flags, "ARM\\x64" at 56), then a pattern."""
-    head = struct.pack("<IIQQQQQQI", 0x14000000, 0, 0, size, 0xa, 0, 0, 0, 0x644d5241) + b"\0" * 4
-    with open(path, "wb") as f:
-        f.write(head + bytes(range(256)) * ((size - len(head)) // 256))
-
-
 @test
 @with_board
 def linux_cell_is_placed_and_loaded(d, b, inmate):
@@ -383,13 +294,13 @@ def linux_cell_is_placed_and_loaded(d, b, inmate):
     assert r.status == 201, r
     r = d.post("/cells/linux/start")
     assert r.status == 202, r
+    # CELL_START follows the load: wait for both, not for the load alone
+    want = ["CELL_CREATE linux-demo 0", "CELL_LOAD linux-demo images=5 0", "CELL_START linux-demo 0"]
     try:
-        poll(lambda: any(l == "CELL_LOAD linux-demo images=5 0" for l in b.calls()), timeout=15,
-             what="CELL_LOAD with loader, kernel, DTB, initrd and parameters")
+        poll(lambda: subsequence(b.calls(), want), timeout=15,
+             what="CELL_LOAD with loader, kernel, DTB, initrd and parameters, then CELL_START")
     except AssertionError:
-        raise AssertionError("no CELL_LOAD of 5 images: calls %s, cell %s" % (b.calls(), d.cell("linux")))
-    assert subsequence(b.calls(), ["CELL_CREATE linux-demo 0", "CELL_LOAD linux-demo images=5 0",
-                                   "CELL_START linux-demo 0"]), b.calls()
+        raise AssertionError("no CELL_LOAD of 5 images and start: calls %s, cell %s" % (b.calls(), d.cell("linux")))
 
 
 @test
