@@ -85,5 +85,10 @@ int backend_append_arg(char **argv, size_t *n, size_t max, const char *fmt, ...)
 /* Post a mailbox command per comm.h: cmd and cmd_arg, then cmd_seq with
  * release semantics. Shared by backends whose comm region is plain memory. */
 int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t arg);
+/* The newest n bytes of the console ring behind a comm region of
+ * region_size bytes (api/warden/comm.h); 0 when there is none or it is not
+ * set up. The ring's writer is the inmate: whatever it holds is copied,
+ * never trusted for more than its bytes. */
+ssize_t backend_comm_console_read(const volatile struct warden_comm *comm, size_t region_size, char *buf, size_t n);
 
 #endif /* WARDEN_BACKEND_INTERNAL_H */

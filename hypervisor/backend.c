@@ -303,6 +303,39 @@ int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t 
 	return 0;
 }
 
+ssize_t backend_comm_console_read(const volatile struct warden_comm *comm, size_t region_size, char *buf, size_t n)
+{
+	const volatile struct warden_console *con;
+	uint64_t head, again, size, take;
+
+	if (!comm || region_size <= WARDEN_CONSOLE_OFFSET + sizeof(struct warden_console))
+		return 0;
+	con = (const volatile struct warden_console *)((const volatile uint8_t *)comm + WARDEN_CONSOLE_OFFSET);
+	size = region_size - WARDEN_CONSOLE_OFFSET - sizeof(struct warden_console);
+	/* The inmate's word for its size is only believed up to the region. */
+	if (con->magic != WARDEN_CONSOLE_MAGIC || con->size == 0 || con->size > size)
+		return 0;
+	size = con->size;
+	head = __atomic_load_n(&con->head, __ATOMIC_ACQUIRE);
+	take = head < size ? head : size;
+	if (take > n)
+		take = n;
+	for (uint64_t i = 0; i < take; i++)
+		buf[i] = (char)con->data[(head - take + i) % size];
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	/* Bytes the inmate wrote over while we copied are not the ones we
+	 * wanted: drop that many from the front. */
+	again = __atomic_load_n(&con->head, __ATOMIC_RELAXED);
+	if (again - head > size - take) {
+		uint64_t lost = again - head - (size - take);
+		if (lost >= take)
+			return 0;
+		memmove(buf, buf + lost, (size_t)(take - lost));
+		take -= lost;
+	}
+	return (ssize_t)take;
+}
+
 void backend_close_fd(int *fd)
 {
 	if (*fd >= 0)

@@ -26,6 +26,15 @@
  * the command in `ack_cmd`). An inmate that boots takes the current
  * `cmd_seq` as already handled, so a stale command never survives a reset.
  *
+ * Console ring (optional, both sides): where the comm region is bigger than
+ * one page, the daemon says how big in `region_size` before the inmate
+ * starts, and the bytes from WARDEN_CONSOLE_OFFSET on are a struct
+ * warden_console the inmate appends what it prints to: each byte at
+ * data[head % size], then `head` advanced with a release store. The daemon
+ * reads the newest bytes (acquire `head`, copy, check `head` again to drop
+ * what was overwritten meanwhile). It is for boards where cells share one
+ * UART (Jailhouse): the API can then show each cell's own output.
+ *
  * This header is self-standing and usable from freestanding C, the Linux
  * kernel and userspace: it needs nothing but fixed-width integers.
  */
@@ -152,7 +161,30 @@ struct warden_comm {
 	warden_u32 cmd; /* 2056 */
 	/** Argument of cmd (enum warden_fault for WARDEN_CMD_INJECT). */
 	warden_u32 cmd_arg; /* 2060 */
-	warden_u8 daemon_reserved[WARDEN_COMM_SIZE - 2064]; /* 2064 */
+	/** The whole region's size as the daemon maps it, written before the
+	 *  inmate starts; 0 (older daemons) means WARDEN_COMM_SIZE. Above
+	 *  WARDEN_COMM_SIZE + sizeof(struct warden_console) a console ring
+	 *  follows the page. */
+	warden_u32 region_size; /* 2064 */
+	warden_u8 daemon_reserved[WARDEN_COMM_SIZE - 2068]; /* 2068 */
+};
+
+/** Where the console ring starts in a region bigger than one page. */
+#define WARDEN_CONSOLE_OFFSET WARDEN_COMM_SIZE
+/** "WRDNCONS" read as a little-endian 64-bit word. */
+#define WARDEN_CONSOLE_MAGIC 0x534e4f434e445257ULL
+
+/** Written by the inmate only; the daemon only reads it. */
+struct warden_console {
+	/** WARDEN_CONSOLE_MAGIC once `size` is set. */
+	warden_u64 magic; /* 0 */
+	/** Bytes of data[]: region_size - WARDEN_CONSOLE_OFFSET - 32. */
+	warden_u32 size; /* 8 */
+	warden_u32 reserved0; /* 12 */
+	/** Bytes ever written; the next goes to data[head % size]. */
+	warden_u64 head; /* 16 */
+	warden_u64 reserved1; /* 24 */
+	warden_u8 data[]; /* 32 */
 };
 
 #endif /* WARDEN_COMM_H */

@@ -128,6 +128,45 @@ static void uart8250_init(uint32_t divider)
 	uart8250_out(UART8250_LCR, UART8250_LCR_8N1);
 }
 
+/*
+ * The console ring behind a comm region bigger than a page (warden/comm.h):
+ * the daemon says the region's size in `region_size` before the cell
+ * starts. Everything printed goes there too, so that the API shows this
+ * cell's own output where cells share a UART. Device memory (MMU off): byte
+ * stores for the data, one aligned store for `head` after a barrier.
+ */
+static volatile struct warden_console *ring;
+static uint32_t ring_size;
+static uint64_t ring_head;
+
+static void ring_init(void)
+{
+	volatile struct warden_comm *c = inmate_env.comm;
+	uint32_t region = c->region_size;
+	volatile struct warden_console *r;
+	uint32_t size;
+
+	if (region <= WARDEN_CONSOLE_OFFSET + sizeof(struct warden_console))
+		return;
+	r = (volatile struct warden_console *)((uintptr_t)c + WARDEN_CONSOLE_OFFSET);
+	size = region - WARDEN_CONSOLE_OFFSET - (uint32_t)sizeof(struct warden_console);
+	/* a ring the last boot left with the same size goes on */
+	if (r->magic != WARDEN_CONSOLE_MAGIC || r->size != size) {
+		r->head = 0;
+		r->size = size;
+		comm_release();
+		r->magic = WARDEN_CONSOLE_MAGIC;
+	}
+	ring_head = r->head;
+	ring_size = size;
+	ring = r;
+}
+
+static void ring_put(char c)
+{
+	ring->data[ring_head++ % ring_size] = (uint8_t)c;
+}
+
 void console_init(void)
 {
 	const uintptr_t jh = jh_comm_base();
@@ -143,6 +182,7 @@ void console_init(void)
 		pl011_init();
 	else if (uart.type == UART_8250)
 		uart8250_init(divider);
+	ring_init();
 }
 
 static void uart_put(char c)
@@ -167,8 +207,10 @@ static void uart_put(char c)
 	}
 }
 
-void console_putc(char c)
+static void putc_one(char c)
 {
+	if (ring)
+		ring_put(c);
 	if (uart.type == UART_NONE)
 		return;
 	if (c == '\n')
@@ -176,10 +218,26 @@ void console_putc(char c)
 	uart_put(c);
 }
 
+/* The ring's head is published once per call, not per byte. */
+static void ring_publish(void)
+{
+	if (ring) {
+		comm_release();
+		ring->head = ring_head;
+	}
+}
+
+void console_putc(char c)
+{
+	putc_one(c);
+	ring_publish();
+}
+
 void console_puts(const char *s)
 {
 	while (*s)
-		console_putc(*s++);
+		putc_one(*s++);
+	ring_publish();
 }
 
 /* ---- formatter -------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/build_bug.h>
+#include <linux/console.h>
 #include <linux/ctype.h>
 #include <linux/delay.h>
 #include <linux/fs.h>
@@ -1051,13 +1052,74 @@ static struct pci_driver warden_pci_driver = {
 	.remove = warden_pci_remove,
 };
 
+/*
+ * The console ring behind a comm region bigger than a page (comm.h): the
+ * kernel's log goes there too, so that the daemon can show this cell's own
+ * output where cells share a UART (Jailhouse). Written under the console
+ * lock printk holds for every console; one writer.
+ */
+static struct warden_console *warden_ring;
+static u32 warden_ring_size;
+
+static void warden_console_write(struct console *con, const char *s, unsigned int n)
+{
+	struct warden_console *r = READ_ONCE(warden_ring);
+	u64 head;
+
+	if (!r)
+		return;
+	head = r->head;
+	while (n--)
+		r->data[head++ % warden_ring_size] = *s++;
+	smp_store_release(&r->head, head);
+}
+
+static struct console warden_console = {
+	.name = "warden",
+	.write = warden_console_write,
+	/* enabled whatever console= says (as netconsole is), and the log
+	 * from boot on replayed into it */
+	.flags = CON_ENABLED | CON_PRINTBUFFER,
+	.index = -1,
+};
+
+static void warden_ring_start(struct warden_comm *comm, size_t region)
+{
+	struct warden_console *r = (void *)((u8 *)comm + WARDEN_CONSOLE_OFFSET);
+	size_t size = region - WARDEN_CONSOLE_OFFSET - sizeof(*r);
+
+	if (region <= WARDEN_CONSOLE_OFFSET + sizeof(*r))
+		return;
+	if (size > U32_MAX)
+		size = U32_MAX;
+	/* A ring the last boot left with the same size goes on. */
+	if (r->magic != WARDEN_CONSOLE_MAGIC || r->size != size) {
+		r->head = 0;
+		r->size = size;
+		smp_wmb();
+		r->magic = WARDEN_CONSOLE_MAGIC;
+	}
+	warden_ring_size = size;
+	WRITE_ONCE(warden_ring, r);
+	register_console(&warden_console);
+}
+
+static void warden_ring_stop(void)
+{
+	if (READ_ONCE(warden_ring)) {
+		unregister_console(&warden_console);
+		WRITE_ONCE(warden_ring, NULL);
+	}
+}
+
 static int warden_attach_phys(struct warden *w)
 {
 	phys_addr_t base = phys_addr;
 	struct warden_comm *comm;
 	int r;
 
-	comm = memremap(base, WARDEN_COMM_SIZE, MEMREMAP_WB);
+	/* The whole region: a console ring may follow the page. */
+	comm = memremap(base, phys_size, MEMREMAP_WB);
 	if (!comm) {
 		pr_err("cannot map phys_addr %pa\n", &base);
 		return -ENOMEM;
@@ -1072,6 +1134,7 @@ static int warden_attach_phys(struct warden *w)
 	}
 	pr_info("comm region at %pa, period %u ms, fault injection %s\n",
 		&base, period_ms, allow_inject ? "allowed" : "off");
+	warden_ring_start(comm, phys_size);
 	return 0;
 }
 
@@ -1079,6 +1142,7 @@ static void warden_detach_phys(struct warden *w)
 {
 	struct warden_comm *comm;
 
+	warden_ring_stop();
 	mutex_lock(&warden_attach_lock);
 	comm = w->comm;
 	warden_stop(w, "module unloaded");

@@ -624,6 +624,9 @@ static int comm_map(JhCell *c)
 	if (r < 0)
 		return r;
 	c->comm = p;
+	/* Tell the inmate how much of the region there is: a console ring
+	 * follows the page when the spec's comm region is bigger. */
+	__atomic_store_n(&c->comm->region_size, (uint32_t)c->comm_size, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -1125,12 +1128,11 @@ static volatile struct warden_comm *jhb_cell_comm(BackendCell *base)
 
 static ssize_t jhb_cell_console_read(BackendCell *base, char *buf, size_t n)
 {
-	/* Jailhouse has no console per cell: an inmate's UART is its own
-	 * device, the hypervisor's console is the root's (sysfs console). */
-	(void)base;
-	(void)buf;
-	(void)n;
-	return 0;
+	/* Cells share the board's UARTs; what an inmate also writes into its
+	 * comm region's console ring is its own. */
+	JhCell *c = (JhCell *)base;
+
+	return c->comm ? backend_comm_console_read(c->comm, c->comm_size, buf, n) : 0;
 }
 
 static int jhb_cell_event_fd(BackendCell *base)

@@ -66,6 +66,13 @@ def board_boots_both_cells_on_real_jailhouse():
                   "echo $(cat $d/name) $(cat $d/state) $(cat $d/cpus_assigned_list); done")
     assert "warden-heartbeat running 1" in out, out
     assert "qemu-arm64-linux-demo running 2-3" in out, out
+    # each cell's own output, from the console ring behind its comm page
+    # (the board's one UART carries all of them mixed)
+    status, text = b.request("GET", "/cells/linux/console?bytes=65536")
+    assert status == 200 and "Linux version" in text and "warden: comm region at" in text, (status, text[-2000:])
+    status, text = b.request("GET", "/cells/heartbeat/console")
+    assert status == 200 and "faulty-arm64: up" in text, (status, text[-2000:])
+    assert "Linux version" not in text, text[-2000:]
     # what Jailhouse itself printed, through the API
     status, text = b.request("GET", "/hypervisor/console")
     assert status == 200 and "Activating hypervisor" in text, (status, text[-2000:])

@@ -17,6 +17,7 @@ Real Jailhouse runs on the emulated arm64 board (another test).
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,7 @@ class Board(FakeDriver):
             "memory": [
                 {"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
                  "flags": ["read", "write", "execute", "loadable"]},
-                {"phys_start": hex(COMM_PHYS), "virt_start": hex(COMM_VIRT), "size": "0x1000",
+                {"phys_start": hex(COMM_PHYS), "virt_start": hex(COMM_VIRT), "size": "0x2000",
                  "flags": ["read", "write", "rootshared"]},
             ],
         }, "demo.cell")
@@ -73,7 +74,7 @@ class Board(FakeDriver):
 
     def spec(self, name="demo", cell=None, **extra):
         s = {"name": name, "backend": "jailhouse", "jailhouse": {"cell_config": cell or self.cell},
-             "comm": {"virt_start": hex(COMM_VIRT), "size": 4096},
+             "comm": {"virt_start": hex(COMM_VIRT), "size": 8192},
              "images": [{"file": self.image, "address": "0x1000"}],
              "health": {"period_ms": 20, "timeout_ms": 300, "boot_timeout_ms": 3000},
              "recovery": {"max_restarts": 100, "window_s": 60,
@@ -115,6 +116,23 @@ def cell_runs_and_shows_jailhouse_figures(d, b, inmate):
     assert c["spec"]["comm"]["phys_start"] == hex(COMM_PHYS), c["spec"]["comm"]
     assert subsequence(b.calls(), ["ENABLE 0", "CELL_CREATE inmate-demo 0", "CELL_LOAD inmate-demo images=1 0",
                                    "CELL_START inmate-demo 0"]), b.calls()
+    # The cell's console ring behind its comm page (api/warden/comm.h):
+    # the daemon said the region's size; the test writes as an inmate does,
+    # past the end once, so the ring wraps.
+    with open(b.mem, "r+b") as f:
+        f.seek(COMM_PHYS + 2064)
+        assert struct.unpack("<I", f.read(4))[0] == 8192
+        size = 8192 - 4096 - 32
+        text = b"".join(b"line %04d of the cell's own console\n" % i for i in range(200))
+        data = bytearray(size)
+        for i, ch in enumerate(text):
+            data[i % size] = ch
+        f.seek(COMM_PHYS + 4096)
+        f.write(struct.pack("<QIIQQ", 0x534E4F434E445257, size, 0, len(text), 0) + bytes(data))
+    r = d.get("/cells/demo/console?bytes=100")
+    assert r.status == 200 and r.body.encode() == text[-100:], r
+    r = d.get("/cells/demo/console?bytes=65536")
+    assert r.status == 200 and r.body.encode() == text[-size:], (len(r.body), size)
     # vmexit counters, as the hypervisor counts them
     cid = b.cell_id()
     b.write("cells/%d/statistics/vmexits_total" % cid, "1234\n")

@@ -58,7 +58,12 @@ static void test_comm_layout(void **state)
 	assert_field(struct warden_comm, cmd_seq, 2048, 8);
 	assert_field(struct warden_comm, cmd, 2056, 4);
 	assert_field(struct warden_comm, cmd_arg, 2060, 4);
-	assert_field(struct warden_comm, daemon_reserved, 2064, 4096 - 2064);
+	assert_field(struct warden_comm, region_size, 2064, 4);
+	assert_field(struct warden_comm, daemon_reserved, 2068, 4096 - 2068);
+	assert_field(struct warden_console, magic, 0, 8);
+	assert_field(struct warden_console, size, 8, 4);
+	assert_field(struct warden_console, head, 16, 8);
+	assert_int_equal(offsetof(struct warden_console, data), 32);
 }
 
 static void test_comm_halves(void **state)
