@@ -140,6 +140,11 @@ static bool one_request(const char *p, const char *end) {
 	 * with what it has, as at shutdown. */
 	for (int i = 0; i < 50 && http_request_parked_for_test(r); i++)
 		(void)sd_event_run(manager_event(m), 1000);
+	/* As wardend stops: the workers' jobs run to their end before the
+	 * parked requests are resumed (manager_free() frees the queue before
+	 * the HTTP side), so a job never outlives the request it serves. */
+	for (int i = 0; i < 2000 && backend_queue_pending(manager_queue(m)); i++)
+		(void)sd_event_run(manager_event(m), 1000);
 	http_request_finish_for_test(r);
 	status = http_request_reply_for_test(r, &type, &rbody, &rlen);
 	check_reply(head, sp + 1, status, type ? type : "", rbody, rlen);
