@@ -852,9 +852,11 @@ static void comm_clear(JhCell *c)
  * loader, kernel, patched DTB, initrd, parameter string. Read anew at
  * every load, so that a replaced kernel file takes effect at the next
  * restart. */
+/* Where linux_place() maps a Linux cell's files in cell_load()'s maps[]. */
+enum { KERNEL, DTB, INITRD, LOADER };
+
 static int linux_place(JhCell *c, Mapped *maps, JhLinuxPlacement **ret)
 {
-	enum { KERNEL, DTB, INITRD, LOADER };
 	JhCellConfig *cc = NULL;
 	char err[256];
 	int r;
@@ -910,8 +912,8 @@ static int cell_load(JhCell *c, bool images)
 		li = r >= 0 ? jh_linux_placement_images(placed, &n) : NULL;
 		for (size_t i = 0; r >= 0 && i < n; i++) {
 			/* the placement leaves the loader's bytes to us */
-			const void *data = li[i].kind == JH_LINUX_IMAGE_LOADER ? maps[3].p : li[i].data;
-			size_t size = li[i].kind == JH_LINUX_IMAGE_LOADER ? maps[3].size : li[i].size;
+			const void *data = li[i].kind == JH_LINUX_IMAGE_LOADER ? maps[LOADER].p : li[i].data;
+			size_t size = li[i].kind == JH_LINUX_IMAGE_LOADER ? maps[LOADER].size : li[i].size;
 			ji[i] = (JhImage){ .data = data, .size = size, .target = li[i].address };
 		}
 		if (r < 0)
