@@ -1412,8 +1412,10 @@ void http_request_run_for_test(HttpRequest *r, const void *body, size_t size, si
 		api_handle(r->listener->http->manager, r);
 }
 
-bool http_request_parked_for_test(const HttpRequest *r) {
-	return r->suspended;
+bool http_request_parked_for_test(HttpRequest *r) {
+	if (r->suspended && r->resumed)
+		(void)request_resumed(r);
+	return r->suspended && !r->resumed;
 }
 
 void http_request_finish_for_test(HttpRequest *r) {

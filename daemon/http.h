@@ -133,8 +133,11 @@ void http_streams_wake(Http *h);
 HttpRequest *http_request_new_for_test(Http *h, bool is_unix, const char *method, const char *target);
 int http_request_add_header_for_test(HttpRequest *r, const char *name, const char *value);
 void http_request_run_for_test(HttpRequest *r, const void *body, size_t size, size_t chunk);
-/* Parked (?wait=, or waiting for its turn): the loop may answer it. */
-bool http_request_parked_for_test(const HttpRequest *r);
+/* Parked (?wait=, or waiting for its turn): the loop may answer it.
+ * Serves a request that the loop resumed, as libmicrohttpd's next run
+ * would (its handler may park it anew), then says whether it still
+ * waits. */
+bool http_request_parked_for_test(HttpRequest *r);
 /* Resumes a request still parked, as wardend's shutdown does. */
 void http_request_finish_for_test(HttpRequest *r);
 /* The status sent (0: none yet), its type and body. */
