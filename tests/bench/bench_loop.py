@@ -247,9 +247,16 @@ def cell_pids_in(runtime_dir):
 class BenchDaemon(harness.Daemon):
     """A harness Daemon on /dev/shm, pinned off the cells' CPU, that ends its QEMUs too."""
 
+    # --rt-priority: wardend as the shipped unit runs it (CPUSchedulingPolicy=fifo,
+    # CPUSchedulingResetOnFork=yes): the loop thread real-time, its workers and
+    # every child (runners, QEMU) back to SCHED_OTHER.
+    rt_priority = 0
+
     def __init__(self, cfg, pin_cpus, tag):
         cfg.setdefault("limits", {"max_connections": 256})
-        super().__init__(cfg, keep_dirs=tempfile.mkdtemp(prefix="warden-bench-loop-%s-" % tag, dir="/dev/shm"))
+        wrap = ["chrt", "--fifo", "--reset-on-fork", str(self.rt_priority)] if self.rt_priority else []
+        super().__init__(cfg, keep_dirs=tempfile.mkdtemp(prefix="warden-bench-loop-%s-" % tag, dir="/dev/shm"),
+                         wrap=wrap)
         self.pin_cpus = pin_cpus
 
     def start(self, wait=True):
@@ -669,8 +676,9 @@ def report(b, elapsed):
     print()
     print("== warden event loop: loop lag and API latency under load (%s, %.0f s%s) ==" %
           (datetime.date.today().isoformat(), elapsed, ", --quick" if a.quick else ""))
-    print("cells on CPU %d; %s; this script's clients on any CPU; dirs on /dev/shm" %
-          (a.cpu, "wardend on CPUs %s" % ",".join(map(str, sorted(b.pin))) if b.pin else "wardend not pinned"))
+    print("cells on CPU %d; %s; %s; this script's clients on any CPU; dirs on /dev/shm" %
+          (a.cpu, "wardend on CPUs %s" % ",".join(map(str, sorted(b.pin))) if b.pin else "wardend not pinned",
+           "wardend's loop SCHED_FIFO %d (reset on fork)" % a.rt_priority if a.rt_priority else "wardend SCHED_OTHER"))
     print("loop lag: the daemon's 50 Hz probe, bucket upper bounds (<=) for p50/p99, max exact from the gauge "
           "when it grew in the window; /health: unix socket, every %d ms, round trip" % (HEALTH_INTERVAL_S * 1000))
     print()
@@ -735,7 +743,10 @@ def main():
                     help="CPU measurement seconds per cell set; default 20 (--quick 3)")
     ap.add_argument("--cpu", type=int, default=1, help="host CPU of the cells; default 1")
     ap.add_argument("--no-pin", action="store_true", help="do not pin wardend off the cells' CPU")
+    ap.add_argument("--rt-priority", type=int, default=0,
+                    help="run wardend under chrt --fifo --reset-on-fork N, as the unit does; default 0 (SCHED_OTHER)")
     args = ap.parse_args()
+    BenchDaemon.rt_priority = args.rt_priority
     q = args.quick
     for k, full, quick in (("restarts", 200, 20), ("qemu_restarts", 50, 2), ("uploads", 20, 3),
                            ("injections", 40, 8), ("idle_window", 10.0, 2.0), ("idle_seconds", 20.0, 3.0)):

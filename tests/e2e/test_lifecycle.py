@@ -450,5 +450,45 @@ def consoles_and_runner_logs_are_not_world_readable():
         d.cleanup()
 
 
+def policies(pid):
+    """{tid: scheduling policy} of every thread of pid."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            out[int(t)] = os.sched_getscheduler(int(t)) & ~os.SCHED_RESET_ON_FORK
+        except OSError:
+            pass
+    return out
+
+
+@test
+def a_realtime_loop_leaves_its_workers_and_runners_at_normal_priority():
+    """The shipped unit runs wardend at SCHED_FIFO with reset-on-fork, so
+    that host load cannot delay failure detection. Only the loop thread
+    may be real-time: a worker (image commits, /metrics formatting, QEMU
+    round trips) or a runner's vCPU thread at that priority would starve
+    the root cell instead."""
+    require_kvm()
+    d = Daemon({"cells": [heartbeat("hb", 0)], "cpu_sharing": True},
+               wrap=["chrt", "--fifo", "--reset-on-fork", "10"]).start()
+    try:
+        d.wait_cell("hb", lambda c: c["state"] == "running", 20, "running")
+        # a restart respawns nothing (in place); a stop and start does
+        ctl(d, "cell", "stop", "hb", "--wait", "30")
+        ctl(d, "cell", "start", "hb", "--wait", "30")
+        assert d.get("/metrics").status == 200  # a worker formatted it
+        pid = d.proc.pid
+        assert policies(pid)[pid] == os.SCHED_FIFO, "the loop thread is not SCHED_FIFO"
+        others = {t: p for t, p in policies(pid).items() if t != pid}
+        assert others, "wardend has no worker threads"
+        assert all(p == os.SCHED_OTHER for p in others.values()), others
+        runners = d.runner_pids()
+        assert runners, "no runner"
+        for r in runners:
+            assert all(p == os.SCHED_OTHER for p in policies(r).values()), (r, policies(r))
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     run_tests()
