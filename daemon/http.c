@@ -76,8 +76,15 @@ struct HttpStream {
 	void *userdata;
 	bool parked;
 	bool closing;
+	/* While parked, libmicrohttpd watches nothing on the socket: this
+	 * watches a dup of it for the client's hangup, so a stream that was
+	 * closed gives its connection slot back at once rather than at the
+	 * keepalive write that fails (15-30 s later). */
+	int hup_fd;
+	sd_event_source *hup;
 	HttpStream *prev, *next;
 };
+static void stream_unwatch(HttpStream *st);
 
 struct Http {
 	Manager *manager;
@@ -687,6 +694,7 @@ Http *http_free(Http *h) {
 		http_request_resume(h->parked);
 	for (HttpStream *st = h->streams; st; st = st->next) {
 		st->closing = true;
+		stream_unwatch(st);
 		if (st->parked) {
 			st->parked = false;
 			MHD_resume_connection(st->connection);
@@ -1074,6 +1082,49 @@ void http_request_resume(HttpRequest *r) {
 	listener_kick(r->listener);
 }
 
+static void stream_unwatch(HttpStream *st) {
+	st->hup = sd_event_source_disable_unref(st->hup);
+	if (st->hup_fd >= 0)
+		close(st->hup_fd);
+	st->hup_fd = -1;
+}
+
+static void stream_unpark(HttpStream *st) {
+	stream_unwatch(st);
+	if (!st->parked)
+		return;
+	st->parked = false;
+	MHD_resume_connection(st->connection);
+	listener_kick(st->listener);
+}
+
+static int on_stream_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+	HttpStream *st = userdata;
+	(void)s;
+	(void)fd;
+	(void)revents;
+	/* Resumed, the stream's next read ends it and libmicrohttpd closes
+	 * the connection. */
+	st->closing = true;
+	stream_unpark(st);
+	return 0;
+}
+
+/* Best effort: without the watch the hangup is noticed at the next write. */
+static void stream_watch(HttpStream *st) {
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(st->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	if (st->hup || !ci || (st->hup_fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+		return;
+	if (sd_event_add_io(manager_event(st->listener->http->manager), &st->hup, st->hup_fd, EPOLLRDHUP,
+	                    on_stream_hangup, st) < 0) {
+		close(st->hup_fd);
+		st->hup_fd = -1;
+		return;
+	}
+	(void)sd_event_source_set_description(st->hup, "http-stream-hangup");
+}
+
 static ssize_t on_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 	HttpStream *st = cls;
 	ssize_t n;
@@ -1088,6 +1139,7 @@ static ssize_t on_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 		/* Nothing yet: park instead of letting MHD poll us in a loop. */
 		st->parked = true;
 		MHD_suspend_connection(st->connection);
+		stream_watch(st);
 	}
 	return n;
 }
@@ -1102,6 +1154,7 @@ static void on_stream_free(void *cls) {
 		h->streams = st->next;
 	if (st->next)
 		st->next->prev = st->prev;
+	stream_unwatch(st);
 	if (st->free_fn)
 		st->free_fn(st->userdata);
 	free(st);
@@ -1137,7 +1190,7 @@ int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead r
 		return -ENOMEM;
 	}
 	*st = (HttpStream){ .listener = r->listener, .connection = r->connection, .read = read, .free_fn = free_fn,
-		            .userdata = userdata };
+		            .userdata = userdata, .hup_fd = -1 };
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, on_stream_read, st, on_stream_free);
 	if (!resp) {
 		free_fn(userdata);
@@ -1160,11 +1213,7 @@ int http_reply_stream(HttpRequest *r, const char *content_type, HttpStreamRead r
 
 void http_streams_wake(Http *h) {
 	for (HttpStream *st = h->streams; st; st = st->next)
-		if (st->parked) {
-			st->parked = false;
-			MHD_resume_connection(st->connection);
-			listener_kick(st->listener);
-		}
+		stream_unpark(st);
 }
 
 int http_reply_header(HttpRequest *r, const char *name, const char *value) {

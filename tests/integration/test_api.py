@@ -34,8 +34,12 @@ def slot(i):
 
 
 def cell_spec(name, i=0, image="heartbeat.bin", **extra):
-    """A kvm cell on CPU 1 (sharing is on in the harness), stopped at first."""
+    """A kvm cell on CPU 1 (sharing is on in the harness), stopped at first.
+    Its stall timeout is generous: these tests are about the API, and on a
+    loaded host an emulated inmate's slow beat must not become a failure
+    that ends a restart budget under them."""
     extra.setdefault("autostart", False)
+    extra.setdefault("timeout", 2000)
     return demo_cell(name, image, cpu=1, **slot(i), **extra)
 
 
@@ -880,7 +884,7 @@ def failed_operation_carries_a_problem():
 @test
 def parked_requests_get_their_operation_at_shutdown():
     require_kvm()
-    spec = cell_spec("hung", image="faulty.bin", autostart=True, allow_inject=True,
+    spec = cell_spec("hung", image="faulty.bin", autostart=True, allow_inject=True, timeout=50,
                      recovery={"on_stuck": "none", "shutdown_timeout_ms": 30000})
     with Daemon({"cells": [spec]}) as d:
         d.wait_state("hung", "running", 20)
@@ -1054,7 +1058,7 @@ def delete_a_running_cell():
 @test
 def operations_wait_and_list():
     require_kvm()
-    spec = cell_spec("hung", image="faulty.bin", autostart=True, allow_inject=True,
+    spec = cell_spec("hung", image="faulty.bin", autostart=True, allow_inject=True, timeout=50,
                      recovery={"on_stuck": "none", "shutdown_timeout_ms": 4000})
     with Daemon({"cells": [spec, cell_spec("quick", 1, autostart=True)]}) as d:
         d.wait_state("hung", "running", 20)

@@ -122,6 +122,33 @@ def listener_comes_back_after_its_last_connection_closes():
         assert st == 200, (st, body)
 
 
+@test
+def closed_event_streams_give_their_connections_back():
+    """Soak finding: an event stream parked between events was not watched
+    for the client's hangup, so a closed stream held its connection (and
+    a max_connections slot) until a keepalive write failed, 15-30 s
+    later, and meanwhile the listener answered 503."""
+    with Daemon({"cells": [], "limits": {"max_connections": 4}}) as d:
+        streams = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n" + auth(d) + b"\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                assert chunk, "the stream closed before its headers"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200"), head[:80]
+            streams.append(s)
+        r = d.get("/health", tcp=True, timeout=8)
+        assert r.status == 503, "four streams should fill a listener of 4, got %d" % r.status
+        for s in streams:
+            s.close()
+        # well before the first keepalive (15 s) could notice
+        poll(lambda: d.get("/health", tcp=True, timeout=5).status == 200, 8,
+             "GET /health answered 200 after the streams closed")
+
+
 # --- wake-ups --------------------------------------------------------------
 
 
