@@ -26,6 +26,13 @@
 #define HTTP_MAX_LISTENERS 16
 #define HTTP_MAX_EXTRA_HEADERS 8
 
+/* The kernel's accept queue: as deep as it allows (net.core.somaxconn),
+ * so that a burst of connects waits there for the loop instead of having
+ * its SYNs dropped and resent a second later; whatever is past
+ * max_connections is then answered 503 (the soak's floods, with a fixed
+ * 64, saw 1 s connects). */
+#define HTTP_LISTEN_BACKLOG SOMAXCONN
+
 /* Connections past max_connections are still accepted, up to this many
  * more, so that they can be told 503 instead of waiting in the backlog;
  * idle ones are dropped after OVERFLOW_TIMEOUT_S. */
@@ -825,7 +832,7 @@ static int listen_unix(const char *path, const HttpSocketOptions *so) {
 	/* Until the chown() the group is wardend's own: narrower, not wider. */
 	if (so->unix_gid >= 0 && chown(path, (uid_t)-1, (gid_t)so->unix_gid) < 0)
 		return -errno;
-	if (listen(fd, 64) < 0)
+	if (listen(fd, HTTP_LISTEN_BACKLOG) < 0)
 		return -errno;
 	return TAKE_FD(fd);
 }
@@ -855,7 +862,7 @@ static int listen_tcp(const char *hostport) {
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, HTTP_LISTEN_BACKLOG) < 0) {
 		r = -errno;
 		close(fd);
 		goto out;

@@ -123,6 +123,21 @@ def listener_comes_back_after_its_last_connection_closes():
 
 
 @test
+def listen_backlog_holds_a_burst_beyond_max_connections():
+    """Soak finding: the accept queue was a fixed 64 whatever
+    max_connections said, so a burst of connects had SYNs dropped and
+    took a second each. ss shows a listening socket's backlog as Send-Q."""
+    if not shutil.which("ss"):
+        raise Skip("ss (iproute2) not installed")
+    with Daemon({"cells": [], "limits": {"max_connections": 256}}) as d:
+        out = subprocess.run(["ss", "-Hltn", "sport = :%d" % d.port], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert len(out) >= 3 and out[0] == "LISTEN", out
+        backlog = int(out[2])
+        assert backlog >= 256 + 64, "listen backlog %d for max_connections 256" % backlog
+
+
+@test
 def closed_event_streams_give_their_connections_back():
     """Soak finding: an event stream parked between events was not watched
     for the client's hangup, so a closed stream held its connection (and
