@@ -47,7 +47,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -231,21 +230,8 @@ def faulty_cell(i, cpu):
                   "backoff": {"initial_ms": 0}}, autostart=False, **slot(i))
 
 
-def cell_pids_in(runtime_dir):
-    """Processes running in runtime_dir/cells/NAME (QEMU); the harness ends warden-kvm runners itself."""
-    cells = os.path.join(runtime_dir, "cells") + "/"
-    pids = []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and (os.readlink("/proc/%s/cwd" % p) + "/").startswith(cells):
-                pids.append(int(p))
-        except OSError:
-            pass
-    return pids
-
-
 class BenchDaemon(harness.Daemon):
-    """A harness Daemon on /dev/shm, pinned off the cells' CPU, that ends its QEMUs too."""
+    """A harness Daemon on /dev/shm, pinned off the cells' CPU."""
 
     # --rt-priority: wardend as the shipped unit runs it (CPUSchedulingPolicy=fifo,
     # CPUSchedulingResetOnFork=yes): the loop thread real-time, its workers and
@@ -267,15 +253,6 @@ class BenchDaemon(harness.Daemon):
             return super().start(wait)
         finally:
             os.sched_setaffinity(0, mine)  # the clients of this script may run anywhere
-
-    def cleanup(self):
-        self.stop()
-        for pid in cell_pids_in(self.runtime_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        super().cleanup()
 
     def problem_lines(self, since=0, expected=None):
         """Daemon log lines at warning or worse that this bench does not expect

@@ -436,6 +436,21 @@ class Daemon:
                 pids.append(int(p))
         return pids
 
+    def cell_pids(self):
+        """pids of processes working in this daemon's cell directories
+        (QEMU runs in runtime_dir/cells/NAME): cells outlive wardend by
+        design, so a test's end must end them, or they run on with their
+        directory deleted."""
+        cells = os.path.join(self.runtime_dir, "cells") + "/"
+        pids = []
+        for p in os.listdir("/proc"):
+            try:
+                if p.isdigit() and (os.readlink("/proc/%s/cwd" % p) + "/").startswith(cells):
+                    pids.append(int(p))
+            except OSError:
+                pass
+        return pids
+
     def strays(self):
         """pids of wardend processes on this daemon's dirs that are not
         self.proc: a wrapper (strace, a socket-passing exec) may leave its
@@ -455,7 +470,7 @@ class Daemon:
 
     def cleanup(self):
         self.stop()
-        for pid in self.strays() + self.runner_pids():
+        for pid in self.strays() + self.runner_pids() + self.cell_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
