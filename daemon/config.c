@@ -1013,10 +1013,14 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			return r;
 	}
 	if (!json_object_get(o, "image_dirs")) {
-		c->api.image_dirs[0] = strdup(WARDEN_INMATE_DIR);
-		if (!c->api.image_dirs[0])
-			return -ENOMEM;
-		c->api.n_image_dirs = 1;
+		static const char *const defaults[] = { WARDEN_IMAGE_DIRS };
+
+		for (size_t k = 0; k < ELEMENTSOF(defaults); k++) {
+			c->api.image_dirs[k] = strdup(defaults[k]);
+			if (!c->api.image_dirs[k])
+				return -ENOMEM;
+			c->api.n_image_dirs = k + 1;
+		}
 	}
 
 	/* A .cell must be of the hypervisor's revision and architecture. */

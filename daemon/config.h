@@ -126,7 +126,7 @@ typedef struct ApiConfig {
 	uint32_t idempotency_ttl_s;
 	uint64_t max_image_bytes;
 	/* Where absolute image paths may point, in every spec (imagepath.h);
-	 * default WARDEN_INMATE_DIR. */
+	 * default WARDEN_IMAGE_DIRS (daemon/meson.build). */
 	char *image_dirs[CONFIG_MAX_IMAGE_DIRS];
 	size_t n_image_dirs;
 } ApiConfig;

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "macro.h"
 
 static const ConfigEnv env4 = { .n_cpus = 4 };
 
@@ -355,10 +356,15 @@ static void test_image_dirs(void **state) {
 	              "api.image_dirs: []");
 	assert_int_equal(parse(image_cell("\"api\":{\"image_dirs\":[]}", "ok.bin"), &c, err), 0);
 	c = config_free(c);
-	/* the default: this build's inmates */
+	/* the default: where the inmates are installed and this build's */
 	assert_int_equal(parse("{}", &c, err), 0);
-	assert_int_equal(c->api.n_image_dirs, 1);
-	assert_string_equal(c->api.image_dirs[0], WARDEN_INMATE_DIR);
+	{
+		static const char *const defaults[] = { WARDEN_IMAGE_DIRS };
+
+		assert_int_equal(c->api.n_image_dirs, ELEMENTSOF(defaults));
+		for (size_t i = 0; i < ELEMENTSOF(defaults); i++)
+			assert_string_equal(c->api.image_dirs[i], defaults[i]);
+	}
 	c = config_free(c);
 	expect_reject("{\"api\":{\"image_dirs\":[\"rel\"]}}", "$.api.image_dirs[0]", "not an absolute path");
 	expect_reject("{\"api\":{\"image_dirs\":\"/x\"}}", "$.api.image_dirs", "must be an array");
