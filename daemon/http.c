@@ -91,7 +91,7 @@ struct HttpStream {
 	sd_event_source *hup;
 	HttpStream *prev, *next;
 };
-static void stream_unwatch(HttpStream *st);
+static void stream_unpark(HttpStream *st);
 
 struct Http {
 	Manager *manager;
@@ -701,11 +701,7 @@ Http *http_free(Http *h) {
 		http_request_resume(h->parked);
 	for (HttpStream *st = h->streams; st; st = st->next) {
 		st->closing = true;
-		stream_unwatch(st);
-		if (st->parked) {
-			st->parked = false;
-			MHD_resume_connection(st->connection);
-		}
+		stream_unpark(st);
 	}
 	for (size_t i = 0; i < h->n_listeners; i++)
 		if (h->listeners[i].mhd)
