@@ -478,8 +478,9 @@ def a_realtime_loop_leaves_its_workers_and_runners_at_normal_priority():
         ctl(d, "cell", "start", "hb", "--wait", "30")
         assert d.get("/metrics").status == 200  # a worker formatted it
         pid = d.proc.pid
-        assert policies(pid)[pid] == os.SCHED_FIFO, "the loop thread is not SCHED_FIFO"
-        others = {t: p for t, p in policies(pid).items() if t != pid}
+        threads = policies(pid)
+        assert threads[pid] == os.SCHED_FIFO, "the loop thread is not SCHED_FIFO"
+        others = {t: p for t, p in threads.items() if t != pid}
         assert others, "wardend has no worker threads"
         assert all(p == os.SCHED_OTHER for p in others.values()), others
         runners = d.runner_pids()

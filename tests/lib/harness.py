@@ -169,6 +169,25 @@ def poll(pred, timeout=10, what="condition", interval=0.02):
 OPERATOR = object()
 
 
+def proc_cmdline(pid):
+    """The argv of a process, as bytes."""
+    with open("/proc/%s/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")
+
+
+def proc_pids(match):
+    """pids of the processes for which match(pid as a string) holds; a
+    process that goes while it is looked at (OSError) does not."""
+    pids = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and match(p):
+                pids.append(int(p))
+        except OSError:
+            pass
+    return pids
+
+
 class Daemon:
     """A real wardend in temporary directories. Use as a context manager.
 
@@ -423,18 +442,9 @@ class Daemon:
 
     def runner_pids(self):
         """pids of warden-kvm runners started for this daemon's runtime dir."""
-        pids = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % p, "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"warden-kvm") and any(self.runtime_dir.encode() in a for a in cmd):
-                pids.append(int(p))
-        return pids
+        rt = self.runtime_dir.encode()
+        return proc_pids(lambda p: (lambda cmd: cmd[0].endswith(b"warden-kvm") and any(rt in a for a in cmd))(
+            proc_cmdline(p)))
 
     def cell_pids(self):
         """pids of processes working in this daemon's cell directories
@@ -442,31 +452,16 @@ class Daemon:
         design, so a test's end must end them, or they run on with their
         directory deleted."""
         cells = os.path.join(self.runtime_dir, "cells") + "/"
-        pids = []
-        for p in os.listdir("/proc"):
-            try:
-                if p.isdigit() and (os.readlink("/proc/%s/cwd" % p) + "/").startswith(cells):
-                    pids.append(int(p))
-            except OSError:
-                pass
-        return pids
+        return proc_pids(lambda p: (os.readlink("/proc/%s/cwd" % p) + "/").startswith(cells))
 
     def strays(self):
         """pids of wardend processes on this daemon's dirs that are not
         self.proc: a wrapper (strace, a socket-passing exec) may leave its
         wardend running when it is stopped itself."""
-        pids = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit() or (self.proc and int(p) == self.proc.pid):
-                continue
-            try:
-                with open("/proc/%s/cmdline" % p, "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"wardend") and any(self.dir.encode() in a for a in cmd):
-                pids.append(int(p))
-        return pids
+        me = self.proc.pid if self.proc else None
+        d = self.dir.encode()
+        return proc_pids(lambda p: int(p) != me and (lambda cmd: cmd[0].endswith(b"wardend") and
+                                                      any(d in a for a in cmd))(proc_cmdline(p)))
 
     def cleanup(self):
         self.stop()
