@@ -105,6 +105,8 @@ static void config_free(BackendCellConfig *c)
 	free((char *)c->initrd);
 	free((char *)c->cmdline);
 	free((char *)c->cell_config);
+	free((char *)c->net_tap);
+	free((char *)c->net_mac);
 	free(c);
 }
 
@@ -120,6 +122,7 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 		return NULL;
 	*c = *src;
 	c->name = c->args = c->kernel = c->initrd = c->cmdline = c->cell_config = NULL;
+	c->net_tap = c->net_mac = NULL;
 	c->cpus = NULL;
 	c->regions = NULL;
 	c->images = NULL;
@@ -154,6 +157,8 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 	c->initrd = dup_or_null(src->initrd, &oom);
 	c->cmdline = dup_or_null(src->cmdline, &oom);
 	c->cell_config = dup_or_null(src->cell_config, &oom);
+	c->net_tap = dup_or_null(src->net_tap, &oom);
+	c->net_mac = dup_or_null(src->net_mac, &oom);
 	if (oom || !c->name) {
 		config_free(c);
 		return NULL;
