@@ -136,10 +136,15 @@ int netif_bridge_ensure(struct nl_sock *sk, const char *name, uint32_t addr, uns
 		if (!nb)
 			return -ENOMEM;
 		rtnl_link_set_name(nb, name);
-		rtnl_link_set_ifalias(nb, NETIF_ALIAS_BRIDGE);
 		r = rtnl_link_add(sk, nb, NLM_F_CREATE | NLM_F_EXCL);
 		if (r < 0)
 			return nlerr(r);
+		/* The kernel takes no ifalias in the RTM_NEWLINK that creates
+		 * a link: marked with the change that brings it up. */
+		if ((r = link_get(sk, name, &l)) < 0 || (r = link_set(sk, l, NETIF_ALIAS_BRIDGE, -1, true)) < 0)
+			return r;
+		rtnl_link_put(l);
+		l = NULL;
 		r = link_get(sk, name, &l);
 	}
 	if (r < 0)
@@ -193,7 +198,10 @@ static int tap_create(const char *name) {
 		return -errno;
 	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0)
+	/* owned by wardend's user: QEMU, its child, opens it without
+	 * CAP_NET_ADMIN of its own */
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETOWNER, (unsigned long)geteuid()) < 0 ||
+	    ioctl(fd, TUNSETPERSIST, 1) < 0)
 		r = -errno;
 	close(fd);
 	return r;

@@ -337,9 +337,19 @@ static void on_object(struct nl_object *o, void *arg) {
 static int on_valid(struct nl_msg *msg, void *arg) {
 	struct nlmsghdr *h = nlmsg_hdr(msg);
 	ParseCtx p = { .n = arg, .deleted = h->nlmsg_type == RTM_DELLINK };
+	const struct ifinfomsg *ifi;
 
-	if (h->nlmsg_type == RTM_NEWLINK || h->nlmsg_type == RTM_DELLINK)
-		(void)nl_msg_parse(msg, on_object, &p);
+	if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK)
+		return NL_OK;
+	/* The bridge's own port notifications (AF_BRIDGE) share the group,
+	 * and an RTM_DELLINK of those means "no longer forwarding", not
+	 * "gone": only the generic link messages count. */
+	if (!nlmsg_valid_hdr(h, sizeof *ifi))
+		return NL_OK;
+	ifi = nlmsg_data(h);
+	if (ifi->ifi_family != AF_UNSPEC)
+		return NL_OK;
+	(void)nl_msg_parse(msg, on_object, &p);
 	return NL_OK;
 }
 

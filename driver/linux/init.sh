@@ -134,7 +134,8 @@ net_probe() {
 	else
 		echo "warden: probe ping $gw failed"
 	fi
-	body=$(wget -q -T 10 -O - "$1" 2>/dev/null | head -n 1)
+	# no -T: Debian's static busybox 1.35 wget crashes with it
+	body=$(wget -q -O - "$1" 2>/dev/null | head -n 1)
 	if [ -n "$body" ]; then
 		echo "warden: probe fetch ok: $body"
 	else
