@@ -268,6 +268,112 @@ def foreign_bridge_is_refused_not_taken_over():
         sh(IP, "link", "del", "warden0", check=False)
 
 
+# ---- a Jailhouse cell: a veth stands in for its ivshmem-net interface -------
+
+JH_COMM_PHYS, JH_COMM_VIRT = 0x7f900000, 0x80000000
+
+
+class JailhouseBoard:
+    """The fake Jailhouse driver of tests/lib (jailhouse_fake.py), a system
+    config and a .cell, as test_jailhouse.py builds them."""
+
+    def __init__(self, d):
+        from jailhouse_fake import FakeDriver, export
+        self.fake = FakeDriver(d, JH_COMM_PHYS + 0x100000)
+        self.system = export(d, {
+            "jailhouse": "system", "revision": 14, "architecture": "arm64",
+            "hypervisor_memory": {"phys_start": "0x7fc00000", "virt_start": "0x0", "size": "0x400000", "flags": []},
+            "platform_info": {"arm": {"maintenance_irq": 25, "gic_version": 3, "gicd_base": "0x8000000",
+                                      "gicc_base": "0x0", "gich_base": "0x0", "gicv_base": "0x0",
+                                      "gicr_base": "0x80a0000"}},
+            "root_cell": {"name": "qemu-arm64", "cpus": [0, 1], "memory": [
+                {"phys_start": "0x40000000", "virt_start": "0x40000000", "size": "0x3f000000",
+                 "flags": ["read", "write", "execute"]}]},
+        }, "system.cell")
+        self.cell = export(d, {
+            "jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "inmate-demo", "cpus": [1],
+            "cpu_reset_address": "0x0",
+            "memory": [
+                {"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
+                 "flags": ["read", "write", "execute", "loadable"]},
+                {"phys_start": hex(JH_COMM_PHYS), "virt_start": hex(JH_COMM_VIRT), "size": "0x2000",
+                 "flags": ["read", "write", "rootshared"]},
+            ],
+        }, "demo.cell")
+        self.image = os.path.join(d, "inmate.bin")
+        with open(self.image, "wb") as f:
+            f.write(bytes(range(256)) * 4)
+        self.dir = d
+
+    def config(self, network):
+        return {
+            "backends": {"jailhouse": self.fake.backend(self.system)},
+            "api": {"image_dirs": [self.dir]},
+            "cells": [{"name": "jh", "backend": "jailhouse", "jailhouse": {"cell_config": self.cell},
+                       "comm": {"virt_start": hex(JH_COMM_VIRT), "size": 8192},
+                       "images": [{"file": self.image, "address": "0x1000"}],
+                       "health": {"period_ms": 20, "timeout_ms": 300, "boot_timeout_ms": 3000},
+                       "network": network}],
+        }
+
+
+@test
+def jailhouse_cell_claims_its_ivshmem_net_stand_in():
+    require_env()
+    from jailhouse_fake import FAKE, Inmate
+    if not os.path.exists(FAKE):
+        raise Skip("no %s: build it first" % FAKE)
+    import tempfile
+    d = tempfile.mkdtemp(prefix="warden-jh-net-")
+    # the "cell's" side of the link lives in a namespace of its own, so
+    # ivsh0 is the one veth wardend finds by driver
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "100000"])
+    inmate = None
+    try:
+        poll(lambda: os.readlink("/proc/%d/ns/net" % holder.pid) != os.readlink("/proc/self/ns/net"), 5,
+             "the cell-side namespace")
+        ns = ["nsenter", "-t", str(holder.pid), "-n"]
+        sh(IP, "link", "add", "ivsh0", "type", "veth", "peer", "name", "ivcell0")
+        sh(IP, "link", "set", "ivcell0", "netns", str(holder.pid))
+        sh(*ns, IP, "addr", "add", "10.88.0.2/24", "dev", "ivcell0")
+        sh(*ns, IP, "link", "set", "ivcell0", "up")
+        b = JailhouseBoard(d)
+        inmate = Inmate(b.fake.mem, JH_COMM_PHYS)
+        inmate.start()
+        net = {"match": {"driver": "veth"}, "address": "10.88.0.1/24", "cell_address": "10.88.0.2"}
+        with NetDaemon(b.config(net)) as dm:
+            dm.wait_state("jh", "running", 15)
+            c = dm.wait_cell("jh", lambda c: c["network"]["present"] and c["network"]["carrier"], 20,
+                             "the interface claimed")
+            assert c["network"]["interface"] == "ivsh0" and c["network"]["match"] == {"driver": "veth"}, c
+            l = links()
+            assert l["ivsh0"]["alias"] == "warden:cell:jh", l
+            assert "10.88.0.1/24" in sh(IP, "-o", "addr", "show", "dev", "ivsh0").stdout
+            assert ping("10.88.0.2", count=2), "no answer through the stand-in"
+            # the cell's side goes down: carrier lost on ours
+            sh(*ns, IP, "link", "set", "ivcell0", "down")
+            c = dm.wait_state("jh", "degraded", 20)
+            ev = [e for e in c["events"] if e["type"] == "state" and e["state"] == "degraded"][-1]
+            assert "carrier lost on ivsh0" in ev["reason"], ev
+            sh(*ns, IP, "link", "set", "ivcell0", "up")
+            c = dm.wait_state("jh", "running", 20)
+            ev = [e for e in c["events"] if e["type"] == "state" and e["state"] == "running"][-1]
+            assert ev["reason"] == "network link restored", ev
+            # stopped: the interface is the driver's and stays, unclaimed
+            assert dm.post("/cells/jh/stop").status == 202
+            dm.wait_state("jh", "stopped", 20)
+            poll(lambda: links()["ivsh0"]["alias"] is None, 10, "the marker gone")
+            assert "10.88.0.1" not in sh(IP, "-o", "addr", "show", "dev", "ivsh0").stdout
+            assert "ivsh0" in links()
+    finally:
+        if inmate:
+            inmate.stop()
+        holder.kill()
+        holder.wait()
+        sh(IP, "link", "del", "ivsh0", check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # ---- one cell, booted once -------------------------------------------------
 
 @test
