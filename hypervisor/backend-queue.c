@@ -107,6 +107,8 @@ void backend_cell_config_free(BackendCellConfig *c)
 	free((char *)c->cell_config);
 	free((char *)c->dtb);
 	free((void *)c->cell_data);
+	free((char *)c->net_tap);
+	free((char *)c->net_mac);
 	free(c);
 }
 
@@ -122,6 +124,7 @@ BackendCellConfig *backend_cell_config_dup(const BackendCellConfig *src)
 		return NULL;
 	*c = *src;
 	c->name = c->args = c->kernel = c->initrd = c->cmdline = c->cell_config = c->dtb = NULL;
+	c->net_tap = c->net_mac = NULL;
 	c->cell_data = NULL;
 	c->cpus = NULL;
 	c->regions = NULL;
@@ -166,6 +169,8 @@ BackendCellConfig *backend_cell_config_dup(const BackendCellConfig *src)
 			oom = true;
 		c->cell_data = data;
 	}
+	c->net_tap = dup_or_null(src->net_tap, &oom);
+	c->net_mac = dup_or_null(src->net_mac, &oom);
 	if (oom || !c->name) {
 		backend_cell_config_free(c);
 		return NULL;
