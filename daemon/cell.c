@@ -400,6 +400,13 @@ static int cell_backend_config(Cell *c, BackendCellConfig *cfg, BackendRegion *r
 			return r;
 		cfg->dtb = paths[BACKEND_MAX_IMAGES + 2];
 	}
+	/* A container has no dtb: its rootfs tarball takes that slot. */
+	if (cfg->rootfs) {
+		if ((r = store_image_path(c->manager, c->spec->name, cfg->rootfs, paths[BACKEND_MAX_IMAGES + 2],
+		                          PATH_MAX)) < 0)
+			return r;
+		cfg->rootfs = paths[BACKEND_MAX_IMAGES + 2];
+	}
 	return 0;
 }
 
