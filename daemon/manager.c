@@ -412,6 +412,25 @@ bool manager_backend_available(Manager *m, const char *kind) {
 	return false;
 }
 
+const char *manager_container_unavailable(Manager *m, const CellSpec *spec) {
+	static char why[4096 + 160];
+	const char *rt = m->config->container_runtime ? m->config->container_runtime : "runc";
+	const char *bin = m->config->container_binary ? m->config->container_binary :
+	                  strcmp(rt, "crun") == 0 ? "/usr/bin/crun" : "/usr/sbin/runc";
+
+	if (!spec->container || manager_backend_available(m, "container"))
+		return NULL;
+	/* The enable is tried again at each start: the runtime may have been
+	 * installed meanwhile. */
+	if (m->container && (m->container_error = backend_enable(m->container)) >= 0)
+		return NULL;
+	snprintf(why, sizeof why,
+	         "the container backend is unavailable: the OCI runtime %s (%s) is missing or not executable; "
+	         "install it (apt-get install %s) or set backends.container.binary",
+	         rt, bin, rt);
+	return why;
+}
+
 int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t max) {
 	Backend *b = manager_backend_for(m, kind);
 	return b ? backend_stats(b, ret, max) : -ENODEV;
