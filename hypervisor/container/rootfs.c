@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <gnutls/crypto.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,57 @@
 
 #define READ_BLOCK (64u << 10)
 
+/* Digests of tarballs already hashed, by file identity: a start after a
+ * stop creates the cell anew and would hash the same tarball again.
+ * Uploads are renamed into place, so a new file is a new inode. */
+#define MEMO_SLOTS 16
+static struct memo {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	char hex[65];
+} memo[MEMO_SLOTS];
+static unsigned memo_next;
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool memo_same(const struct memo *m, const struct stat *st)
+{
+	return m->hex[0] && m->dev == st->st_dev && m->ino == st->st_ino && m->size == st->st_size &&
+	       m->mtime.tv_sec == st->st_mtim.tv_sec && m->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static int digest_read(const char *tarball, char hex[65]);
+
 int rootfs_digest(const char *tarball, char hex[65])
+{
+	struct stat st, after;
+	int r;
+
+	if (stat(tarball, &st) < 0)
+		return -errno;
+	pthread_mutex_lock(&memo_lock);
+	for (unsigned i = 0; i < MEMO_SLOTS; i++)
+		if (memo_same(&memo[i], &st)) {
+			memcpy(hex, memo[i].hex, 65);
+			pthread_mutex_unlock(&memo_lock);
+			return 0;
+		}
+	pthread_mutex_unlock(&memo_lock);
+	r = digest_read(tarball, hex);
+	if (r < 0 || stat(tarball, &after) < 0 || !(after.st_ino == st.st_ino && after.st_size == st.st_size &&
+	                                            after.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+	                                            after.st_mtim.tv_nsec == st.st_mtim.tv_nsec))
+		return r; /* changed while read: not remembered */
+	pthread_mutex_lock(&memo_lock);
+	memo[memo_next] = (struct memo){ .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim };
+	memcpy(memo[memo_next].hex, hex, 65);
+	memo_next = (memo_next + 1) % MEMO_SLOTS;
+	pthread_mutex_unlock(&memo_lock);
+	return 0;
+}
+
+static int digest_read(const char *tarball, char hex[65])
 {
 	gnutls_hash_hd_t h;
 	unsigned char d[32];
