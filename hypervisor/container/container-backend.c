@@ -221,6 +221,17 @@ static int runtime_state(ContainerCell *c, char *status, size_t n, pid_t *pid)
 	return 0;
 }
 
+/* The runtime keeps a directory per container below its --root (runc
+ * and crun alike): without one there is nothing to ask it about, and a
+ * process spawn (~15 ms) is saved. */
+static bool runtime_knows(ContainerCell *c)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", c->backend->state_root, c->id);
+	return access(path, F_OK) == 0;
+}
+
 static int runtime_delete(ContainerCell *c)
 {
 	const char *args[] = { "delete", "--force", c->id, NULL };
@@ -480,7 +491,7 @@ static int instance_kill(ContainerCell *c)
 			(void)child_kill(c->proc, RUNTIME_KILL_MS);
 			r = runtime_delete(c);
 		}
-	} else if (!c->proc) {
+	} else if (!c->proc && runtime_knows(c)) {
 		/* Never booted by us, or adopted without a runtime. */
 		r = runtime_delete(c);
 	}
@@ -544,7 +555,7 @@ static int container_cell_create(Backend *base, const BackendCellConfig *cfg, Ba
 		r = -EEXIST;
 		goto fail;
 	}
-	if (runtime_state(c, status, sizeof(status), NULL) == 0)
+	if (runtime_knows(c) && runtime_state(c, status, sizeof(status), NULL) == 0)
 		(void)runtime_delete(c);
 	r = prepare_rootfs(c, cfg, rootfs, sizeof(rootfs));
 	if (r < 0)
