@@ -413,6 +413,32 @@ def specs_and_runtime_problems_get_clear_errors():
 
 
 @test
+def a_writable_rootfs_is_the_cells_own():
+    require_runc()
+    w = container_cell("rw")
+    w["container"]["writable"] = True
+    ro = container_cell("ro", cpu=CPU)
+    with ContainerDaemon({"cells": [w, ro]}) as d:
+        roots = {}
+        for name in ("rw", "ro"):
+            pid = beating(d, name)["hypervisor"]["pid"]
+            with open("/proc/%d/mountinfo" % pid) as f:
+                roots[name] = [l for l in f.read().splitlines() if l.split()[4] == "/"][0]
+        assert " rw," in roots["rw"] or " rw " in roots["rw"], roots
+        assert " ro," in roots["ro"] or " ro " in roots["ro"], roots
+        own = os.path.join(d.runtime_dir, "cells", "rw", "rootfs")
+        assert os.path.exists(os.path.join(own, "bin", "warden-demo")), own
+        # the read-only one shares the tree cached by digest
+        cache = os.path.join(d.runtime_dir, "container", "rootfs")
+        assert len([e for e in os.listdir(cache) if not e.startswith(".")]) == 1, os.listdir(cache)
+        assert d.delete("/cells/rw").status == 202
+        poll(lambda: d.get("/cells/rw").status == 404, 20, "cell deleted")
+        # the cell is gone from the API before its destroy has run
+        poll(lambda: not os.path.exists(own), 10, "the private rootfs removed with its cell")
+        beating(d, "ro")
+
+
+@test
 def crun_runs_container_cells_too():
     require_runc()
     if not os.access(CRUN, os.X_OK):
