@@ -167,8 +167,63 @@ static int entry_check(struct archive_entry *e, char *why, size_t n)
 	return 0;
 }
 
+/* Symlinks seen so far: a later entry below one would be written wherever
+ * it points (libarchive refuses to, but only at unpack time). */
+typedef struct Links {
+	char **v;
+	size_t n, cap;
+} Links;
+
+static const char *skip_dot(const char *p)
+{
+	while (p[0] == '.' && p[1] == '/')
+		p += 2;
+	return p;
+}
+
+static int links_add(Links *l, const char *path)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = strdup(skip_dot(path));
+	if (!l->v[l->n])
+		return -ENOMEM;
+	/* "a/" and "a" name the same link */
+	size_t k = strlen(l->v[l->n]);
+	while (k > 0 && l->v[l->n][k - 1] == '/')
+		l->v[l->n][--k] = 0;
+	l->n++;
+	return 0;
+}
+
+static const char *links_below(const Links *l, const char *path)
+{
+	path = skip_dot(path);
+	for (size_t i = 0; i < l->n; i++) {
+		size_t k = strlen(l->v[i]);
+		if (k && strncmp(path, l->v[i], k) == 0 && path[k] == '/')
+			return l->v[i];
+	}
+	return NULL;
+}
+
+static void links_free(Links *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
 static int walk(const char *tarball, const char *dir, char *why, size_t n)
 {
+	Links links = { 0 };
+	const char *via;
 	struct archive *w = NULL;
 	struct archive_entry *e;
 	char full[PATH_MAX];
@@ -206,6 +261,14 @@ static int walk(const char *tarball, const char *dir, char *why, size_t n)
 		r = entry_check(e, why, n);
 		if (r < 0)
 			break;
+		if ((via = links_below(&links, archive_entry_pathname(e)))) {
+			snprintf(why, n, "entry \"%.80s\" lies below the symlink \"%.60s\"", archive_entry_pathname(e), via);
+			r = -EINVAL;
+			break;
+		}
+		if (archive_entry_filetype(e) == AE_IFLNK && !archive_entry_hardlink(e) &&
+		    (r = links_add(&links, archive_entry_pathname(e))) < 0)
+			break;
 		if (!w) {
 			/* Read the data too: a truncated member shows only there. */
 			if (archive_read_data_skip(a) != ARCHIVE_OK) {
@@ -235,6 +298,7 @@ static int walk(const char *tarball, const char *dir, char *why, size_t n)
 		archive_write_free(w);
 	}
 	archive_read_free(a);
+	links_free(&links);
 	return r;
 }
 

@@ -4,7 +4,7 @@
  * compressed as libarchive reads it). Before anything is written, every
  * entry is checked: a relative path without "..", a regular file,
  * directory or symlink (no device nodes, FIFOs or sockets), hard links
- * inside the tree. Read-only cells share one unpacked tree per SHA-256 of
+ * inside the tree, nothing below a symlink of the tarball. Read-only cells share one unpacked tree per SHA-256 of
  * the tarball in a cache directory; writable ones get their own copy.
  * Worker calls only: they read the whole tarball. Only hypervisor/
  * includes this.

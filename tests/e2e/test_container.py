@@ -335,7 +335,11 @@ def unsafe_or_damaged_rootfs_tarballs_are_refused():
     link = tarfile.TarInfo("bin/hl")
     link.type = tarfile.LNKTYPE
     link.linkname = "../../etc/shadow"
+    sym = tarfile.TarInfo("evil")
+    sym.type = tarfile.SYMTYPE
+    sym.linkname = "/etc"
     cases = {
+        "through-symlink": (tarball([(sym, None), file_entry("evil/passwd")]), 'below the symlink "evil"'),
         "absolute": (tarball([absolute]), "absolute path"),
         "dotdot": (tarball([up]), '".." component'),
         "inner-dotdot": (tarball([inner]), '".." component'),
