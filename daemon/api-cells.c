@@ -195,6 +195,11 @@ static void route_action(Manager *m, Cell *c, const char *verb, HttpRequest *r) 
 			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", cell_name(c), err);
 			return;
 		}
+		const char *why = manager_container_unavailable(m, cell_latest_spec(c));
+		if (why) {
+			http_reply_problem(r, 409, "Conflict", "cell \"%s\" cannot start: %s", cell_name(c), why);
+			return;
+		}
 	}
 	if (strcmp(verb, "start") == 0 && (cell_state(c) == CELL_RUNNING || cell_state(c) == CELL_DEGRADED ||
 	                                   cell_state(c) == CELL_STARTING)) {

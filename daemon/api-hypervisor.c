@@ -22,7 +22,7 @@ void route_hypervisor(Manager *m, HttpRequest *r) {
 		json_array_append_new(cells, json_string(cell_name(all[i])));
 	/* Available: present, and its last enable did not fail. */
 	backends = json_array();
-	static const char *const kinds[] = { "kvm", "qemu", "jailhouse" };
+	static const char *const kinds[] = { "kvm", "qemu", "jailhouse", "container" };
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
 		BackendStat st[BACKEND_MAX_STATS];
 		json_t *b = json_pack("{s:s, s:b}", "kind", kinds[i], "available", manager_backend_available(m, kinds[i]));

@@ -28,6 +28,10 @@ static bool image_in_use(const CellSpec *s, const char *file) {
 	return false;
 }
 
+static bool image_is_rootfs(const CellSpec *s, const char *file) {
+	return s && s->container && strcmp(s->container->rootfs, file) == 0;
+}
+
 /* An upload's commit (fsync of up to api.max_image_bytes, rename, fsync
  * of the directory) runs on a worker; the request waits, suspended. */
 typedef struct UploadJob {
@@ -38,6 +42,8 @@ typedef struct UploadJob {
 	char cell[CELL_NAME_MAX + 1];
 	char file[IMAGE_NAME_MAX + 1];
 	bool done, replaced;
+	bool rootfs; /* a container cell's rootfs: its entries are checked first */
+	char why[160];
 	int result;
 	size_t size;
 	char hex[2 * SHA256_LEN + 1];
@@ -45,6 +51,11 @@ typedef struct UploadJob {
 
 static int upload_job_run(void *arg) {
 	UploadJob *j = arg;
+	if (j->rootfs && (j->result = backend_rootfs_check(upload_temp_path(j->upload), j->why, sizeof j->why)) < 0) {
+		upload_abort(TAKE_PTR(j->upload));
+		j->result = -ENOEXEC;
+		return j->result;
+	}
 	j->result = upload_commit(TAKE_PTR(j->upload), j->want, &j->replaced, j->hex, &j->size);
 	return j->result;
 }
@@ -75,6 +86,8 @@ static void upload_job_reply(HttpRequest *r, void *userdata) {
 		http_reply_problem(r, 422, NULL,
 		                   "digest mismatch: the %zu bytes received have SHA-256 %s, not the one in Content-Digest; "
 		                   "nothing was stored", j->size, j->hex);
+	else if (j->result == -ENOEXEC)
+		http_reply_problem(r, 422, NULL, "not a usable container rootfs: %s; nothing was stored", j->why);
 	else if (j->result < 0)
 		http_reply_problem(r, 500, NULL, "storing the image failed: %s", strerror(-j->result));
 	else {
@@ -120,6 +133,7 @@ void route_upload(Manager *m, Cell *c, const char *file, HttpRequest *r) {
 	*j = (UploadJob){ .manager = m, .request = r, .upload = u };
 	snprintf(j->cell, sizeof j->cell, "%s", cell_name(c));
 	snprintf(j->file, sizeof j->file, "%s", file);
+	j->rootfs = image_is_rootfs(cell_spec(c), file) || image_is_rootfs(cell_latest_spec(c), file);
 	(void)content_digest_parse(http_request_header(r, "Content-Digest"), j->want);
 	/* Unordered with the cell's own requests: its recovery must not wait
 	 * for a disk flush. */

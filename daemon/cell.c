@@ -410,6 +410,13 @@ static int cell_backend_config(Cell *c, BackendCellConfig *cfg, BackendRegion *r
 			return r;
 		cfg->dtb = paths[BACKEND_MAX_IMAGES + 2];
 	}
+	/* A container has no dtb: its rootfs tarball takes that slot. */
+	if (cfg->rootfs) {
+		if ((r = store_image_path(c->manager, c->spec->name, cfg->rootfs, paths[BACKEND_MAX_IMAGES + 2],
+		                          PATH_MAX)) < 0)
+			return r;
+		cfg->rootfs = paths[BACKEND_MAX_IMAGES + 2];
+	}
 	return 0;
 }
 
@@ -748,6 +755,27 @@ static int on_backend_event(sd_event_source *s, int fd, uint32_t revents, void *
 	return 0;
 }
 
+/* A process that ended by itself may have said how (a container's init
+ * exiting with status 0 is a halt, one that wrote PANICKED first a
+ * panic): one sample before the exit is taken for a crash. True when that
+ * sample declared a failure. */
+static bool exit_said_why(Cell *c) {
+	uint64_t before = 0, after = 0;
+	BackendCellStatus st;
+
+	if (!c->backend || backend_cell_status(c->backend, &st) < 0)
+		return false;
+	/* A container's runtime also knows how its init died. */
+	if (st.state != BACKEND_CELL_HALTED && !(st.state == BACKEND_CELL_GONE && c->spec->container))
+		return false;
+	for (size_t k = 0; k < _FAILURE_KIND_MAX; k++)
+		before += c->m.failures[k];
+	cell_sample(c);
+	for (size_t k = 0; k < _FAILURE_KIND_MAX; k++)
+		after += c->m.failures[k];
+	return after != before;
+}
+
 static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 	CellInput in = { .kind = CELL_INPUT_EXITED };
 	Cell *c = userdata;
@@ -755,6 +783,8 @@ static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata
 	(void)revents;
 	sd_event_source_set_enabled(s, SD_EVENT_OFF);
 	backend_cell_reap(c->backend);
+	if (exit_said_why(c))
+		return 0;
 	cell_feed(c, &in);
 	return 0;
 }

@@ -428,7 +428,7 @@ static int check_image_ref(const char *file, const char *path, const char *key, 
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
 	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
 		                            "args", "linux", "jailhouse", "autostart", "allow_inject", "health",
-		                            "recovery", "network", NULL };
+		                            "recovery", "network", "container", NULL };
 	static const char *const hkeys[] = { "period_ms", "timeout_ms", "boot_timeout_ms", NULL };
 	_cleanup_(cell_spec_freep) CellSpec *s = NULL;
 	const char *name = NULL, *backend = "kvm";
@@ -455,9 +455,13 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 
 	if ((r = get_string(obj, "backend", path, &backend, err)) < 0)
 		return r;
-	if (strcmp(backend, "kvm") != 0 && strcmp(backend, "qemu") != 0 && strcmp(backend, "jailhouse") != 0)
-		return config_error(err, path, "\"backend\": unknown backend \"%s\" (kvm, qemu, jailhouse)", backend);
+	if (strcmp(backend, "kvm") != 0 && strcmp(backend, "qemu") != 0 && strcmp(backend, "jailhouse") != 0 &&
+	    strcmp(backend, "container") != 0)
+		return config_error(err, path, "\"backend\": unknown backend \"%s\" (kvm, qemu, jailhouse, container)",
+		            backend);
 	snprintf(s->backend, sizeof s->backend, "%s", backend);
+	if ((r = cell_spec_container_parse(s, obj, path, err)) < 0)
+		return r;
 
 	if ((r = get_object(obj, "jailhouse", path, &o, err)) < 0)
 		return r;
@@ -491,7 +495,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		return config_error(err, path, "\"cpus\" must name at least one CPU");
 
 	arr = json_object_get(obj, "memory");
-	if (!arr && !cell_spec_has_cell(s))
+	if (!arr && !cell_spec_has_cell(s) && !s->container)
 		return config_error(err, path, "\"memory\" is required");
 	if (arr && !json_is_array(arr))
 		return config_error(err, path, "\"memory\" must be an array, not %s", json_type_name(arr));
@@ -505,10 +509,10 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	}
 
 	o = json_object_get(obj, "comm");
-	if (!o)
+	if (!o && !s->container)
 		return config_error(err, path, "\"comm\" is required");
 	snprintf(p, sizeof p, "%s.comm", path);
-	if ((r = parse_region(o, p, true, cell_spec_has_cell(s), &s->comm, err)) < 0)
+	if (o && (r = parse_region(o, p, true, cell_spec_has_cell(s), &s->comm, err)) < 0)
 		return r;
 	if (cell_spec_has_cell(s) && (r = cell_spec_jailhouse_reconcile(s, path, env, json_object_get(obj, "cpus") != NULL,
 	                                                         arr != NULL, err)) < 0)
@@ -585,7 +589,7 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 		if (strcmp(s->backend, "kvm") == 0)
 			return config_error(err, path, "the kvm backend runs bare-metal images, not Linux; use \"backend\": \"qemu\"");
 	}
-	if (s->n_images == 0 && !s->kernel)
+	if (s->n_images == 0 && !s->kernel && !s->container)
 		return config_error(err, path, "\"images\" must name at least one image (or \"linux\" a kernel)");
 	s->entry = s->n_images ? s->images[0].address : 0;
 	if ((r = get_u64(obj, "entry", path, &s->entry, err)) < 0)
@@ -648,6 +652,7 @@ CellSpec *cell_spec_free(CellSpec *s) {
 	json_decref(s->cell_doc);
 	free(s->cell_bytes);
 	network_spec_free(s->network);
+	container_spec_free(s->container);
 	free(s);
 	return NULL;
 }
@@ -770,6 +775,12 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 		json_object_set_new(o, "jailhouse", json_pack("{s:s}", "cell_config", s->cell_config));
 	else if (s->cell_doc)
 		json_object_set_new(o, "jailhouse", json_pack("{s:O}", "cell", s->cell_doc));
+	if (s->container) {
+		json_object_set_new(o, "container", container_spec_to_json(s->container));
+		json_object_del(o, "images");
+		json_object_del(o, "entry");
+		json_object_del(o, "memory");
+	}
 	json_object_set_new(o, "autostart", json_boolean(s->autostart));
 	json_object_set_new(o, "allow_inject", json_boolean(s->allow_inject));
 	h = json_pack("{s:i, s:i, s:i}", "period_ms", (int)s->health.period_ms, "timeout_ms",
@@ -806,6 +817,8 @@ size_t cell_spec_image_refs(const CellSpec *s, const char *refs[SPEC_MAX_IMAGE_R
 		refs[n++] = s->initrd;
 	if (s->dtb)
 		refs[n++] = s->dtb;
+	if (s->container)
+		refs[n++] = s->container->rootfs;
 	return n;
 }
 
@@ -840,6 +853,10 @@ void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegi
 		.cell_config = s->cell_config,
 		.cell_data = s->cell_bytes,
 		.cell_size = s->cell_size,
+		.rootfs = s->container ? s->container->rootfs : NULL,
+		.rootfs_digest = s->container ? s->container->digest : NULL,
+		.rootfs_writable = s->container && s->container->writable,
+		.memory_limit = s->container ? s->container->memory_limit : 0,
 	};
 }
 
@@ -884,7 +901,7 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 		                             "idempotency_ttl_s", "max_image_bytes", "image_dirs", NULL };
 	static const char *const tkeys[] = { "cert", "key", NULL };
 	static const char *const lkeys[] = { "max_body_bytes", "max_header_bytes", "max_connections", NULL };
-	static const char *const bkeys[] = { "kvm", "qemu", "jailhouse", NULL };
+	static const char *const bkeys[] = { "kvm", "qemu", "jailhouse", "container", NULL };
 	static const char *const jkeys[] = { "system_config", "helper", "sysfs", "device", "mem", "linux_loader", NULL };
 	static const char *const kkeys[] = { "runner", NULL };
 	static const char *const qkeys[] = { "binary", "accel", "machine", "restart", NULL };
@@ -971,6 +988,8 @@ int config_parse(json_t *root, const ConfigEnv *env, Config **ret, char *err) {
 			if (restart)
 				c->qemu_restart_in_place = strcmp(restart, "in-place") == 0;
 		}
+		if ((r = config_parse_container_backend(o, c, err)) < 0)
+			return r;
 		if ((r = get_object(o, "jailhouse", "$.backends", &k, err)) < 0)
 			return r;
 		if (k) {
@@ -1093,6 +1112,8 @@ Config *config_free(Config *c) {
 	free(c->runtime_dir);
 	free(c->kvm_runner);
 	free(c->qemu_binary);
+	free(c->container_runtime);
+	free(c->container_binary);
 	free(c->qemu_accel);
 	free(c->qemu_machine);
 	free(c->jh_system_config);

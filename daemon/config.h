@@ -85,6 +85,14 @@ typedef struct ImageSpec {
 	uint64_t address;
 } ImageSpec;
 
+/* "container": a container cell's rootfs and limits (config-container.c) */
+typedef struct ContainerSpec {
+	char *rootfs; /* uploaded image's name, or absolute */
+	char *digest; /* "sha256:HEX" or NULL */
+	bool writable;
+	uint64_t memory_limit;
+} ContainerSpec;
+
 typedef struct CellSpec {
 	char name[CELL_NAME_MAX + 1];
 	char backend[16];
@@ -116,6 +124,7 @@ typedef struct CellSpec {
 	HealthSpec health;
 	RecoverySpec recovery;
 	NetSpec *network; /* the spec's "network", or NULL (network-spec.h) */
+	ContainerSpec *container; /* "backend": "container" only */
 } CellSpec;
 
 typedef struct ApiConfig {
@@ -143,6 +152,8 @@ typedef struct Config {
 	char *qemu_accel;
 	char *qemu_machine;
 	int qemu_restart_in_place; /* -1: the backend's choice (fresh), 0, 1 */
+	char *container_runtime;   /* backends.container.runtime: "runc" (NULL) or "crun" */
+	char *container_binary;    /* backends.container.binary: the runtime's path */
 	bool jailhouse;            /* backends.jailhouse is there */
 	char *jh_system_config;    /* what ENABLE loads; required to enable */
 	char *jh_helper;           /* warden-jailhouse */
@@ -208,6 +219,12 @@ int cell_spec_jailhouse_generate(CellSpec *s, json_t *doc, const char *path, cha
 int cell_spec_jailhouse_reconcile(CellSpec *s, const char *path, const ConfigEnv *env, bool has_cpus,
                                   bool has_memory, char *err);
 json_t *cell_spec_to_json(const CellSpec *s);
+/* config-container.c: parses "container" (and refuses it elsewhere). */
+int cell_spec_container_parse(CellSpec *s, json_t *obj, const char *path, char *err);
+ContainerSpec *container_spec_free(ContainerSpec *c);
+/* backends.container: {"runtime": "runc"|"crun", "binary": "/ABS/PATH"} */
+int config_parse_container_backend(json_t *backends, Config *c, char *err);
+json_t *container_spec_to_json(const ContainerSpec *c);
 /* Checks that `s` can live beside `others` (CPUs, memory); `sharing` allows
  * CPU sharing. Returns -EEXIST (duplicate name), -EBUSY (conflict). */
 int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *const *others, size_t n_others,

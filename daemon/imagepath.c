@@ -146,6 +146,9 @@ int image_path_check_spec(const CellSpec *s, const char *path, char *const *dirs
 	snprintf(p, sizeof p, "%s.linux.dtb", path);
 	if (s->dtb && (r = check_image_dir(s->dtb, p, dirs, n_dirs, err)) < 0)
 		return r;
+	snprintf(p, sizeof p, "%s.container.rootfs", path);
+	if (s->container && (r = check_image_dir(s->container->rootfs, p, dirs, n_dirs, err)) < 0)
+		return r;
 	/* The .cell is what the helper hands the driver, as root. */
 	snprintf(p, sizeof p, "%s.jailhouse.cell_config", path);
 	if (s->cell_config && (r = check_image_dir(s->cell_config, p, dirs, n_dirs, err)) < 0)

@@ -41,6 +41,9 @@ struct Manager {
 	Backend *kvm;
 	Backend *qemu; /* NULL when QEMU is not installed */
 	Backend *jailhouse; /* NULL unless backends.jailhouse is configured */
+	Backend *container; /* NULL when the OCI runtime is not installed */
+	bool container_enabled;
+	int container_error;
 	bool kvm_enabled, qemu_enabled, jailhouse_enabled; /* enabled, or an enable is queued */
 	int kvm_error, qemu_error, jailhouse_error;        /* of the last enable: 0 or -errno */
 	BackendQueue *queue; /* runs the blocking backend calls off the loop */
@@ -346,6 +349,7 @@ Manager *manager_free(Manager *m) {
 	sd_event_source_disable_unref(m->prune_timer);
 	backend_free(m->kvm);
 	backend_free(m->qemu);
+	backend_free(m->container);
 	backend_free(m->jailhouse);
 	sd_event_source_disable_unref(m->watchdog_timer);
 	sd_event_source_disable_unref(m->lag_timer);
@@ -411,7 +415,28 @@ bool manager_backend_available(Manager *m, const char *kind) {
 		return m->qemu != NULL && m->qemu_error >= 0;
 	if (strcmp(kind, "jailhouse") == 0)
 		return m->jailhouse != NULL && m->jailhouse_error >= 0;
+	if (strcmp(kind, "container") == 0)
+		return m->container != NULL && m->container_error >= 0;
 	return false;
+}
+
+const char *manager_container_unavailable(Manager *m, const CellSpec *spec) {
+	static char why[4096 + 160];
+	const char *rt = m->config->container_runtime ? m->config->container_runtime : "runc";
+	const char *bin = m->config->container_binary ? m->config->container_binary :
+	                  strcmp(rt, "crun") == 0 ? "/usr/bin/crun" : "/usr/sbin/runc";
+
+	if (!spec->container || manager_backend_available(m, "container"))
+		return NULL;
+	/* The enable is tried again at each start: the runtime may have been
+	 * installed meanwhile. */
+	if (m->container && (m->container_error = backend_enable(m->container)) >= 0)
+		return NULL;
+	snprintf(why, sizeof why,
+	         "the container backend is unavailable: the OCI runtime %s (%s) is missing or not executable; "
+	         "install it (apt-get install %s) or set backends.container.binary",
+	         rt, bin, rt);
+	return why;
 }
 
 int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t max) {
@@ -465,6 +490,8 @@ Backend *manager_backend_for(Manager *m, const char *kind) {
 		return m->qemu;
 	if (strcmp(kind, "jailhouse") == 0)
 		return m->jailhouse;
+	if (strcmp(kind, "container") == 0)
+		return m->container;
 	return NULL;
 }
 
@@ -475,11 +502,12 @@ typedef struct BackendSlot {
 	int *error;
 } BackendSlot;
 
-static size_t backend_slots(Manager *m, BackendSlot out[3]) {
+static size_t backend_slots(Manager *m, BackendSlot out[4]) {
 	out[0] = (BackendSlot){ m->kvm, &m->kvm_enabled, &m->kvm_error };
 	out[1] = (BackendSlot){ m->qemu, &m->qemu_enabled, &m->qemu_error };
 	out[2] = (BackendSlot){ m->jailhouse, &m->jailhouse_enabled, &m->jailhouse_error };
-	return 3;
+	out[3] = (BackendSlot){ m->container, &m->container_enabled, &m->container_error };
+	return 4;
 }
 
 bool manager_restarts_in_place(Manager *m, const char *kind) {
@@ -530,7 +558,7 @@ static void on_backend_done(const BackendCompletion *d, void *userdata) {
 	const char *kind = backend_kind(d->backend);
 
 	if (d->kind == BACKEND_REQUEST_ENABLE) {
-		BackendSlot slots[3];
+		BackendSlot slots[4];
 		size_t n = backend_slots(m, slots);
 		for (size_t i = 0; i < n; i++)
 			if (slots[i].backend == d->backend) {
@@ -555,7 +583,7 @@ static bool backend_in_use(Manager *m, const char *kind) {
 /* Every cell stopped, then (the queue orders it after their destroys)
  * every enabled backend disabled. */
 static void stop_everything(Manager *m, const char *reason) {
-	BackendSlot slots[3];
+	BackendSlot slots[4];
 	size_t n = backend_slots(m, slots);
 	int r;
 
@@ -769,7 +797,7 @@ static void start_autostart_cells(Manager *m) {
  * this wait for the enables (barriers); a failed enable shows as each
  * cell's failed start. */
 static int queue_enables(Manager *m) {
-	BackendSlot slots[3];
+	BackendSlot slots[4];
 	size_t n = backend_slots(m, slots);
 	int r;
 
@@ -796,6 +824,27 @@ int manager_enable_hypervisor(Manager *m) {
 	log_cell(LOG_NOTICE, NULL, NULL, "Hypervisor enabled");
 	manager_update_status(m);
 	return 0;
+}
+
+/* The OCI runtime only has to be there; without it container cells fail
+ * to start, and say why (manager_backend_error()). */
+static void manager_startup_container(Manager *m) {
+	const char *rt = m->config->container_runtime ? m->config->container_runtime : "runc";
+	BackendConfig bc = {
+		.runtime_dir = m->runtime_dir,
+		.runner_path = m->config->container_binary,
+		.runtime = rt,
+	};
+	int r = backend_new("container", &bc, &m->container);
+
+	if (r >= 0 && (r = backend_enable(m->container)) < 0) {
+		log_warning_errno(r, "The container backend is unavailable (%s: %m); container cells will fail to start",
+		                  m->config->container_binary ? m->config->container_binary :
+		                  strcmp(rt, "crun") == 0 ? "/usr/bin/crun" : "/usr/sbin/runc");
+		m->container_error = r;
+	} else if (r < 0)
+		log_warning_errno(r, "No container backend (%m); container cells will fail to start");
+	m->container_enabled = m->container != NULL && r >= 0;
 }
 
 int manager_startup(Manager *m) {
@@ -828,6 +877,8 @@ int manager_startup(Manager *m) {
 	} else if (r < 0)
 		log_warning_errno(r, "No qemu backend (%m); qemu cells will fail to start");
 	m->qemu_enabled = m->qemu != NULL;
+
+	manager_startup_container(m);
 
 	/* Jailhouse's ENABLE blocks (it brings up the hypervisor on every
 	 * CPU): queued below, like any enable, never run here. */

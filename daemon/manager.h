@@ -66,6 +66,9 @@ const LoopLag *manager_loop_lag(const Manager *m);
 bool manager_hypervisor_enabled(const Manager *m);
 /* The backend of this kind is present and its last enable did not fail. */
 bool manager_backend_available(Manager *m, const char *kind);
+/* Why a container cell cannot start (its OCI runtime is missing), or NULL
+ * (also for every other kind of cell). */
+const char *manager_container_unavailable(Manager *m, const CellSpec *spec);
 /* backend_stats() of that kind's backend; -ENODEV without one. */
 int manager_backend_stats(Manager *m, const char *kind, BackendStat *ret, size_t max);
 /* The first backend with a console of its own (jailhouse's): -ENODEV if none. */

@@ -405,6 +405,10 @@ void upload_abort(void *userdata) {
 	free(u);
 }
 
+const char *upload_temp_path(const Upload *u) {
+	return u->tmp;
+}
+
 int upload_commit(Upload *u, const uint8_t want[32], bool *ret_replaced, char hex[65], size_t *ret_size) {
 	uint8_t got[SHA256_LEN];
 	int r = 0;

@@ -59,3 +59,5 @@ void upload_abort(void *userdata);
  * place. *ret_replaced tells whether an image of that name existed. The
  * upload is freed in every case. */
 int upload_commit(Upload *u, const uint8_t want_sha256[32], bool *ret_replaced, char sha256_hex[65], size_t *ret_size);
+/* The file the body went to, until commit or abort (to check it first). */
+const char *upload_temp_path(const Upload *u);

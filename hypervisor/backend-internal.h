@@ -59,6 +59,7 @@ struct BackendCell {
 int kvm_backend_new(const BackendConfig *cfg, Backend **ret);
 int qemu_backend_new(const BackendConfig *cfg, Backend **ret);
 int jailhouse_backend_new(const BackendConfig *cfg, Backend **ret);
+int container_backend_new(const BackendConfig *cfg, Backend **ret);
 
 /* Consoles and runner logs: what inmates print can be anything their
  * memory held (an image, a secret), so no more than the daemon's group

@@ -109,6 +109,8 @@ void backend_cell_config_free(BackendCellConfig *c)
 	free((void *)c->cell_data);
 	free((char *)c->net_tap);
 	free((char *)c->net_mac);
+	free((char *)c->rootfs);
+	free((char *)c->rootfs_digest);
 	free(c);
 }
 
@@ -124,7 +126,7 @@ BackendCellConfig *backend_cell_config_dup(const BackendCellConfig *src)
 		return NULL;
 	*c = *src;
 	c->name = c->args = c->kernel = c->initrd = c->cmdline = c->cell_config = c->dtb = NULL;
-	c->net_tap = c->net_mac = NULL;
+	c->net_tap = c->net_mac = c->rootfs = c->rootfs_digest = NULL;
 	c->cell_data = NULL;
 	c->cpus = NULL;
 	c->regions = NULL;
@@ -171,6 +173,8 @@ BackendCellConfig *backend_cell_config_dup(const BackendCellConfig *src)
 	}
 	c->net_tap = dup_or_null(src->net_tap, &oom);
 	c->net_mac = dup_or_null(src->net_mac, &oom);
+	c->rootfs = dup_or_null(src->rootfs, &oom);
+	c->rootfs_digest = dup_or_null(src->rootfs_digest, &oom);
 	if (oom || !c->name) {
 		backend_cell_config_free(c);
 		return NULL;

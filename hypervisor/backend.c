@@ -58,6 +58,8 @@ int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret)
 		return qemu_backend_new(cfg, ret);
 	if (strcmp(kind, "jailhouse") == 0)
 		return jailhouse_backend_new(cfg, ret);
+	if (strcmp(kind, "container") == 0)
+		return container_backend_new(cfg, ret);
 	return -EOPNOTSUPP;
 }
 

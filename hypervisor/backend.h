@@ -95,6 +95,14 @@ typedef struct BackendCellConfig {
 	 * name) with this MAC; NULL: the cell has no NIC */
 	const char *net_tap;
 	const char *net_mac;
+	/* container: the rootfs tarball (absolute), the SHA-256 it must have
+	 * (hex, or NULL), whether the container may write to it, the memory
+	 * limit in bytes (0: the backend's default); args are the process's
+	 * argv, split at blanks. */
+	const char *rootfs;
+	const char *rootfs_digest;
+	bool rootfs_writable;
+	uint64_t memory_limit;
 } BackendCellConfig;
 
 typedef enum BackendCellState {
@@ -151,10 +159,17 @@ typedef struct BackendConfig {
 	const char *device;        /* NULL: /dev/jailhouse (the helper opens it) */
 	const char *linux_loader;  /* NULL: /usr/libexec/jailhouse/linux-loader.bin */
 	const char *mem;           /* NULL: /dev/mem (the helper opens it) */
+	/* container (runner_path is the OCI runtime's binary): */
+	const char *runtime;       /* "runc" or "crun"; NULL: runc */
 } BackendConfig;
 
 const char *backend_cell_state_to_string(BackendCellState s);
 BackendCellState backend_cell_state_from_string(const char *s);
+
+/* A container rootfs tarball's entries, checked without unpacking:
+ * relative paths, no "..", no device nodes, not truncated. -EINVAL or
+ * -EBADMSG with the reason in why. A worker call (reads it whole). */
+int backend_rootfs_check(const char *tarball, char *why, size_t n);
 
 /* Known backend kinds ("kvm", ...); -EOPNOTSUPP for the others. */
 int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret);

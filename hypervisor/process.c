@@ -34,6 +34,7 @@ struct ChildProcess {
 	pid_t pid;
 	int pidfd;
 	bool exited;
+	int exit_code; /* CLD_EXITED status, 128 + signal, -1 unknown */
 	char exit_reason[64];
 };
 
@@ -45,6 +46,7 @@ int child_new(const char *what, ChildProcess **ret)
 		return -ENOMEM;
 	snprintf(p->what, sizeof(p->what), "%s", what);
 	p->pidfd = -1;
+	p->exit_code = -1;
 	*ret = p;
 	return 0;
 }
@@ -183,6 +185,7 @@ bool child_reap(ChildProcess *p, int timeout_ms)
 		return false;
 	p->exited = true;
 	if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
+		p->exit_code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
 		if (si.si_code == CLD_EXITED)
 			snprintf(p->exit_reason, sizeof(p->exit_reason), "%s exited with status %d",
 				 p->what, si.si_status);
@@ -217,6 +220,11 @@ int child_pidfd(const ChildProcess *p)
 bool child_exited(const ChildProcess *p)
 {
 	return p->exited;
+}
+
+int child_exit_code(const ChildProcess *p)
+{
+	return p->exited ? p->exit_code : -1;
 }
 
 const char *child_exit_reason(const ChildProcess *p)

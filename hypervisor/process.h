@@ -58,6 +58,9 @@ int child_kill(ChildProcess *p, int timeout_ms);
 pid_t child_pid(const ChildProcess *p);  /* 0 if none */
 int child_pidfd(const ChildProcess *p);  /* -1 if none */
 bool child_exited(const ChildProcess *p);
+/* Its exit status (128 + the signal when killed); -1 while it runs or
+ * when it is not our child. */
+int child_exit_code(const ChildProcess *p);
 /* "qemu exited with status 1", "runner killed by signal 9", "qemu exited"
  * (not our child: no status); "" while it runs. */
 const char *child_exit_reason(const ChildProcess *p);

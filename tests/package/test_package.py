@@ -162,6 +162,7 @@ def deb_holds_the_installed_layout():
     for want in ("/usr/bin/wardend", "/usr/bin/wardenctl", "/usr/libexec/warden/warden-kvm",
                  "/usr/libexec/warden/warden-jailhouse", "/etc/warden/wardend.json", "/etc/warden/tokens",
                  "/usr/share/warden/inmates/heartbeat.bin", "/usr/share/warden/inmates/faulty.bin",
+                 "/usr/share/warden/containers/demo-rootfs.tar",
                  "/usr/share/man/man8/wardend.8.gz", "/usr/share/man/man1/wardenctl.1.gz",
                  "/usr/share/doc/warden/README.md", "/usr/share/doc/warden/examples/demo-tokens",
                  "/usr/lib/sysusers.d/warden.conf") + tuple(UNITS):
@@ -256,6 +257,12 @@ def installed_daemon_runs_the_installed_config():
             c = d.wait_state(name, "running", timeout=30)
             assert c["heartbeat"]["seq"] > 0, c
         cells = {c["name"]: c["state"] for c in d.get("/cells").json()}
+        # the container cell runs where runc is installed (a Recommends)
+        container = cells.pop("container", None)
+        assert container is not None, cells
+        if os.access("/usr/sbin/runc", os.X_OK):
+            c = d.wait_state("container", "running", timeout=30)
+            assert c["backend"] == "container" and c["heartbeat"]["seq"] > 0, c
         assert cells == {"heartbeat": "running", "faulty": "running", "nqueens": "stopped",
                          "jitter": "stopped"}, cells
         # The installed runner and inmates, not a build tree's.

@@ -25,7 +25,7 @@ static void every_pointer_is_copied_and_outlives_its_source(void **state)
 {
 	(void)state;
 	struct {
-		char name[16], args[16], tap[16], mac[18], kernel[32], initrd[32], cmdline[32], dtb[32], cell_config[32], image[32];
+		char name[16], args[16], tap[16], mac[18], rootfs[32], digest[8], kernel[32], initrd[32], cmdline[32], dtb[32], cell_config[32], image[32];
 		unsigned cpus[2];
 		BackendRegion regions[1];
 		BackendImage images[1];
@@ -44,6 +44,8 @@ static void every_pointer_is_copied_and_outlives_its_source(void **state)
 	strcpy(src.image, "/k/app.bin");
 	strcpy(src.tap, "wtap-linux");
 	strcpy(src.mac, "52:54:00:12:34:56");
+	strcpy(src.rootfs, "/k/rootfs.tar");
+	strcpy(src.digest, "ab12");
 	src.cpus[0] = 2;
 	src.cpus[1] = 3;
 	src.regions[0] = (BackendRegion){ .phys_start = 0x1000, .virt_start = 0, .size = 0x2000, .flags = 7 };
@@ -52,7 +54,8 @@ static void every_pointer_is_copied_and_outlives_its_source(void **state)
 		src.cell_data[i] = (uint8_t)i;
 	cfg = (BackendCellConfig){
 		.name = src.name, .args = src.args, .kernel = src.kernel, .initrd = src.initrd,
-		.cmdline = src.cmdline, .dtb = src.dtb, .net_tap = src.tap, .net_mac = src.mac, .cell_config = src.cell_config,
+		.cmdline = src.cmdline, .dtb = src.dtb, .net_tap = src.tap, .net_mac = src.mac,
+		.rootfs = src.rootfs, .rootfs_digest = src.digest, .rootfs_writable = true, .memory_limit = 1 << 20, .cell_config = src.cell_config,
 		.cpus = src.cpus, .n_cpus = 2, .regions = src.regions, .n_regions = 1,
 		.images = src.images, .n_images = 1, .cell_data = src.cell_data,
 		.cell_size = sizeof(src.cell_data), .entry = 0x4000, .comm_addr = 0x1000,
@@ -64,7 +67,7 @@ static void every_pointer_is_copied_and_outlives_its_source(void **state)
 	/* Nothing in the copy points into the source ... */
 	const void *ptrs[] = { copy->name, copy->args, copy->kernel, copy->initrd, copy->cmdline, copy->dtb,
 		               copy->cell_config, copy->cpus, copy->regions, copy->images, copy->images[0].path,
-		               copy->cell_data, copy->net_tap, copy->net_mac };
+		               copy->cell_data, copy->net_tap, copy->net_mac, copy->rootfs, copy->rootfs_digest };
 	for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) {
 		assert_non_null(ptrs[i]);
 		assert_false(inside(ptrs[i], &src, sizeof(src)));
@@ -81,6 +84,10 @@ static void every_pointer_is_copied_and_outlives_its_source(void **state)
 	assert_string_equal(copy->images[0].path, "/k/app.bin");
 	assert_string_equal(copy->net_tap, "wtap-linux");
 	assert_string_equal(copy->net_mac, "52:54:00:12:34:56");
+	assert_string_equal(copy->rootfs, "/k/rootfs.tar");
+	assert_string_equal(copy->rootfs_digest, "ab12");
+	assert_true(copy->rootfs_writable);
+	assert_int_equal(copy->memory_limit, 1 << 20);
 	assert_int_equal(copy->images[0].addr, 0x4000);
 	assert_int_equal(copy->n_cpus, 2);
 	assert_int_equal(copy->cpus[0], 2);

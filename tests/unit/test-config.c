@@ -132,6 +132,69 @@ static void test_cpu_sharing_allows_overlap(void **state) {
 	config_free(c);
 }
 
+#define CONTAINER(name, cpus, extra) \
+	"{\"name\":\"" name "\",\"backend\":\"container\",\"cpus\":" cpus ",\"args\":\"/bin/app -x\"," \
+	"\"container\":{\"rootfs\":\"rootfs.tar\"" extra "}}"
+
+/* A container cell: no memory, images or comm needed; the rootfs is an
+ * image reference; its CPUs are checked like a VM cell's; the spec
+ * survives its own JSON form. */
+static void test_container_cells(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL, *c2 = NULL;
+	const char *refs[SPEC_MAX_IMAGE_REFS];
+	BackendRegion regions[BACKEND_MAX_REGIONS];
+	BackendImage images[BACKEND_MAX_IMAGES];
+	BackendCellConfig bc;
+	json_t *root;
+	(void)state;
+	assert_int_equal(parse("{\"root_cpus\":[0],\"backends\":{\"container\":{\"runtime\":\"crun\"}},\"cells\":["
+	                       CONTAINER("app", "[1]", ",\"writable\":true,\"memory_limit\":8388608,"
+	                                 "\"digest\":\"sha256:" "0123456789abcdef0123456789abcdef"
+	                                 "0123456789abcdef0123456789abcdef\"") "]}", &c, err), 0);
+	assert_string_equal(c->container_runtime, "crun");
+	assert_non_null(c->cells[0]->container);
+	assert_true(c->cells[0]->container->writable);
+	assert_int_equal(c->cells[0]->comm.size, 4096);
+	assert_int_equal(cell_spec_image_refs(c->cells[0], refs), 1);
+	assert_string_equal(refs[0], "rootfs.tar");
+	cell_spec_to_backend(c->cells[0], &bc, regions, images);
+	assert_string_equal(bc.rootfs, "rootfs.tar");
+	assert_true(bc.rootfs_writable);
+	assert_int_equal(bc.memory_limit, 8388608);
+	assert_string_equal(bc.args, "/bin/app -x");
+	root = json_pack("{s:[o]}", "cells", cell_spec_to_json(c->cells[0]));
+	assert_int_equal(config_parse(root, &env4, &c2, err), 0);
+	assert_string_equal(c2->cells[0]->container->rootfs, "rootfs.tar");
+	assert_int_equal(c2->cells[0]->container->memory_limit, 8388608);
+	json_decref(root);
+	config_free(c);
+	config_free(c2);
+
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"backend\":\"container\",\"cpus\":[1],\"args\":\"x\"}]}",
+	              "$.cells[0]", "rootfs tarball");
+	expect_reject("{\"cells\":[" CONTAINER("a", "[1]", ",\"colour\":1") "]}", "$.cells[0].container",
+	              "unknown key \"colour\"");
+	expect_reject("{\"cells\":[" CONTAINER("a", "[1]", ",\"digest\":\"md5:00\"") "]}", "$.cells[0].container",
+	              "64 hex digits");
+	expect_reject("{\"cells\":[" CONTAINER("a", "[1]", ",\"memory_limit\":1") "]}", "$.cells[0].container",
+	              "at least");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"backend\":\"container\",\"cpus\":[1],"
+	              "\"container\":{\"rootfs\":\"r.tar\"}}]}", "$.cells[0]", "\"args\" is required");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"backend\":\"container\",\"cpus\":[1],\"args\":\"x\","
+	              "\"container\":{\"rootfs\":\"a/b.tar\"}}]}", "$.cells[0].container", "bare name");
+	expect_reject("{\"cells\":[{\"name\":\"a\",\"backend\":\"container\",\"cpus\":[1],\"args\":\"x\","
+	              "\"images\":[],\"container\":{\"rootfs\":\"r.tar\"}}]}", "$.cells[0]", "not for container cells");
+	expect_reject("{\"cells\":[" CELL("vm", "[2]", "0x40000000") "," CONTAINER("a", "[2]", "") "]}", "$.cells[1]",
+	              "CPU 2 of cell \"a\" is already assigned to cell \"vm\"");
+	expect_reject("{\"root_cpus\":[0],\"cells\":[" CONTAINER("a", "[0]", "") "]}", "$.cells[0]",
+	              "belongs to the root set");
+	expect_reject("{\"backends\":{\"container\":{\"runtime\":\"docker\"}}}", "$.backends.container",
+	              "neither \"runc\" nor \"crun\"");
+	expect_reject("{\"backends\":{\"container\":{\"binary\":\"runc\"}}}", "$.backends.container",
+	              "not an absolute path");
+}
+
 static void test_reject_missing_cpu(void **state) {
 	(void)state;
 	expect_reject("{\"cells\":[" CELL("a", "[4]", "0x40000000") "]}", "$.cells[0].cpus[0]",
@@ -444,6 +507,7 @@ int main(void) {
 		cmocka_unit_test(test_image_dirs),
 		cmocka_unit_test(test_api_section),
 		cmocka_unit_test(test_tables_complete),
+		cmocka_unit_test(test_container_cells),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
