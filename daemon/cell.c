@@ -796,6 +796,7 @@ void cell_delete(Cell *c) {
 	if (c->net_up)
 		(void)network_release_async(manager_network(c->manager), c->spec);
 	c->net_up = false;
+	network_forget(manager_network(c->manager), c->spec->name);
 	/* Its state directory goes with it: nothing more to save. */
 	c->save_pending = false;
 	sd_event_source_set_enabled(c->save_source, SD_EVENT_OFF);

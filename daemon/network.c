@@ -74,13 +74,12 @@ const char *network_operstate_to_string(uint8_t s) {
 
 /* The cell's NAT rule in the table's set (rule NULL: out of it), and the
  * table rewritten when the set changed. Under net->lock. */
-static int nat_update(NetJob *j, struct nl_sock *sk, const NatRule *rule) {
+static int nat_update(NetJob *j, const NatRule *rule) {
 	Network *n = j->net;
 	char err[256];
 	size_t i;
 	int r;
 
-	(void)sk;
 	for (i = 0; i < n->n_nat; i++)
 		if (strcmp(n->nat_cell[i], j->cell) == 0)
 			break;
@@ -107,14 +106,14 @@ static int nat_update(NetJob *j, struct nl_sock *sk, const NatRule *rule) {
 	return r;
 }
 
-static int nat_for(NetJob *j, struct nl_sock *sk, const char *link) {
+static int nat_for(NetJob *j, const char *link) {
 	NatRule rule = { .prefix = j->spec.prefix, .net = j->spec.address & network_mask(j->spec.prefix) };
 
 	if (!j->spec.nat_uplink[0])
-		return nat_update(j, sk, NULL);
+		return nat_update(j, NULL);
 	snprintf(rule.link, sizeof rule.link, "%s", link);
 	snprintf(rule.uplink, sizeof rule.uplink, "%s", j->spec.nat_uplink);
-	return nat_update(j, sk, &rule);
+	return nat_update(j, &rule);
 }
 
 static int bridge_for(NetJob *j, struct nl_sock *sk, int *ret_ifindex) {
@@ -147,7 +146,7 @@ static int job_prepare(NetJob *j, struct nl_sock *sk) {
 		               j->spec.interface);
 	if (r < 0)
 		return r;
-	return nat_for(j, sk, j->spec.bridge);
+	return nat_for(j, j->spec.bridge);
 }
 
 static int job_attach(NetJob *j, struct nl_sock *sk) {
@@ -190,7 +189,7 @@ static int job_attach(NetJob *j, struct nl_sock *sk) {
 	}
 	log_cell(LOG_INFO, j->cell, NULL, "Cell \"%s\": root-side interface \"%s\"%s%s", j->cell, name,
 	         br ? " on bridge " : "", br ? j->spec.bridge : "");
-	return nat_for(j, sk, br ? j->spec.bridge : name);
+	return nat_for(j, br ? j->spec.bridge : name);
 }
 
 static int job_release(NetJob *j, struct nl_sock *sk) {
@@ -208,7 +207,7 @@ static int job_release(NetJob *j, struct nl_sock *sk) {
 			log_cell_errno(LOG_WARNING, k, j->cell, NULL, "Cell \"%s\": bridge \"%s\" not removed: %m", j->cell,
 			               j->spec.bridge);
 	}
-	k = nat_update(j, sk, NULL);
+	k = nat_update(j, NULL);
 	return r < 0 ? r : k;
 }
 
@@ -443,6 +442,14 @@ Network *network_free(Network *n) {
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 	return NULL;
+}
+
+void network_forget(Network *n, const char *cell) {
+	for (size_t i = 0; n && i < n->n_links; i++)
+		if (strcmp(n->links[i].cell, cell) == 0) {
+			n->links[i] = n->links[--n->n_links];
+			return;
+		}
 }
 
 bool network_cell_problem(Network *n, const char *cell, char *buf, size_t size) {
