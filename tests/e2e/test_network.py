@@ -401,6 +401,13 @@ def cell_gets_its_address_and_reaches_the_uplink_through_nat():
     m = d.get("/metrics").body
     assert re.search(r'warden_cell_network_receive_bytes_total\{cell="linux",interface="wd-linux"\} [1-9]', m), m
     assert 'warden_cell_network_carrier{cell="linux",interface="wd-linux"} 1' in m, m
+    p = subprocess.run([os.path.join(BUILD, "daemon", "wardenctl"), "--socket", d.sock, "cell", "show", "linux"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "wd-linux on warden0, 10.77.0.1/24 -> 10.77.0.2, NAT via up0, carrier up" in p.stdout, p
+    promtool = shutil.which("promtool")
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], input=m.encode(), capture_output=True)
+        assert p.returncode == 0, p.stdout + p.stderr
 
 
 @test
