@@ -32,6 +32,7 @@ struct Network {
 
 	/* the loop's: the monitor and what it learnt */
 	struct nl_sock *mon;
+	struct nl_cb *mon_cb; /* a reference of mon's callbacks */
 	sd_event_source *mon_source, *dump_timer;
 	bool dump_wanted; /* a dump could not be sent: try at the next tick */
 	NetLinkState links[CONFIG_MAX_CELLS];
@@ -366,7 +367,7 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *userda
 	(void)revents;
 	/* bounded: a flood of link changes must not starve the cells */
 	for (int i = 0; i < 64; i++) {
-		int r = nl_recvmsgs_report(n->mon, nl_socket_get_cb(n->mon));
+		int r = nl_recvmsgs_report(n->mon, n->mon_cb);
 		if (r == 0 || r == -NLE_AGAIN)
 			break;
 		if (r == -NLE_NOMEM) {
@@ -406,6 +407,8 @@ int network_new(sd_event *event, BackendQueue *queue, Network **ret) {
 	nl_socket_disable_seq_check(n->mon);
 	nl_socket_disable_auto_ack(n->mon);
 	nl_socket_modify_cb(n->mon, NL_CB_VALID, NL_CB_CUSTOM, on_valid, n);
+	/* nl_socket_get_cb() takes a reference: once, not per read */
+	n->mon_cb = nl_socket_get_cb(n->mon);
 	r = nl_connect(n->mon, NETLINK_ROUTE);
 	if (r >= 0)
 		r = nl_socket_add_membership(n->mon, RTNLGRP_LINK);
@@ -437,6 +440,8 @@ Network *network_free(Network *n) {
 		return NULL;
 	sd_event_source_disable_unref(n->mon_source);
 	sd_event_source_disable_unref(n->dump_timer);
+	if (n->mon_cb)
+		nl_cb_put(n->mon_cb);
 	if (n->mon)
 		nl_socket_free(n->mon);
 	pthread_mutex_destroy(&n->lock);
