@@ -63,6 +63,9 @@ struct Cell {
 	 * they are released when the cell stops for good. */
 	bool net_up;
 	bool prepare_reuse; /* the boot waiting for them resets in place */
+	/* The old backend cell, unwatched, held for the boot that waits for
+	 * the network set-up (as a boot request would hold it). */
+	BackendCell *prepare_old;
 };
 
 /* ---- accessors ------------------------------------------------------ */
@@ -280,8 +283,8 @@ static void cell_release(Cell *c, bool destroy) {
 		backend_request_abandon(c->request, destroy);
 		c->request = NULL;
 	}
-	if (c->backend) {
-		BackendCell *b = cell_take_backend(c);
+	if (c->backend || c->prepare_old) {
+		BackendCell *b = c->backend ? cell_take_backend(c) : TAKE_PTR(c->prepare_old);
 		if (destroy && manager_queue(c->manager) &&
 		    backend_destroy_async(manager_queue(c->manager), b, NULL, NULL, NULL) >= 0)
 			b = NULL;
@@ -447,6 +450,9 @@ static int cell_submit_worker_boot(Cell *c, bool reuse) {
 		return r;
 	c->net_up = true;
 	c->prepare_reuse = reuse;
+	/* Unwatched meanwhile, as under a boot request: the old QEMU's exit
+	 * is the boot's business, not a crash of the cell. */
+	c->prepare_old = cell_take_backend(c);
 	return 0;
 }
 
@@ -461,9 +467,16 @@ static void on_network_ready(const BackendCompletion *d, void *userdata) {
 	if (r >= 0)
 		r = cell_submit_boot_now(c, c->prepare_reuse);
 	if (r < 0) {
-		char why[CELL_REASON_MAX];
-		snprintf(why, sizeof why, "network set-up failed: %s (see the log)", strerror(-r));
-		cell_emit(c, "network", why);
+		BackendCell *old = TAKE_PTR(c->prepare_old);
+		if (d->result < 0) {
+			char why[CELL_REASON_MAX];
+			snprintf(why, sizeof why, "network set-up failed: %s (see the log)", strerror(-r));
+			cell_emit(c, "network", why);
+		}
+		/* as a failed boot does: the old cell goes */
+		if (old && backend_destroy_async(manager_queue(c->manager), old, NULL, NULL, NULL) >= 0)
+			old = NULL;
+		backend_cell_free(old);
 		feed_done(c, r, false);
 	}
 }
@@ -494,7 +507,7 @@ static int cell_submit_boot_now(Cell *c, bool reuse) {
 		cfg.net_tap = c->spec->network->interface;
 		cfg.net_mac = c->spec->network->mac;
 	}
-	old = cell_take_backend(c);
+	old = c->prepare_old ? TAKE_PTR(c->prepare_old) : cell_take_backend(c);
 	r = backend_boot_async(manager_queue(c->manager), b, old, reuse, &cfg, on_request_done, c, &c->request);
 	if (r < 0) {
 		/* Never submitted: the old handle is still ours to give up. */
@@ -826,6 +839,7 @@ void cell_delete(Cell *c) {
 	if (c->net_up)
 		(void)network_release_async(manager_network(c->manager), c->spec);
 	c->net_up = false;
+	network_forget(manager_network(c->manager), c->spec->name);
 	/* Its state directory goes with it: nothing more to save. */
 	c->save_pending = false;
 	sd_event_source_set_enabled(c->save_source, SD_EVENT_OFF);

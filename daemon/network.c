@@ -32,6 +32,7 @@ struct Network {
 
 	/* the loop's: the monitor and what it learnt */
 	struct nl_sock *mon;
+	struct nl_cb *mon_cb; /* a reference of mon's callbacks */
 	sd_event_source *mon_source, *dump_timer;
 	bool dump_wanted; /* a dump could not be sent: try at the next tick */
 	NetLinkState links[CONFIG_MAX_CELLS];
@@ -74,13 +75,12 @@ const char *network_operstate_to_string(uint8_t s) {
 
 /* The cell's NAT rule in the table's set (rule NULL: out of it), and the
  * table rewritten when the set changed. Under net->lock. */
-static int nat_update(NetJob *j, struct nl_sock *sk, const NatRule *rule) {
+static int nat_update(NetJob *j, const NatRule *rule) {
 	Network *n = j->net;
 	char err[256];
 	size_t i;
 	int r;
 
-	(void)sk;
 	for (i = 0; i < n->n_nat; i++)
 		if (strcmp(n->nat_cell[i], j->cell) == 0)
 			break;
@@ -107,14 +107,14 @@ static int nat_update(NetJob *j, struct nl_sock *sk, const NatRule *rule) {
 	return r;
 }
 
-static int nat_for(NetJob *j, struct nl_sock *sk, const char *link) {
+static int nat_for(NetJob *j, const char *link) {
 	NatRule rule = { .prefix = j->spec.prefix, .net = j->spec.address & network_mask(j->spec.prefix) };
 
 	if (!j->spec.nat_uplink[0])
-		return nat_update(j, sk, NULL);
+		return nat_update(j, NULL);
 	snprintf(rule.link, sizeof rule.link, "%s", link);
 	snprintf(rule.uplink, sizeof rule.uplink, "%s", j->spec.nat_uplink);
-	return nat_update(j, sk, &rule);
+	return nat_update(j, &rule);
 }
 
 static int bridge_for(NetJob *j, struct nl_sock *sk, int *ret_ifindex) {
@@ -147,7 +147,7 @@ static int job_prepare(NetJob *j, struct nl_sock *sk) {
 		               j->spec.interface);
 	if (r < 0)
 		return r;
-	return nat_for(j, sk, j->spec.bridge);
+	return nat_for(j, j->spec.bridge);
 }
 
 static int job_attach(NetJob *j, struct nl_sock *sk) {
@@ -190,7 +190,7 @@ static int job_attach(NetJob *j, struct nl_sock *sk) {
 	}
 	log_cell(LOG_INFO, j->cell, NULL, "Cell \"%s\": root-side interface \"%s\"%s%s", j->cell, name,
 	         br ? " on bridge " : "", br ? j->spec.bridge : "");
-	return nat_for(j, sk, br ? j->spec.bridge : name);
+	return nat_for(j, br ? j->spec.bridge : name);
 }
 
 static int job_release(NetJob *j, struct nl_sock *sk) {
@@ -208,7 +208,7 @@ static int job_release(NetJob *j, struct nl_sock *sk) {
 			log_cell_errno(LOG_WARNING, k, j->cell, NULL, "Cell \"%s\": bridge \"%s\" not removed: %m", j->cell,
 			               j->spec.bridge);
 	}
-	k = nat_update(j, sk, NULL);
+	k = nat_update(j, NULL);
 	return r < 0 ? r : k;
 }
 
@@ -367,7 +367,7 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *userda
 	(void)revents;
 	/* bounded: a flood of link changes must not starve the cells */
 	for (int i = 0; i < 64; i++) {
-		int r = nl_recvmsgs_report(n->mon, nl_socket_get_cb(n->mon));
+		int r = nl_recvmsgs_report(n->mon, n->mon_cb);
 		if (r == 0 || r == -NLE_AGAIN)
 			break;
 		if (r == -NLE_NOMEM) {
@@ -407,6 +407,8 @@ int network_new(sd_event *event, BackendQueue *queue, Network **ret) {
 	nl_socket_disable_seq_check(n->mon);
 	nl_socket_disable_auto_ack(n->mon);
 	nl_socket_modify_cb(n->mon, NL_CB_VALID, NL_CB_CUSTOM, on_valid, n);
+	/* nl_socket_get_cb() takes a reference: once, not per read */
+	n->mon_cb = nl_socket_get_cb(n->mon);
 	r = nl_connect(n->mon, NETLINK_ROUTE);
 	if (r >= 0)
 		r = nl_socket_add_membership(n->mon, RTNLGRP_LINK);
@@ -438,11 +440,21 @@ Network *network_free(Network *n) {
 		return NULL;
 	sd_event_source_disable_unref(n->mon_source);
 	sd_event_source_disable_unref(n->dump_timer);
+	if (n->mon_cb)
+		nl_cb_put(n->mon_cb);
 	if (n->mon)
 		nl_socket_free(n->mon);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 	return NULL;
+}
+
+void network_forget(Network *n, const char *cell) {
+	for (size_t i = 0; n && i < n->n_links; i++)
+		if (strcmp(n->links[i].cell, cell) == 0) {
+			n->links[i] = n->links[--n->n_links];
+			return;
+		}
 }
 
 bool network_cell_problem(Network *n, const char *cell, char *buf, size_t size) {

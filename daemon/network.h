@@ -52,6 +52,8 @@ int network_attach_async(Network *n, const CellSpec *spec);
  * NAT rules. No completion. */
 int network_release_async(Network *n, const CellSpec *spec);
 
+/* The cell was deleted: the monitor drops what it knew of its link. */
+void network_forget(Network *n, const char *cell);
 /* A running cell's link trouble ("carrier lost on wd-linux"), or false. */
 bool network_cell_problem(Network *n, const char *cell, char *buf, size_t size);
 /* The spec's network with the monitor's view: the "network" object of

@@ -124,6 +124,27 @@ static void show_cell_spec(json_t *spec) {
 		   format_json_ms(json_object_get(health, "boot_timeout_ms"), d3, sizeof d3));
 }
 
+/* A cell network's one line (docs/networks.md): the root-side interface,
+ * the addresses, the link as the daemon's monitor sees it. */
+static void show_cell_network(json_t *n) {
+	json_t *rx = json_object_get(n, "rx"), *tx = json_object_get(n, "tx"), *nat = json_object_get(n, "nat");
+
+	if (!json_is_object(n))
+		return;
+	kv("network", "%s%s%s, %s -> %s%s%s, %s, rx %lld B %lld pkts, tx %lld B %lld pkts",
+	   dash(jstr(n, "interface")), jstr(n, "bridge") ? " on " : "", jstr(n, "bridge") ? jstr(n, "bridge") : "",
+	   dash(jstr(n, "address")), dash(jstr(n, "cell_address")), json_is_object(nat) ? ", NAT via " : "",
+	   json_is_object(nat) ? dash(jstr(nat, "uplink")) : "",
+	   !json_is_true(json_object_get(n, "present")) ? "interface missing" :
+	   !json_is_true(json_object_get(n, "up"))      ? "link down" :
+	   !json_is_true(json_object_get(n, "carrier")) ? "no carrier" :
+	                                                  "carrier up",
+	   (long long)json_integer_value(json_object_get(rx, "bytes")),
+	   (long long)json_integer_value(json_object_get(rx, "packets")),
+	   (long long)json_integer_value(json_object_get(tx, "bytes")),
+	   (long long)json_integer_value(json_object_get(tx, "packets")));
+}
+
 static void show_cell_health(json_t *c) {
 	json_t *hb = json_object_get(c, "heartbeat"), *lf = json_object_get(c, "last_failure");
 	json_t *t = json_object_get(c, "timings"), *f = json_object_get(c, "failures"), *hv = json_object_get(c, "hypervisor");
@@ -157,6 +178,7 @@ static void show_cell_health(json_t *c) {
 		kv("last failure", "%s at %s: %s", dash(jstr(lf, "kind")), dash(jstr(lf, "at")), dash(jstr(lf, "reason")));
 	else
 		kv("last failure", "none");
+	show_cell_network(json_object_get(c, "network"));
 	if (json_is_object(hv))
 		kv("hypervisor", "%s, pid %lld, %lld boots, %lld exits", dash(jstr(hv, "state")),
 		   (long long)json_integer_value(json_object_get(hv, "pid")),

@@ -24,7 +24,6 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
-#include <netlink/route/link/veth.h>
 
 #include "nat.h"
 #include "netif.h"
@@ -197,14 +196,9 @@ static void test_veth_stands_in_for_ivshmem_net(void **state) {
 	(void)state;
 	REQUIRE_NETNS();
 
-	struct rtnl_link *veth = rtnl_link_veth_alloc();
-	assert_non_null(veth);
-	rtnl_link_set_name(veth, "ivsh0");
-	rtnl_link_set_name(rtnl_link_veth_get_peer(veth), "ivcell0");
-	int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
-	if (r < 0)
-		fail_msg("veth: %s", nl_geterror(r));
-	rtnl_link_put(veth);
+	/* by iproute2: libnl 3.7's veth objects leak their peer (LSan) */
+	if (system("ip link add ivsh0 type veth peer name ivcell0") != 0)
+		fail_msg("cannot make the veth pair (ip link add)");
 	/* the far end is the "cell's", kept up so the near one has carrier */
 	assert_int_equal(netif_set_up(sk, "ivcell0", true), 0);
 	/* by PCI address: a veth has none */
