@@ -925,9 +925,19 @@ static void on_sample(Step *s) {
 		if (o->istate == WARDEN_INMATE_DEGRADED && m->state != CELL_DEGRADED) {
 			char app[WARDEN_COMM_APP_LEN + 1];
 			cell_sanitize_text(app, sizeof app, o->app, WARDEN_COMM_APP_LEN);
+			m->link_degraded = false;
 			set_state(s, CELL_DEGRADED, "inmate reports degraded%s%s", app[0] ? ": " : "", app);
+		} else if (o->istate == WARDEN_INMATE_RUNNING && o->link_problem[0] && m->state != CELL_FAILED) {
+			if (m->state != CELL_DEGRADED) {
+				m->link_degraded = true;
+				set_state(s, CELL_DEGRADED, "%s", o->link_problem);
+			}
 		} else if (o->istate == WARDEN_INMATE_RUNNING && m->state != CELL_RUNNING) {
-			set_state(s, CELL_RUNNING, "%s", m->state == CELL_FAILED ? "beating again" : "inmate reports running");
+			set_state(s, CELL_RUNNING, "%s",
+			          m->state == CELL_FAILED ? "beating again" :
+			          m->link_degraded        ? "network link restored" :
+			                                    "inmate reports running");
+			m->link_degraded = false;
 		}
 		if (m->state == CELL_RUNNING)
 			policy_on_healthy(&m->policy, s->ctx->recovery, m->healthy_since_ns, now);

@@ -90,6 +90,8 @@ typedef struct CellMachine {
 	 * whatever `autostart` says, until the operator starts it
 	 * (Docker's unless-stopped). */
 	bool held;
+	/* DEGRADED because of the observation's link_problem */
+	bool link_degraded;
 
 	/* heartbeat, as last sampled */
 	bool hb_valid;
@@ -163,6 +165,9 @@ typedef struct CellObservation {
 	bool cpu_known;
 	uint64_t cpu_run_ns;
 	unsigned cpu_runnable;
+	/* the cell's network link is in trouble (network.h), with the
+	 * spec's degrade_on_carrier_loss: why; "" when it is fine */
+	char link_problem[128];
 } CellObservation;
 
 /* Fills the comm region's part of `o` from the region as the inmate left

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "network.h"
 #include "persist.h"
 #include "store.h"
 
@@ -57,6 +58,11 @@ struct Cell {
 
 	CellEvent events[CELL_EVENTS_MAX];
 	unsigned n_events, events_head;
+
+	/* The root-side links of spec->network were set up (or are being):
+	 * they are released when the cell stops for good. */
+	bool net_up;
+	bool prepare_reuse; /* the boot waiting for them resets in place */
 };
 
 /* ---- accessors ------------------------------------------------------ */
@@ -365,6 +371,10 @@ static void on_request_done(const BackendCompletion *d, void *userdata) {
 	         (double)(d->started_ns - d->queued_ns) / 1e6, d->result < 0 ? strerror(-d->result) : "ok");
 	if (c->backend && (r = cell_watch(c)) < 0)
 		log_cell_errno(LOG_WARNING, r, c->spec->name, NULL, "Failed to watch cell \"%s\": %m", c->spec->name);
+	/* jailhouse: the ivshmem-net interface appears once the cell runs */
+	if (d->kind == BACKEND_REQUEST_BOOT && d->result >= 0 && c->spec->network && !c->spec->network->tap &&
+	    network_attach_async(manager_network(c->manager), c->spec) >= 0)
+		c->net_up = true;
 	feed_done(c, d->result, d->reused);
 	if (c->save_pending)
 		cell_save(c);
@@ -410,26 +420,80 @@ static int cell_backend_config(Cell *c, BackendCellConfig *cfg, BackendRegion *r
 	return 0;
 }
 
+static int cell_submit_boot_now(Cell *c, bool reuse);
+static void on_network_ready(const BackendCompletion *d, void *userdata);
+
+/* The links go before the boot on the cell's queue key; the boot itself
+ * is submitted when they are ready (on_network_ready). */
 static int cell_submit_worker_boot(Cell *c, bool reuse) {
+	Network *net = manager_network(c->manager);
+	int r;
+
+	/* A spec accepted while the cell ran takes effect now; the links of
+	 * the old one go first if they differ. */
+	if (c->next_spec) {
+		if (c->net_up && (!c->next_spec->network ||
+		                  memcmp(c->spec->network, c->next_spec->network, sizeof(NetSpec)) != 0)) {
+			(void)network_release_async(net, c->spec);
+			c->net_up = false;
+		}
+		cell_spec_free(c->spec);
+		c->spec = TAKE_PTR(c->next_spec);
+	}
+	if (!c->spec->network || !c->spec->network->tap)
+		return cell_submit_boot_now(c, reuse);
+	r = network_prepare_async(net, c->spec, on_network_ready, c, &c->request);
+	if (r < 0)
+		return r;
+	c->net_up = true;
+	c->prepare_reuse = reuse;
+	return 0;
+}
+
+static void on_network_ready(const BackendCompletion *d, void *userdata) {
+	Cell *c = userdata;
+	int r = d->result;
+
+	c->request = NULL;
+	log_cell(LOG_DEBUG, c->spec->name, NULL, "Cell \"%s\": network set up in %.3f ms (queued %.3f ms): %s",
+	         c->spec->name, (double)(d->finished_ns - d->started_ns) / 1e6,
+	         (double)(d->started_ns - d->queued_ns) / 1e6, r < 0 ? strerror(-r) : "ok");
+	if (r >= 0)
+		r = cell_submit_boot_now(c, c->prepare_reuse);
+	if (r < 0) {
+		char why[CELL_REASON_MAX];
+		snprintf(why, sizeof why, "network set-up failed: %s (see the log)", strerror(-r));
+		cell_emit(c, "network", why);
+		feed_done(c, r, false);
+	}
+}
+
+static int cell_submit_boot_now(Cell *c, bool reuse) {
 	BackendRegion regions[BACKEND_MAX_REGIONS];
 	BackendImage images[BACKEND_MAX_IMAGES];
-	char paths[BACKEND_MAX_IMAGES + 3][PATH_MAX];
+	char paths[BACKEND_MAX_IMAGES + 4][PATH_MAX];
 	BackendCellConfig cfg;
 	BackendCell *old;
 	Backend *b;
 	int r;
 
-	/* A spec accepted while the cell ran takes effect now. */
-	if (c->next_spec) {
-		cell_spec_free(c->spec);
-		c->spec = TAKE_PTR(c->next_spec);
-	}
 	b = manager_backend_for(c->manager, c->spec->backend);
 	if (!b)
 		return -EOPNOTSUPP;
 	r = cell_backend_config(c, &cfg, regions, images, paths);
 	if (r < 0)
 		return r;
+	/* qemu: the NIC on the tap, and the cell's address on its command
+	 * line (init.sh sets it: Debian's kernel has no IP_PNP) */
+	if (c->spec->network && c->spec->network->tap) {
+		char *cmd = paths[BACKEND_MAX_IMAGES + 3], ip[96];
+		if ((r = network_kernel_ip_arg(c->spec->network, ip, sizeof ip)) < 0)
+			return r;
+		snprintf(cmd, PATH_MAX, "%s%s%s", cfg.cmdline ? cfg.cmdline : "", cfg.cmdline && *cfg.cmdline ? " " : "", ip);
+		cfg.cmdline = cmd;
+		cfg.net_tap = c->spec->network->interface;
+		cfg.net_mac = c->spec->network->mac;
+	}
 	old = cell_take_backend(c);
 	r = backend_boot_async(manager_queue(c->manager), b, old, reuse, &cfg, on_request_done, c, &c->request);
 	if (r < 0) {
@@ -530,6 +594,15 @@ static int cell_submit(Cell *c, CellActionKind kind) {
 	return r;
 }
 
+/* Stopped or failed for good, nothing in flight: the links go (after the
+ * teardown, on the same queue key). A restart sets them up again. */
+static void cell_network_settle(Cell *c) {
+	if (!c->net_up || c->backend || c->request || (c->m.state != CELL_STOPPED && c->m.state != CELL_FAILED))
+		return;
+	if (network_release_async(manager_network(c->manager), c->spec) >= 0)
+		c->net_up = false;
+}
+
 static void cell_apply(Cell *c, const CellActions *acts) {
 	const char *name = c->spec->name;
 	bool failed = false, boot = false, reuse = false;
@@ -613,6 +686,7 @@ static void cell_apply(Cell *c, const CellActions *acts) {
 	/* A request that could not even be queued completes at once. */
 	if (failed)
 		feed_done(c, failure, false);
+	cell_network_settle(c);
 }
 
 /* ---- what the loop sees ---------------------------------------------- */
@@ -634,6 +708,9 @@ static void cell_observe(Cell *c, CellObservation *o) {
 	if (!cm || st.state == BACKEND_CELL_GONE)
 		return;
 	cell_observe_comm(cm, o);
+	if (c->spec->network && c->spec->network->degrade_on_carrier_loss)
+		(void)network_cell_problem(manager_network(c->manager), c->spec->name, o->link_problem,
+		                           sizeof o->link_problem);
 }
 
 static void cell_sample_late(Cell *c, uint64_t now, uint64_t late_ns) {
@@ -745,6 +822,10 @@ int cell_shutdown(Cell *c) {
 void cell_delete(Cell *c) {
 	cell_stop(c, "cell deleted", false);
 	cell_release(c, true);
+	/* after the destroy just queued, or the request it abandoned */
+	if (c->net_up)
+		(void)network_release_async(manager_network(c->manager), c->spec);
+	c->net_up = false;
 	/* Its state directory goes with it: nothing more to save. */
 	c->save_pending = false;
 	sd_event_source_set_enabled(c->save_source, SD_EVENT_OFF);
@@ -795,6 +876,15 @@ int cell_adopt(Cell *c) {
 	log_cell(LOG_INFO, c->spec->name, MSGID_CELL_ADOPTED, "Cell \"%s\" adopted (pid %d, %s)", c->spec->name,
 	         (int)st.pid, backend_cell_state_to_string(st.state));
 	o.backend_state = st.state;
+	/* The links outlived the daemon too: check them again (idempotent)
+	 * and re-register the cell's NAT rule. */
+	if (c->spec->network) {
+		if (c->spec->network->tap)
+			r = network_prepare_async(manager_network(c->manager), c->spec, NULL, NULL, NULL);
+		else
+			r = network_attach_async(manager_network(c->manager), c->spec);
+		c->net_up = r >= 0;
+	}
 	in = (CellInput){ .kind = CELL_INPUT_ADOPTED, .obs = &o };
 	cell_feed(c, &in);
 	return 0;
@@ -951,5 +1041,7 @@ json_t *cell_to_json(Cell *c, bool full) {
 		                    json_boolean(c->next_spec || (c->backend && c->backend_revision != c->revision)));
 		json_object_set_new(o, "missing_images", cell_missing_images(c));
 	}
+	if (c->spec->network)
+		json_object_set_new(o, "network", network_cell_json(manager_network(c->manager), c->spec));
 	return o;
 }

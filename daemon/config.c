@@ -428,7 +428,7 @@ static int check_image_ref(const char *file, const char *path, const char *key, 
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
 	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
 		                            "args", "linux", "jailhouse", "autostart", "allow_inject", "health",
-		                            "recovery", "container", NULL };
+		                            "recovery", "network", "container", NULL };
 	static const char *const hkeys[] = { "period_ms", "timeout_ms", "boot_timeout_ms", NULL };
 	_cleanup_(cell_spec_freep) CellSpec *s = NULL;
 	const char *name = NULL, *backend = "kvm";
@@ -628,6 +628,12 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 			return r;
 	}
 
+	if ((o = json_object_get(obj, "network")) && !json_is_null(o)) {
+		snprintf(p, sizeof p, "%s.network", path);
+		if ((r = network_spec_parse(o, p, s->name, s->backend, &s->network, err)) < 0)
+			return r;
+	}
+
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -645,6 +651,7 @@ CellSpec *cell_spec_free(CellSpec *s) {
 	free(s->cell_config);
 	json_decref(s->cell_doc);
 	free(s->cell_bytes);
+	network_spec_free(s->network);
 	container_spec_free(s->container);
 	free(s);
 	return NULL;
@@ -689,6 +696,11 @@ int cell_spec_check_partition(const CellSpec *s, const char *path, CellSpec *con
 				     rb->phys_start, rb->phys_start + rb->size);
 				return -EBUSY;
 			}
+		if (s->network && t->network) {
+			int r = network_spec_check_pair(s->network, s->name, t->network, t->name, path, err);
+			if (r < 0)
+				return r;
+		}
 	}
 	if (!sharing)
 		for (size_t i = 0; i < s->n_cpus; i++)
@@ -789,6 +801,8 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 	              "on_exhausted", exhausted_action_to_string(s->recovery.on_exhausted),
 	              "shutdown_timeout_ms", (int)s->recovery.shutdown_timeout_ms);
 	json_object_set_new(o, "recovery", r);
+	if (s->network)
+		json_object_set_new(o, "network", network_spec_to_json(s->network));
 	return o;
 }
 

@@ -14,6 +14,7 @@
 
 #include "hypervisor/backend.h"
 #include "names.h"
+#include "network-spec.h"
 
 #define CONFIG_MAX_CELLS 64
 #define CONFIG_MAX_LISTEN 8
@@ -122,6 +123,7 @@ typedef struct CellSpec {
 	bool allow_inject;
 	HealthSpec health;
 	RecoverySpec recovery;
+	NetSpec *network; /* the spec's "network", or NULL (network-spec.h) */
 	ContainerSpec *container; /* "backend": "container" only */
 } CellSpec;
 

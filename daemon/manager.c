@@ -22,6 +22,7 @@
 #include "idempotency.h"
 #include "log.h"
 #include "macro.h"
+#include "network.h"
 #include "operation.h"
 #include "persist.h"
 #include "store.h"
@@ -47,6 +48,7 @@ struct Manager {
 	int kvm_error, qemu_error, jailhouse_error;        /* of the last enable: 0 or -errno */
 	BackendQueue *queue; /* runs the blocking backend calls off the loop */
 	sd_event_source *queue_source;
+	Network *network; /* cell networks' links and monitor, or NULL */
 	Http *http;
 	Api *api;
 	Tokens *tokens;
@@ -308,6 +310,10 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
 	if (r < 0)
 		return log_error_errno(r, "Failed to watch the backend workers: %m");
 	sd_event_source_set_priority(m->queue_source, SD_EVENT_PRIORITY_IMPORTANT);
+	/* Without it a cell with a network cannot start; the others can. */
+	r = network_new(m->event, m->queue, &m->network);
+	if (r < 0)
+		log_warning_errno(r, "Failed to open the netlink link monitor, cell networks are off: %m");
 	m->reseed = o->reseed;
 
 	if ((r = manager_listen(m, o)) < 0)
@@ -333,6 +339,8 @@ Manager *manager_free(Manager *m) {
 	/* Before the backends: requests in flight still use them. */
 	sd_event_source_disable_unref(m->queue_source);
 	backend_queue_free(m->queue);
+	/* After the queue: its workers ran network jobs to their end. */
+	network_free(m->network);
 	http_free(m->http);
 	api_free(m->api);
 	operations_free(m->operations);
@@ -469,6 +477,10 @@ Cell *manager_find_cell(Manager *m, const char *name) {
 
 BackendQueue *manager_queue(Manager *m) {
 	return m->queue;
+}
+
+Network *manager_network(Manager *m) {
+	return m->network;
 }
 
 Backend *manager_backend_for(Manager *m, const char *kind) {

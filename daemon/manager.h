@@ -83,6 +83,9 @@ size_t manager_n_cells(const Manager *m);
 Cell *manager_find_cell(Manager *m, const char *name);
 Backend *manager_backend_for(Manager *m, const char *kind);
 BackendQueue *manager_queue(Manager *m);
+/* Cell networks (network.h); NULL if netlink could not be opened. */
+typedef struct Network Network;
+Network *manager_network(Manager *m);
 /* Restart cells of this backend in place (reset) rather than anew. */
 bool manager_restarts_in_place(Manager *m, const char *kind);
 /* STATUS= line for systemd, refreshed on every cell state change. */

@@ -11,6 +11,7 @@
 #include "cell.h"
 #include "macro.h"
 #include "manager.h"
+#include "network.h"
 
 static void header(FILE *f, const char *name, const char *type, const char *help) {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -75,6 +76,8 @@ struct MetricsSnapshot {
 	uint64_t uptime_ns;
 	bool hypervisor_enabled;
 	LoopLag lag;
+	NetLinkState net[CONFIG_MAX_CELLS]; /* cell networks' links */
+	size_t n_net;
 	size_t n_cells;
 	CellFigures cells[];
 };
@@ -90,6 +93,7 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 	s->uptime_ns = now - manager_started_mono_ns(m);
 	s->hypervisor_enabled = manager_hypervisor_enabled(m);
 	s->lag = *manager_loop_lag(m);
+	s->n_net = network_snapshot(manager_network(m), s->net, CONFIG_MAX_CELLS);
 	s->n_cells = n_cells;
 	for (size_t i = 0; i < n_cells; i++) {
 		const CellMachine *cm = cell_machine(cells[i]);
@@ -229,6 +233,7 @@ int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
 	header(f, "warden_loop_lag_max_seconds", "gauge", "The largest loop lag since wardend started.");
 	fprintf(f, "warden_loop_lag_max_seconds %.9f\n", (double)s->lag.max_ns / 1e9);
 
+	network_metrics_format(s->net, s->n_net, f);
 	process_metrics(f);
 	if (fclose(f) != 0) {
 		free(buf);

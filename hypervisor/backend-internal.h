@@ -83,6 +83,13 @@ int backend_mkdir_p(const char *path);
 /* argv[*n] = the formatted string, keeping argv[max - 1] for the NULL. */
 int backend_append_arg(char **argv, size_t *n, size_t max, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* A deep copy of a cell config, every string, array and byte buffer it
+ * points at included, for requests that outlive the caller's config
+ * (backend-queue.c); NULL when out of memory or over the BACKEND_MAX_*
+ * bounds. _free() takes NULL. */
+BackendCellConfig *backend_cell_config_dup(const BackendCellConfig *src);
+void backend_cell_config_free(BackendCellConfig *c);
+
 /* Post a mailbox command per comm.h: cmd and cmd_arg, then cmd_seq with
  * release semantics. Shared by backends whose comm region is plain memory. */
 int backend_comm_post(volatile struct warden_comm *comm, uint32_t cmd, uint32_t arg);

@@ -90,7 +90,7 @@ static char *dup_or_null(const char *s, bool *oom)
 	return d;
 }
 
-static void config_free(BackendCellConfig *c)
+void backend_cell_config_free(BackendCellConfig *c)
 {
 	if (!c)
 		return;
@@ -105,10 +105,16 @@ static void config_free(BackendCellConfig *c)
 	free((char *)c->initrd);
 	free((char *)c->cmdline);
 	free((char *)c->cell_config);
+	free((char *)c->dtb);
+	free((void *)c->cell_data);
+	free((char *)c->net_tap);
+	free((char *)c->net_mac);
+	free((char *)c->rootfs);
+	free((char *)c->rootfs_digest);
 	free(c);
 }
 
-static BackendCellConfig *config_dup(const BackendCellConfig *src)
+BackendCellConfig *backend_cell_config_dup(const BackendCellConfig *src)
 {
 	BackendCellConfig *c = calloc(1, sizeof(*c));
 	unsigned *cpus = NULL;
@@ -119,14 +125,16 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 	if (!c)
 		return NULL;
 	*c = *src;
-	c->name = c->args = c->kernel = c->initrd = c->cmdline = c->cell_config = NULL;
+	c->name = c->args = c->kernel = c->initrd = c->cmdline = c->cell_config = c->dtb = NULL;
+	c->net_tap = c->net_mac = c->rootfs = c->rootfs_digest = NULL;
+	c->cell_data = NULL;
 	c->cpus = NULL;
 	c->regions = NULL;
 	c->images = NULL;
 	if (src->n_cpus > BACKEND_MAX_CPUS || src->n_regions > BACKEND_MAX_REGIONS ||
 	    src->n_images > BACKEND_MAX_IMAGES) {
 		c->n_images = 0;
-		config_free(c);
+		backend_cell_config_free(c);
 		return NULL;
 	}
 	cpus = calloc(src->n_cpus + 1, sizeof(*cpus));
@@ -137,7 +145,7 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 	c->images = images;
 	if (!cpus || !regions || !images) {
 		c->n_images = 0;
-		config_free(c);
+		backend_cell_config_free(c);
 		return NULL;
 	}
 	if (src->n_cpus)
@@ -154,8 +162,21 @@ static BackendCellConfig *config_dup(const BackendCellConfig *src)
 	c->initrd = dup_or_null(src->initrd, &oom);
 	c->cmdline = dup_or_null(src->cmdline, &oom);
 	c->cell_config = dup_or_null(src->cell_config, &oom);
+	c->dtb = dup_or_null(src->dtb, &oom);
+	if (src->cell_data && src->cell_size) {
+		uint8_t *data = malloc(src->cell_size);
+		if (data)
+			memcpy(data, src->cell_data, src->cell_size);
+		else
+			oom = true;
+		c->cell_data = data;
+	}
+	c->net_tap = dup_or_null(src->net_tap, &oom);
+	c->net_mac = dup_or_null(src->net_mac, &oom);
+	c->rootfs = dup_or_null(src->rootfs, &oom);
+	c->rootfs_digest = dup_or_null(src->rootfs_digest, &oom);
 	if (oom || !c->name) {
-		config_free(c);
+		backend_cell_config_free(c);
 		return NULL;
 	}
 	return c;
@@ -367,7 +388,7 @@ static void request_finish(BackendRequest *rq)
 {
 	if (rq->abandoned || !rq->done)
 		drop_cell(rq->c.cell, rq->destroy_result);
-	config_free(rq->cfg);
+	backend_cell_config_free(rq->cfg);
 	free(rq);
 }
 
@@ -486,7 +507,7 @@ int backend_boot_async(BackendQueue *q, Backend *b, BackendCell *old, bool reuse
 	rq = request_new(BACKEND_REQUEST_BOOT, cfg->name, b, old, done, userdata);
 	if (!rq)
 		return -ENOMEM;
-	rq->cfg = config_dup(cfg);
+	rq->cfg = backend_cell_config_dup(cfg);
 	if (!rq->cfg) {
 		free(rq);
 		return -ENOMEM;

@@ -91,6 +91,10 @@ typedef struct BackendCellConfig {
 	/* ... or the .cell's bytes themselves (generated from the spec) */
 	const uint8_t *cell_data;
 	size_t cell_size;
+	/* qemu: a virtio-net NIC on this tap, which wardend has made (its
+	 * name) with this MAC; NULL: the cell has no NIC */
+	const char *net_tap;
+	const char *net_mac;
 	/* container: the rootfs tarball (absolute), the SHA-256 it must have
 	 * (hex, or NULL), whether the container may write to it, the memory
 	 * limit in bytes (0: the backend's default); args are the process's

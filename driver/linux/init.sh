@@ -15,6 +15,14 @@
 #                         for PERIODS periods, then stops beating with
 #                         /dev/warden still open (the cell goes DEGRADED)
 #   warden_shell          a shell on the console
+#   ip=CLIENT::GATEWAY:NETMASK::eth0:off
+#                         the cell's network (wardend adds it for a cell
+#                         with one): the kernel's own syntax, but set here
+#                         with busybox, since Debian's kernel has no
+#                         IP_PNP; the virtio-net modules are loaded first
+#   warden_net_probe=URL  after the network is up, once: ping the gateway
+#                         and fetch URL, each result on the console
+#                         ("warden: probe ...": the network tests read it)
 
 set -f
 /bin/busybox --install -s
@@ -27,6 +35,8 @@ mount -t devtmpfs devtmpfs /dev
 params=
 app=
 shell=
+ipconf=
+probe=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	warden.period_ms=* | warden.allow_inject=* | warden.phys_addr=* | \
@@ -38,6 +48,12 @@ for arg in $(cat /proc/cmdline); do
 		;;
 	warden_shell | warden_shell=1)
 		shell=1
+		;;
+	ip=*)
+		ipconf=${arg#ip=}
+		;;
+	warden_net_probe=*)
+		probe=${arg#warden_net_probe=}
 		;;
 	esac
 done
@@ -86,6 +102,51 @@ fi
 for m in pvpanic pvpanic-mmio; do
 	[ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
 done
+
+# ip=CLIENT::GATEWAY:NETMASK::DEVICE:off, the fields wardend writes.
+net_up() {
+	old_ifs=$IFS
+	IFS=:
+	set -- $1
+	IFS=$old_ifs
+	client=$1 gw=$3 mask=$4 dev=${6:-eth0}
+	for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
+		virtio_pci failover net_failover virtio_net; do
+		[ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
+	done
+	i=0
+	while [ ! -e /sys/class/net/$dev ] && [ $i -lt 50 ]; do
+		usleep 20000
+		i=$((i + 1))
+	done
+	ip link set lo up
+	if ifconfig "$dev" "$client" netmask "$mask" up &&
+		{ [ -z "$gw" ] || route add default gw "$gw"; }; then
+		echo "warden: network $dev $client gateway ${gw:-none}"
+	else
+		echo "warden: network $dev not configured"
+	fi
+}
+
+net_probe() {
+	if ping -c 1 -W 5 "$gw" >/dev/null 2>&1; then
+		echo "warden: probe ping $gw ok"
+	else
+		echo "warden: probe ping $gw failed"
+	fi
+	# no -T: Debian's static busybox 1.35 wget crashes with it
+	body=$(wget -q -O - "$1" 2>/dev/null | head -n 1)
+	if [ -n "$body" ]; then
+		echo "warden: probe fetch ok: $body"
+	else
+		echo "warden: probe fetch failed"
+	fi
+}
+
+if [ -n "$ipconf" ]; then
+	net_up "$ipconf"
+	[ -n "$probe" ] && net_probe "$probe" &
+fi
 
 if [ -n "$app" ]; then
 	demo_app "$app" &

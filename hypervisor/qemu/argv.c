@@ -112,6 +112,15 @@ static int argv_build(const QemuMachine *m, const char *name, const BackendCellC
 	r |= backend_append_arg(argv, &n, MAX_ARGS, "none");
 	r |= backend_append_arg(argv, &n, MAX_ARGS, "-net");
 	r |= backend_append_arg(argv, &n, MAX_ARGS, "none");
+	/* The tap is wardend's, persistent and already on its bridge: QEMU
+	 * only opens it, and runs no script on it either way. */
+	if (cfg->net_tap) {
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "-netdev");
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "tap,id=warden-net,ifname=%s,script=no,downscript=no",
+				cfg->net_tap);
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "-device");
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "virtio-net-pci,netdev=warden-net,mac=%s", cfg->net_mac);
+	}
 	/* Up but not running until start; a guest power-off pauses rather
 	 * than exits (the daemon sees "halted", not a dead process). No
 	 * -no-reboot: it turns QMP system_reset into a shutdown. */
@@ -172,6 +181,9 @@ int qemu_config_check(const BackendCellConfig *cfg)
 	if (!cfg->kernel || cfg->kernel[0] != '/' || cfg->n_images > 0)
 		return -EINVAL;
 	if (cfg->initrd && cfg->initrd[0] != '/')
+		return -EINVAL;
+	if (cfg->net_tap && (!qemu_option_value_valid(cfg->net_tap) || !cfg->net_mac ||
+			     strspn(cfg->net_mac, "0123456789abcdefABCDEF:") != 17 || cfg->net_mac[17]))
 		return -EINVAL;
 	if (cfg->cmdline && strlen(cfg->cmdline) > CMDLINE_MAX - 64)
 		return -EINVAL;

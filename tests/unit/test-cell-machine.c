@@ -577,6 +577,41 @@ static void test_degraded(void **state) {
 	assert_string_equal(t.m.state_reason, "inmate reports running");
 }
 
+/* The link monitor's verdict (network.c) rides on the observation. */
+static void test_link_degraded(void **state) {
+	T t;
+	(void)state;
+	t_init(&t);
+	t_running(&t);
+	t.seq++;
+	CellObservation o = obs(&t, WARDEN_INMATE_RUNNING);
+	snprintf(o.link_problem, sizeof o.link_problem, "network link wd-a is down");
+	sample(&t, &o);
+	assert_int_equal(t.m.state, CELL_DEGRADED);
+	assert_string_equal(t.m.state_reason, "network link wd-a is down");
+	assert_non_null(find_state(&t, CELL_DEGRADED));
+	/* still down: no new transition */
+	t.seq++;
+	o = obs(&t, WARDEN_INMATE_RUNNING);
+	snprintf(o.link_problem, sizeof o.link_problem, "network link wd-a is down");
+	sample(&t, &o);
+	assert_null(find(&t, CELL_DO_STATE));
+	/* back up */
+	t.seq++;
+	o = obs(&t, WARDEN_INMATE_RUNNING);
+	sample(&t, &o);
+	assert_int_equal(t.m.state, CELL_RUNNING);
+	assert_string_equal(t.m.state_reason, "network link restored");
+	/* the inmate's own verdict comes before the link's */
+	t.seq++;
+	o = obs(&t, WARDEN_INMATE_DEGRADED);
+	snprintf(o.link_problem, sizeof o.link_problem, "carrier lost on wd-a");
+	sample(&t, &o);
+	assert_string_equal(t.m.state_reason, "inmate reports degraded");
+	beat(&t, WARDEN_INMATE_RUNNING);
+	assert_string_equal(t.m.state_reason, "inmate reports running");
+}
+
 static void test_backoff_and_budget_stop(void **state) {
 	T t;
 	(void)state;
@@ -1002,6 +1037,7 @@ int main(void) {
 		cmocka_unit_test(test_crash_by_exit_and_by_status),
 		cmocka_unit_test(test_actions_stop_preserve_none),
 		cmocka_unit_test(test_degraded),
+		cmocka_unit_test(test_link_degraded),
 		cmocka_unit_test(test_backoff_and_budget_stop),
 		cmocka_unit_test(test_backoff_resets_after_healthy_stretch),
 		cmocka_unit_test(test_budget_hypervisor_restart),
