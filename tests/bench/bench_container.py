@@ -240,13 +240,7 @@ def main():
             log("kvm cell, %d runs" % args.runs)
             results["vm"] = bench_cell(d, "vm", args.runs, args.fault, False)
     finally:
-        d.stop()
-        root = os.path.join(d.runtime_dir, "container", args.runtime)
-        if os.path.isdir(root):
-            ids = subprocess.run([binary, "--root", root, "list", "-q"], capture_output=True, text=True).stdout.split()
-            for i in ids:
-                subprocess.run([binary, "--root", root, "delete", "--force", i], capture_output=True)
-        d.cleanup()
+        d.cleanup()  # deletes the containers through the runtime too
     log("plain exec, %d runs" % args.runs)
     plain = bench_plain(args.runs)
     why = docker_available()

@@ -55,9 +55,8 @@ def container_cell(name="app", rootfs=ROOTFS, cpu=CPU, args="/bin/warden-demo", 
 
 
 class ContainerDaemon(Daemon):
-    """A Daemon whose end also ends its containers: the harness kills the
-    processes working in the cell directories (the runtimes), and the
-    containers' inits, outside them, go with `runc delete --force`."""
+    """A Daemon that lists its containers (the harness's cleanup deletes
+    them through the runtime)."""
 
     def runtime_roots(self):
         base = os.path.join(self.runtime_dir, "container")
@@ -74,12 +73,6 @@ class ContainerDaemon(Daemon):
             r = subprocess.run([binary, "--root", root, "list", "-q"], capture_output=True, text=True)
             ids += [(binary, root, i) for i in r.stdout.split()]
         return ids
-
-    def cleanup(self):
-        self.stop()
-        for binary, root, cid in self.containers():
-            subprocess.run([binary, "--root", root, "delete", "--force", cid], capture_output=True)
-        super().cleanup()
 
 
 def tag_of(d):

@@ -23,12 +23,14 @@ import base64
 import hashlib
 import http.client
 import inspect
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -581,6 +583,34 @@ def t_record_responses():
               else "missing.bin is not in missing_images"], label="a cell with an image missing")
     J("POST", "/cells/{name}/start", "/cells/eta/start", expect=409, checks=[detail_mentions("missing.bin")],
       label="start a cell with an image missing")
+
+    # a container cell (docs/containers.md): its spec, a refused rootfs, and
+    # running where runc and the demo rootfs are there
+    ctr = {"name": "ctr", "backend": "container", "cpus": [1], "args": "/bin/warden-demo", "autostart": False,
+           "container": {"rootfs": "rootfs.tar", "memory_limit": 33554432}}
+    J("POST", "/cells", "/cells", body=ctr, expect=201, label="POST /cells for a container cell")
+    J("GET", "/cells/{name}", "/cells/ctr", expect=200, label="a container cell")
+    bad = io.BytesIO()
+    with tarfile.open(fileobj=bad, mode="w") as t:
+        info = tarfile.TarInfo("../escape")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    bad = bad.getvalue()
+    J("PUT", "/cells/{name}/images/{file}", "/cells/ctr/images/rootfs.tar", body=bad,
+      headers={"Content-Type": "application/octet-stream", "Content-Digest": digest(bad)}, expect=422,
+      checks=[detail_mentions("container rootfs", "..")], label="a container rootfs with a .. entry")
+    rootfs = os.path.join(BUILD, "driver", "container", "demo-rootfs.tar")
+    if os.path.exists(rootfs) and os.access("/usr/sbin/runc", os.X_OK):
+        with open(rootfs, "rb") as f:
+            good = f.read()
+        J("PUT", "/cells/{name}/images/{file}", "/cells/ctr/images/rootfs.tar", body=good,
+          headers={"Content-Type": "application/octet-stream", "Content-Digest": digest(good)}, expect=201,
+          label="a container rootfs")
+        J("POST", "/cells/{name}/start", "/cells/ctr/start?wait=30", expect=200, label="start a container cell")
+        J("GET", "/cells/{name}", "/cells/ctr", expect=200,
+          checks=[lambda r: None if ((r.json() or {}).get("hypervisor") or {}).get("native_state") == "running"
+                  else "no running container"], label="a running container cell")
+        J("DELETE", "/cells/{name}", "/cells/ctr", expect=202, label="delete a container cell")
 
     # reading cells
     J("GET", "/cells/{name}", "/cells/alpha", expect=200, checks=[etag_is_revision])

@@ -463,8 +463,23 @@ class Daemon:
         return proc_pids(lambda p: int(p) != me and (lambda cmd: cmd[0].endswith(b"wardend") and
                                                       any(d in a for a in cmd))(proc_cmdline(p)))
 
+    def delete_containers(self):
+        """Container cells outlive wardend too, and their inits run outside
+        the cell directories: the OCI runtime that runs them (its state in
+        runtime_dir/container/RUNTIME) deletes them, cgroups and all."""
+        base = os.path.join(self.runtime_dir, "container")
+        for rt, default in (("runc", "/usr/sbin/runc"), ("crun", "/usr/bin/crun")):
+            root = os.path.join(base, rt)
+            binary = shutil.which(rt) or default
+            if not os.path.isdir(root) or not os.access(binary, os.X_OK):
+                continue
+            ids = subprocess.run([binary, "--root", root, "list", "-q"], capture_output=True, text=True).stdout.split()
+            for cid in ids:
+                subprocess.run([binary, "--root", root, "delete", "--force", cid], capture_output=True)
+
     def cleanup(self):
         self.stop()
+        self.delete_containers()
         for pid in self.strays() + self.runner_pids() + self.cell_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
