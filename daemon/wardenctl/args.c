@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@ typedef enum OptionId {
 	ID_INITRD,
 	ID_CMDLINE,
 	ID_WRITE_DTB,
+	ID_NO_HEADERS,
+	ID_WATCH,
+	ID_FILTER,
+	ID_TAIL,
 } OptionId;
 
 typedef struct OptionDef {
@@ -79,7 +84,11 @@ static const OptionDef option_defs[] = {
 	{ "since", 0, ARG_REQUIRED, ID_SINCE, OPT_SINCE },
 	{ "revision", 0, ARG_REQUIRED, ID_REVISION, OPT_REVISION },
 	{ "arch", 0, ARG_REQUIRED, ID_ARCH, OPT_ARCH },
-	{ "output", 'o', ARG_REQUIRED, ID_OUTPUT, OPT_OUTPUT },
+	{ "output", 'o', ARG_REQUIRED, ID_OUTPUT, 0 }, /* a format, or jailhouse export's FILE */
+	{ "no-headers", 0, ARG_NONE, ID_NO_HEADERS, 0 },
+	{ "watch", 'w', ARG_NONE, ID_WATCH, OPT_WATCH },
+	{ "filter", 0, ARG_REQUIRED, ID_FILTER, OPT_FILTER },
+	{ "tail", 0, ARG_REQUIRED, ID_TAIL, OPT_TAIL },
 	{ "cell", 0, ARG_REQUIRED, ID_CELL, OPT_PLACE },
 	{ "kernel", 0, ARG_REQUIRED, ID_KERNEL, OPT_PLACE },
 	{ "dtb", 0, ARG_REQUIRED, ID_DTB, OPT_PLACE },
@@ -175,6 +184,50 @@ static bool parse_number(const char *s, double min, double max, double *ret) {
 	return true;
 }
 
+/* "90s", "10m", "1.5h", "2d": seconds. */
+static bool parse_age(const char *s, double *ret) {
+	static const struct {
+		char unit;
+		double s;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	size_t l = strlen(s);
+	char num[32];
+	double v;
+
+	if (l < 2 || l >= sizeof num)
+		return false;
+	for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+		if (s[l - 1] != units[i].unit)
+			continue;
+		memcpy(num, s, l - 1);
+		num[l - 1] = 0;
+		if (!parse_number(num, 0, 1e9, &v) || v == 0)
+			return false;
+		*ret = v * units[i].s;
+		return true;
+	}
+	return false;
+}
+
+int args_output_format(Options *o, unsigned allowed) {
+	static const char *const names[] = {
+		[FORMAT_TEXT] = "text", [FORMAT_JSON] = "json", [FORMAT_YAML] = "yaml",
+		[FORMAT_WIDE] = "wide", [FORMAT_NAME] = "name",
+	};
+
+	if (!o->output || (allowed & OPT_OUTPUT))
+		return 0;
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		if (streq(o->output, names[i])) {
+			o->format = (OutputFormat)i;
+			o->json = o->format == FORMAT_JSON || o->format == FORMAT_YAML;
+			o->output = NULL;
+			return 0;
+		}
+	fprintf(stderr, "wardenctl: -o %s: expected json, yaml, wide or name\n", o->output);
+	return -EINVAL;
+}
+
 /* --if-match 3 → "3"; quoted ETags and * pass as they are. */
 static int if_match_value(const char *s, char *buf, size_t n) {
 	size_t l = strlen(s);
@@ -204,7 +257,37 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		break;
 	case ID_TOKEN_FILE: o->token_file = value; break;
 	case ID_CACERT: o->cacert = value; break;
-	case ID_JSON: o->json = true; break;
+	case ID_JSON:
+		o->json = true;
+		o->format = FORMAT_JSON;
+		break;
+	case ID_NO_HEADERS: o->no_headers = true; break;
+	case ID_WATCH: o->watch = true; break;
+	case ID_FILTER: {
+		const char *eq = strchr(value, '=');
+		size_t kl = eq ? (size_t)(eq - value) : 0;
+		if (!eq || !eq[1] ||
+		    !((kl == 4 && strncmp(value, "cell", 4) == 0) || (kl == 4 && strncmp(value, "type", 4) == 0) ||
+		      (kl == 4 && strncmp(value, "kind", 4) == 0))) {
+			fprintf(stderr, "wardenctl: --filter %s: expected cell=NAME, type=EVENT_TYPE or kind=KIND\n", value);
+			return -EINVAL;
+		}
+		if (o->n_filters == FILTERS_MAX) {
+			fprintf(stderr, "wardenctl: at most %d --filter options\n", FILTERS_MAX);
+			return -EINVAL;
+		}
+		o->filters[o->n_filters++] = value;
+		break;
+	}
+	case ID_TAIL:
+		if (streq(value, "all"))
+			o->tail = LONG_MAX;
+		else if (!parse_number(value, 0, 1e9, &v) || v != floor(v)) {
+			fprintf(stderr, "wardenctl: --tail %s: expected a number of lines or events, or \"all\"\n", value);
+			return -EINVAL;
+		} else
+			o->tail = (long)v;
+		break;
 	case ID_HELP: o->help = true; break;
 	case ID_VERSION: o->version = true; break;
 	case ID_APPLY: o->apply = true; break;
@@ -245,9 +328,12 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		o->bytes = (long)v;
 		break;
 	case ID_SINCE:
-		/* Event ids are the daemon's counter, a decimal number (api-events.c). */
+		/* Event ids are the daemon's counter, a decimal number (api-events.c);
+		 * a number with a unit is an age: 30s, 10m, 2h, 1d. */
+		if (parse_age(value, &o->since_age_s))
+			break;
 		if (!*value || strlen(value) > 20 || strspn(value, "0123456789") != strlen(value)) {
-			fprintf(stderr, "wardenctl: --since %s: expected an event id\n", value);
+			fprintf(stderr, "wardenctl: --since %s: expected an event id or an age (30s, 10m, 2h, 1d)\n", value);
 			return -EINVAL;
 		}
 		o->since = value;
