@@ -11,7 +11,9 @@
  * the old read is a prefix of the new one; once it is longer, the new read
  * is the old one shifted by what was printed since. A console printing the
  * same bytes over and over could make a shift look shorter than it was;
- * text with counters or timestamps cannot. Reads are loop calls (a copy
+ * text with counters or timestamps cannot. A restart that replaces the
+ * console between two reads (a fresh runner) loses what the old one
+ * printed after the first of them. Reads are loop calls (a copy
  * from shared memory, a pread of a local file), every FOLLOW_PERIOD_MS,
  * on the loop's own timer: nothing here blocks.
  */
