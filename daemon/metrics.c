@@ -105,6 +105,8 @@ typedef struct CellFigures {
 	char hv_state[24];
 	BackendStat stats[BACKEND_MAX_STATS];
 	size_t n_stats;
+	bool has_status;
+	uint64_t exits, exits_io, exits_mmio, exits_hlt, exits_sleep;
 	char backend[16];
 	uint64_t revision;
 	uint64_t budget_exhausted;
@@ -160,6 +162,12 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 			memcpy(f->hv_state, st.hv_state, sizeof f->hv_state);
 			memcpy(f->stats, st.stats, sizeof f->stats);
 			f->n_stats = st.n_stats;
+			f->has_status = true;
+			f->exits = st.exits;
+			f->exits_io = st.exits_io;
+			f->exits_mmio = st.exits_mmio;
+			f->exits_hlt = st.exits_hlt;
+			f->exits_sleep = st.exits_sleep;
 		}
 	}
 	return s;
@@ -193,6 +201,25 @@ static void vmexits(FILE *f, const CellFigures *c) {
 	if (has_total)
 		fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"other\"} %llu\n", c->name,
 		        (unsigned long long)(total > kinds ? total - kinds : 0));
+	if (has_total || !c->has_status || kinds)
+		return;
+	/* no counters of the hypervisor's own (kvm, qemu): the backend's
+	 * common ones, the rest of the total again as "other" */
+	{
+		const struct {
+			const char *kind;
+			uint64_t n;
+		} k[] = { { "io", c->exits_io }, { "mmio", c->exits_mmio }, { "hlt", c->exits_hlt },
+			  { "sleep", c->exits_sleep } };
+		uint64_t sum = 0;
+		for (size_t i = 0; i < ELEMENTSOF(k); i++) {
+			sum += k[i].n;
+			fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"%s\"} %llu\n", c->name, k[i].kind,
+			        (unsigned long long)k[i].n);
+		}
+		fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"other\"} %llu\n", c->name,
+		        (unsigned long long)(c->exits > sum ? c->exits - sum : 0));
+	}
 }
 
 /* The figures that alerts and dashboards join on, or count because the

@@ -95,7 +95,13 @@ def exposition_parses_and_holds_the_operator_metrics():
         assert fam["warden_cell_heartbeat_timeout_seconds"].value(cell="hb") == 2.0
         assert fam["warden_cell_restart_budget_exhausted_total"].type == "counter"
         assert fam["warden_cell_restart_budget_exhausted_total"].value(cell="hb") == 0
-        assert fam["warden_cell_vmexits_total"].type == "counter"
+        exits = fam["warden_cell_vmexits_total"]
+        assert exits.type == "counter"
+        # the kvm runner's own counts, by kind; they sum to the cell's total
+        hv = d.cell("hb")["hypervisor"]["exits"]
+        kinds = {ls["kind"]: v for n, ls, v in exits.samples if ls["cell"] == "hb"}
+        assert set(kinds) == {"io", "mmio", "hlt", "sleep", "other"}, kinds
+        assert kinds["io"] > 0 and sum(kinds.values()) <= hv["total"], (kinds, hv)
         lag = fam["warden_loop_lag_seconds"]
         assert lag.type == "histogram" and any(n.endswith("_count") for n, _, _ in lag.samples)
         # every family has its HELP, and units end the names they measure
