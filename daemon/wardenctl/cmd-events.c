@@ -37,6 +37,9 @@ struct EventStream {
 	EventFn on_event;
 	void *userdata;
 	double since_real_s; /* --since AGE: drop events older than this */
+	/* --tail N with --filter, listing: the newest N that match, kept
+	 * here (id, type, data) and printed when the stream has gone quiet */
+	json_t *kept;
 	Buffer line;
 	Buffer data;
 	char event[64];
@@ -51,6 +54,7 @@ struct EventStream {
 };
 
 static void event_stream_done(EventStream *es) {
+	json_decref(es->kept);
 	buffer_done(&es->line);
 	buffer_done(&es->data);
 }
@@ -168,6 +172,12 @@ static void print_event(EventStream *es, const char *id, const char *type, json_
 		return;
 	if (es->since_real_s > 0 && !(rfc3339_s(jstr(d, "at")) >= es->since_real_s))
 		return;
+	if (es->kept) {
+		json_array_append_new(es->kept, json_pack("[s, s, s]", id, type, raw));
+		while ((long)json_array_size(es->kept) > o->tail)
+			json_array_remove(es->kept, 0);
+		return;
+	}
 	if (o->format == FORMAT_YAML)
 		print_event_yaml(id, type, d, raw);
 	else if (o->json)
@@ -336,13 +346,14 @@ static int events_run(EventStream *es) {
 int cmd_events(const Options *o, const char *verb, char **args) {
 	_cleanup_(event_stream_done) EventStream es = { .o = o, .follow = o->follow, .on_event = print_event };
 	char query[64];
+	int r;
 
 	(void)verb, (void)args;
 	/* A listing shows what the daemon holds; -f only what comes, as
 	 * docker events does; --since and --tail say otherwise. */
 	if (o->since)
 		snprintf(es.resume, sizeof es.resume, "%s", o->since);
-	else if (o->tail >= 0 && o->tail != LONG_MAX)
+	else if (o->tail >= 0 && o->tail != LONG_MAX && !(o->n_filters && !o->follow))
 		snprintf(query, sizeof query, "?tail=%ld", o->tail), es.query = query;
 	else if (o->tail == LONG_MAX || o->since_age_s > 0 || !o->follow)
 		es.query = "?since=0";
@@ -351,7 +362,26 @@ int cmd_events(const Options *o, const char *verb, char **args) {
 		clock_gettime(CLOCK_REALTIME, &now);
 		es.since_real_s = (double)now.tv_sec + (double)now.tv_nsec / 1e9 - o->since_age_s;
 	}
-	return events_run(&es);
+	/* filtered and listed: the tail is of what matches, so read it all */
+	if (o->n_filters && !o->follow && o->tail >= 0 && o->tail != LONG_MAX) {
+		es.query = "?since=0";
+		if (!(es.kept = json_array()))
+			return oom();
+	}
+	r = events_run(&es);
+	if (r == EXIT_OK && es.kept) {
+		json_t *kept = es.kept, *e;
+		size_t i;
+		es.kept = NULL; /* print for real now */
+		json_array_foreach(kept, i, e) {
+			const char *raw = json_string_value(json_array_get(e, 2));
+			_cleanup_(json_decrefp) json_t *d = json_loads(raw, 0, NULL);
+			print_event(&es, json_string_value(json_array_get(e, 0)), json_string_value(json_array_get(e, 1)), d,
+			            raw);
+		}
+		json_decref(kept);
+	}
+	return r;
 }
 
 /* --- -w: a list printed again, a line at a time, on every event --------- */
@@ -413,6 +443,10 @@ static int watch_refresh(const Options *o, Watch *w, bool first) {
 			size_t l = strlen(t.cells[i]);
 			w->width[i % t.n_cols] = l > w->width[i % t.n_cols] ? l : w->width[i % t.n_cols];
 		}
+		/* room for the states and phases still to come ("starting") */
+		for (size_t c = 0; c < t.n_cols; c++)
+			if ((streq(t.cells[c], "STATE") || streq(t.cells[c], "PHASE")) && w->width[c] < 9)
+				w->width[c] = 9;
 		if (o->format == FORMAT_NAME) {
 			for (size_t i = 1; i < rows; i++)
 				printf("%s\n", t.cells[i * t.n_cols]);

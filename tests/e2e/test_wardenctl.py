@@ -259,6 +259,10 @@ def events_have_timestamps_filters_and_no_replay_unless_asked():
         assert ctl("events", "--since", "1s").stdout.count("\n") < held
         wide = ctl("events", "-o", "wide", "--tail", "1").stdout.split()
         assert re.fullmatch(ISO, wide[0]) and wide[1].isdigit(), wide
+        # with filters the tail is of what matches, not of everything
+        ctl("cell", "restart", "hb", "--wait", "30")
+        out = ctl("events", "--filter", "type=failure", "--tail", "1").stdout.splitlines()
+        assert len(out) == 1 and out[0].split()[1:3] == ["failure", "f"], out
         ctl("events", "--filter", "colour=red", expect=2)
         ctl("events", "--since", "yesterday", expect=2)
         # -f: only what comes next. The follower may connect after a first
