@@ -392,7 +392,9 @@ void route_cell(Manager *m, HttpRequest *r, const char *rest) {
 		else
 			route_delete(m, c, r);
 	} else if (strcmp(p.sub, "console") == 0) {
-		if (check_method(r, M_GET))
+		if (check_method(r, M_GET) && console_wants_stream(r))
+			route_console_stream(m, c, r);
+		else if (!http_request_replied(r))
 			route_console(c, r);
 	} else if (is_action(p.sub)) {
 		if (check_method(r, M_POST))

@@ -34,6 +34,9 @@ double query_wait(HttpRequest *r);
 /* ?bytes=N of a console read: 1..64 KiB, 4096 if absent; -1 after a 400. */
 #define CONSOLE_MAX_BYTES (64 * 1024)
 long query_console_bytes(HttpRequest *r);
+/* GET /cells/NAME/console with ?lines= or ?follow= (api-console.c). */
+bool console_wants_stream(HttpRequest *r);
+void route_console_stream(Manager *m, Cell *c, HttpRequest *r);
 /* The JSON body; NULL when absent or malformed (a 400 is sent). */
 json_t *parse_body(HttpRequest *r);
 

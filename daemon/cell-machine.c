@@ -306,6 +306,7 @@ static void fail(Step *s, FailureKind kind, const char *reason, uint64_t since_n
 
 	d = policy_on_failure(&m->policy, rs, kind, s->now);
 	if (d.exhausted) {
+		m->budget_exhausted++;
 		snprintf(budget, sizeof budget, "restart budget exhausted (%u restarts in %u s), %s", rs->max_restarts,
 		         rs->window_s, exhausted_action_to_string(rs->on_exhausted));
 		say(s, LOG_ERR, MSGID_CELL_FAILED, "Cell \"%s\": %s", s->ctx->name, budget);

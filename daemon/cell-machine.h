@@ -129,6 +129,9 @@ typedef struct CellMachine {
 
 	Policy policy;
 	Histogram h_boot, h_recovery, h_detection[_FAILURE_KIND_MAX];
+	/* Failures that found the restart budget spent (since the daemon
+	 * started): what an alert counts, the state flips too fast to see. */
+	uint64_t budget_exhausted;
 } CellMachine;
 
 /* What the machine needs of the spec. */

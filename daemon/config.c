@@ -1093,7 +1093,11 @@ int config_load_file(const char *path, const ConfigEnv *env, Config **ret, char 
 	int r;
 
 	if (!root) {
-		snprintf(err, CONFIG_ERROR_MAX, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+		/* no line and column when the file could not be read at all */
+		if (je.line < 1)
+			snprintf(err, CONFIG_ERROR_MAX, "%s: %s", path, je.text);
+		else
+			snprintf(err, CONFIG_ERROR_MAX, "%s:%d:%d: %s", path, je.line, je.column, je.text);
 		return -EINVAL;
 	}
 	r = config_parse(root, env, ret, err);

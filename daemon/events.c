@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 #include "macro.h"
@@ -81,6 +82,30 @@ uint64_t events_last_id(const Events *e) {
 	return e->n ? e->ring[(e->head + e->n - 1) % EVENTS_MAX].id : 0;
 }
 
+/* When it happened, RFC 3339 UTC with milliseconds, in every event's data
+ * (unless the producer gave its own): a reader of a stream resumed hours
+ * later sees when, not only in what order. */
+static void stamp(json_t *data) {
+	uint64_t ns = now_ns(CLOCK_REALTIME);
+	time_t t = (time_t)(ns / NSEC_PER_SEC);
+	char buf[40];
+	struct tm tm;
+
+	if (!json_is_object(data) || json_object_get(data, "at"))
+		return;
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ".%03uZ", (unsigned)(ns % NSEC_PER_SEC / NSEC_PER_MSEC));
+	json_object_set_new(data, "at", json_string(buf));
+}
+
+uint64_t events_tail_start(const Events *e, uint64_t n) {
+	if (n >= e->n)
+		return 0;
+	/* the id before the n newest: the stream starts after it */
+	return e->ring[(e->head + e->n - n - 1) % EVENTS_MAX].id;
+}
+
 void events_emit_json(Manager *m, const char *type, json_t *data) {
 	Events *e = manager_events(m);
 	Event *ev;
@@ -91,6 +116,7 @@ void events_emit_json(Manager *m, const char *type, json_t *data) {
 		json_decref(data);
 		return;
 	}
+	stamp(data);
 	s = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(data);
 	if (!s)

@@ -23,5 +23,8 @@ Events *events_free(Events *e);
 /* Publishes `data` (consumed) as an event of `type`. */
 void events_emit_json(Manager *m, const char *type, json_t *data);
 uint64_t events_last_id(const Events *e);
+/* Where a stream of the n newest held events starts: the id to give
+ * events_stream() as `after` (0: all of them). */
+uint64_t events_tail_start(const Events *e, uint64_t n);
 /* Answers GET /events on r: held events after `after`, then live ones. */
 int events_stream(Events *e, HttpRequest *r, uint64_t after);

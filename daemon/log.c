@@ -74,10 +74,19 @@ int log_internal(int level, int error, const char *cell, const char *msgid,
 		struct timespec ts;
 		static const char *const prio[] = { "emerg", "alert", "crit", "error",
 		                                    "warning", "notice", "info", "debug" };
+		char when[48], zone[8];
+		struct tm tm;
+		size_t cl = cell ? strlen(cell) : 0;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		fprintf(stderr, "%lld.%03ld wardend[%d] %s: %s%s%s%s\n",
-		        (long long)ts.tv_sec, ts.tv_nsec / 1000000, (int)getpid(),
-		        prio[level & 7], cell ? "cell " : "", cell ? cell : "",
+		/* ISO 8601, local time with its offset, as journalctl -o short-iso */
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+		strftime(zone, sizeof zone, "%z", &tm);
+		/* a message that names its cell first ("Cell \"X\" ...") needs no prefix */
+		if (cell && strncmp(buf, "Cell \"", 6) == 0 && strncmp(buf + 6, cell, cl) == 0 && buf[6 + cl] == '"')
+			cell = NULL;
+		fprintf(stderr, "%s.%03ld%.3s:%s wardend[%d] %s: %s%s%s%s\n", when, ts.tv_nsec / 1000000, zone,
+		        zone[0] ? zone + 3 : "", (int)getpid(), prio[level & 7], cell ? "cell " : "", cell ? cell : "",
 		        cell ? ": " : "", buf);
 	}
 	return -error;

@@ -860,8 +860,12 @@ int manager_startup(Manager *m) {
 		return log_error_errno(r, "Failed to set up the kvm backend: %m");
 	m->kvm_error = backend_enable(m->kvm);
 	m->kvm_enabled = m->kvm_error >= 0;
-	if (m->kvm_error < 0)
-		log_warning_errno(m->kvm_error, "The kvm backend is unavailable (%m); kvm cells will fail to start");
+	if (m->kvm_error < 0) {
+		/* the backend checks /dev/kvm, then the runner: say which */
+		const char *what = access("/dev/kvm", R_OK | W_OK) < 0 ? "/dev/kvm" : runner;
+		log_warning_errno(m->kvm_error, "The kvm backend is unavailable (%s%s: %m); kvm cells will fail to start",
+		                  what == runner ? "runner " : "", what);
+	}
 
 	bc = (BackendConfig){
 		.runtime_dir = m->runtime_dir,

@@ -12,6 +12,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "network.h"
+#include "operation.h"
 
 static void header(FILE *f, const char *name, const char *type, const char *help) {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -35,6 +36,40 @@ static void histogram(FILE *f, const char *name, const char *labels, const Histo
 	fprintf(f, "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
 }
 
+/* As Prometheus' client libraries do: the kernel's start time of the
+ * process (ticks after boot, /proc/self/stat field 22) plus the boot time
+ * (/proc/stat btime), so that it does not move between scrapes. */
+static void process_start_time(FILE *f) {
+	char buf[1024], line[256];
+	unsigned long long start_ticks = 0, btime = 0;
+	const char *p;
+	size_t n;
+	FILE *st;
+
+	st = fopen("/proc/self/stat", "re");
+	if (!st)
+		return;
+	n = fread(buf, 1, sizeof buf - 1, st);
+	fclose(st);
+	buf[n] = 0;
+	/* after the command, which may hold spaces and parentheses */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	                 &start_ticks) != 1)
+		return;
+	st = fopen("/proc/stat", "re");
+	if (!st)
+		return;
+	while (fgets(line, sizeof line, st))
+		if (sscanf(line, "btime %llu", &btime) == 1)
+			break;
+	fclose(st);
+	if (!btime)
+		return;
+	header(f, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+	fprintf(f, "process_start_time_seconds %.2f\n", (double)btime + (double)start_ticks / (double)sysconf(_SC_CLK_TCK));
+}
+
 static void process_metrics(FILE *f) {
 	struct rusage ru;
 	long rss_pages = 0;
@@ -49,6 +84,7 @@ static void process_metrics(FILE *f) {
 	}
 	header(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
 	fprintf(f, "process_resident_memory_bytes %ld\n", rss_pages * sysconf(_SC_PAGESIZE));
+	process_start_time(f);
 	getrusage(RUSAGE_SELF, &ru);
 	header(f, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
 	fprintf(f, "process_cpu_seconds_total %.6f\n",
@@ -70,6 +106,12 @@ typedef struct CellFigures {
 	char hv_state[24];
 	BackendStat stats[BACKEND_MAX_STATS];
 	size_t n_stats;
+	bool has_status;
+	uint64_t exits, exits_io, exits_mmio, exits_hlt, exits_sleep;
+	char backend[16];
+	uint64_t revision;
+	uint64_t budget_exhausted;
+	uint32_t hb_timeout_ms;
 } CellFigures;
 
 struct MetricsSnapshot {
@@ -78,6 +120,8 @@ struct MetricsSnapshot {
 	LoopLag lag;
 	NetLinkState net[CONFIG_MAX_CELLS]; /* cell networks' links */
 	size_t n_net;
+	OperationCount ops[OPERATION_KINDS_MAX];
+	size_t n_ops;
 	size_t n_cells;
 	CellFigures cells[];
 };
@@ -94,6 +138,7 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 	s->hypervisor_enabled = manager_hypervisor_enabled(m);
 	s->lag = *manager_loop_lag(m);
 	s->n_net = network_snapshot(manager_network(m), s->net, CONFIG_MAX_CELLS);
+	s->n_ops = operations_counts(manager_operations(m), s->ops, OPERATION_KINDS_MAX);
 	s->n_cells = n_cells;
 	for (size_t i = 0; i < n_cells; i++) {
 		const CellMachine *cm = cell_machine(cells[i]);
@@ -107,6 +152,10 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 		f->starved = cm->starved;
 		f->restarts = cm->restarts;
 		memcpy(f->failures, cm->failures, sizeof f->failures);
+		snprintf(f->backend, sizeof f->backend, "%s", cell_spec(cells[i])->backend);
+		f->revision = cell_revision(cells[i]);
+		f->budget_exhausted = cm->budget_exhausted;
+		f->hb_timeout_ms = cell_spec(cells[i])->health.timeout_ms;
 		f->h_boot = cm->h_boot;
 		f->h_recovery = cm->h_recovery;
 		memcpy(f->h_detection, cm->h_detection, sizeof f->h_detection);
@@ -117,6 +166,12 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 			memcpy(f->hv_state, st.hv_state, sizeof f->hv_state);
 			memcpy(f->stats, st.stats, sizeof f->stats);
 			f->n_stats = st.n_stats;
+			f->has_status = true;
+			f->exits = st.exits;
+			f->exits_io = st.exits_io;
+			f->exits_mmio = st.exits_mmio;
+			f->exits_hlt = st.exits_hlt;
+			f->exits_sleep = st.exits_sleep;
 		}
 	}
 	return s;
@@ -125,6 +180,79 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 MetricsSnapshot *metrics_snapshot_free(MetricsSnapshot *s) {
 	free(s);
 	return NULL;
+}
+
+/* The hypervisor's vmexits_KIND counters, but for its vmexits_total: that
+ * one is the rest (kind "other", exits of no kind of their own), so that
+ * a sum over kind is the cell's total and counts nothing twice. */
+static void vmexits(FILE *f, const CellFigures *c) {
+	uint64_t total = 0, kinds = 0;
+	bool has_total = false;
+
+	for (size_t k = 0; k < c->n_stats; k++) {
+		const char *kind = c->stats[k].name;
+		if (strncmp(kind, "vmexits_", 8) != 0)
+			continue;
+		if (strcmp(kind + 8, "total") == 0) {
+			total = c->stats[k].value;
+			has_total = true;
+			continue;
+		}
+		kinds += c->stats[k].value;
+		fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"%s\"} %llu\n", c->name, kind + 8,
+		        (unsigned long long)c->stats[k].value);
+	}
+	if (has_total)
+		fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"other\"} %llu\n", c->name,
+		        (unsigned long long)(total > kinds ? total - kinds : 0));
+	if (has_total || !c->has_status || kinds)
+		return;
+	/* no counters of the hypervisor's own (kvm, qemu): the backend's
+	 * common ones, the rest of the total again as "other" */
+	{
+		const struct {
+			const char *kind;
+			uint64_t n;
+		} k[] = { { "io", c->exits_io }, { "mmio", c->exits_mmio }, { "hlt", c->exits_hlt },
+			  { "sleep", c->exits_sleep } };
+		uint64_t sum = 0;
+		for (size_t i = 0; i < ELEMENTSOF(k); i++) {
+			sum += k[i].n;
+			fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"%s\"} %llu\n", c->name, k[i].kind,
+			        (unsigned long long)k[i].n);
+		}
+		fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"other\"} %llu\n", c->name,
+		        (unsigned long long)(c->exits > sum ? c->exits - sum : 0));
+	}
+}
+
+/* The figures that alerts and dashboards join on, or count because the
+ * states they stand for pass too quickly for a gauge to show. */
+static void operator_metrics(FILE *f, const MetricsSnapshot *s) {
+	const CellFigures *c = s->cells;
+	size_t n = s->n_cells;
+
+	header(f, "warden_cell_info", "gauge", "Static facts of the cell in labels; the value is always 1.");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_info{cell=\"%s\",backend=\"%s\",revision=\"%llu\"} 1\n", c[i].name,
+		        c[i].backend, (unsigned long long)c[i].revision);
+	header(f, "warden_cell_heartbeat_timeout_seconds", "gauge",
+	       "The heartbeat age past which the cell is declared stuck (health.timeout_ms).");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_heartbeat_timeout_seconds{cell=\"%s\"} %.3f\n", c[i].name,
+		        (double)c[i].hb_timeout_ms / 1e3);
+	header(f, "warden_cell_restart_budget_exhausted_total", "counter",
+	       "Failures that found the cell's restart budget spent (then recovery.on_exhausted applies).");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "warden_cell_restart_budget_exhausted_total{cell=\"%s\"} %llu\n", c[i].name,
+		        (unsigned long long)c[i].budget_exhausted);
+	header(f, "warden_operations_total", "counter", "Finished API operations, by kind and outcome.");
+	for (size_t i = 0; i < s->n_ops; i++) {
+		fprintf(f, "warden_operations_total{kind=\"%s\",outcome=\"succeeded\"} %llu\n", s->ops[i].kind,
+		        (unsigned long long)s->ops[i].succeeded);
+		fprintf(f, "warden_operations_total{kind=\"%s\",outcome=\"failed\"} %llu\n", s->ops[i].kind,
+		        (unsigned long long)s->ops[i].failed);
+	}
 }
 
 int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
@@ -192,13 +320,9 @@ int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
 	header(f, "warden_cell_vmexits_total", "counter",
 	       "Exits of the cell's CPUs to the hypervisor since the cell was created, by the hypervisor's own kind.");
 	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < c[i].n_stats; k++) {
-			const char *kind = c[i].stats[k].name;
-			if (strncmp(kind, "vmexits_", 8) != 0)
-				continue;
-			fprintf(f, "warden_cell_vmexits_total{cell=\"%s\",kind=\"%s\"} %llu\n", c[i].name, kind + 8,
-			        (unsigned long long)c[i].stats[k].value);
-		}
+		vmexits(f, &c[i]);
+
+	operator_metrics(f, s);
 
 	header(f, "warden_cell_boot_seconds", "histogram", "Start issued to first running heartbeat.");
 	for (size_t i = 0; i < n; i++) {

@@ -39,6 +39,8 @@ struct Operations {
 	uint64_t next_seq;
 	uint64_t boot_tag;
 	sd_event_source *timer;
+	OperationCount counts[OPERATION_KINDS_MAX];
+	size_t n_counts;
 };
 
 static const char *phase_name(OperationPhase p) {
@@ -178,11 +180,39 @@ Operation *operation_find(Operations *o, const char *id) {
 	return NULL;
 }
 
+/* The kinds are the API's own verbs, a handful: a kind past the table's
+ * end is not counted rather than evicting one (counters never go back). */
+static void count_finished(Operations *o, const Operation *op, OperationPhase phase) {
+	OperationCount *c = NULL;
+
+	for (size_t i = 0; i < o->n_counts && !c; i++)
+		if (strcmp(o->counts[i].kind, op->kind) == 0)
+			c = &o->counts[i];
+	if (!c) {
+		if (o->n_counts == OPERATION_KINDS_MAX)
+			return;
+		c = &o->counts[o->n_counts++];
+		snprintf(c->kind, sizeof c->kind, "%s", op->kind);
+	}
+	if (phase == OP_SUCCEEDED)
+		c->succeeded++;
+	else
+		c->failed++;
+}
+
+size_t operations_counts(const Operations *o, OperationCount *ret, size_t n) {
+	size_t k = n < o->n_counts ? n : o->n_counts;
+
+	memcpy(ret, o->counts, k * sizeof *ret);
+	return k;
+}
+
 static void finish(Operations *o, Operation *op, OperationPhase phase) {
 	OperationSlot *sl = slot_of(op);
 
 	if (op->phase != OP_RUNNING)
 		return;
+	count_finished(o, op, phase);
 	op->phase = phase;
 	op->finished_mono_ns = now_ns(CLOCK_MONOTONIC);
 	if (!op->issued_mono_ns)

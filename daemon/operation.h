@@ -78,6 +78,15 @@ Operation *operation_find(Operations *o, const char *id);
  * it counts as stopped); finishes what the change settles. */
 void operations_cell_changed(Operations *o, const char *name);
 
+/* Finished operations by kind since the daemon started (/metrics). */
+#define OPERATION_KINDS_MAX 16
+typedef struct OperationCount {
+	char kind[24];
+	uint64_t succeeded, failed;
+} OperationCount;
+/* Copies up to n kinds into ret (in the order first seen); returns how many. */
+size_t operations_counts(const Operations *o, OperationCount *ret, size_t n);
+
 json_t *operation_to_json(const Operation *op);
 /* Newest first. */
 json_t *operations_to_json(Operations *o);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@ typedef enum OptionId {
 	ID_INITRD,
 	ID_CMDLINE,
 	ID_WRITE_DTB,
+	ID_NO_HEADERS,
+	ID_WATCH,
+	ID_FILTER,
+	ID_TAIL,
 } OptionId;
 
 typedef struct OptionDef {
@@ -79,7 +84,11 @@ static const OptionDef option_defs[] = {
 	{ "since", 0, ARG_REQUIRED, ID_SINCE, OPT_SINCE },
 	{ "revision", 0, ARG_REQUIRED, ID_REVISION, OPT_REVISION },
 	{ "arch", 0, ARG_REQUIRED, ID_ARCH, OPT_ARCH },
-	{ "output", 'o', ARG_REQUIRED, ID_OUTPUT, OPT_OUTPUT },
+	{ "output", 'o', ARG_REQUIRED, ID_OUTPUT, 0 }, /* a format, or jailhouse export's FILE */
+	{ "no-headers", 0, ARG_NONE, ID_NO_HEADERS, 0 },
+	{ "watch", 'w', ARG_NONE, ID_WATCH, OPT_WATCH },
+	{ "filter", 0, ARG_REQUIRED, ID_FILTER, OPT_FILTER },
+	{ "tail", 0, ARG_REQUIRED, ID_TAIL, OPT_TAIL },
 	{ "cell", 0, ARG_REQUIRED, ID_CELL, OPT_PLACE },
 	{ "kernel", 0, ARG_REQUIRED, ID_KERNEL, OPT_PLACE },
 	{ "dtb", 0, ARG_REQUIRED, ID_DTB, OPT_PLACE },
@@ -89,14 +98,15 @@ static const OptionDef option_defs[] = {
 };
 
 void args_usage(FILE *f) {
-	fputs("Usage: wardenctl [--socket PATH | --url URL [--token-file F] [--cacert F]] [--json] [--timeout S]\n"
-	      "                 COMMAND\n"
+	fputs("Usage: wardenctl [--socket PATH | --url URL [--token-file F] [--cacert F]] [-o FORMAT] [--no-headers]\n"
+	      "                 [--timeout S] COMMAND\n"
+	      "       wardenctl COMMAND [VERB] --help\n"
 	      "\n"
 	      "Operate wardend, the cell supervisor, through its HTTP API.\n"
 	      "\n"
 	      "Commands:\n"
 	      "  health                                   liveness and a summary\n"
-	      "  cells                                    all cells, one line each\n"
+	      "  cells [-w]                               all cells, one line each; -w: and as they change\n"
 	      "  cell show NAME                           one cell: revision, spec, health, events\n"
 	      "  cell start|stop|restart|shutdown NAME [--wait [S]] [--idempotency-key K]\n"
 	      "  cell create FILE [--idempotency-key K]   create a cell from a JSON spec (FILE \"-\": stdin)\n"
@@ -109,9 +119,12 @@ void args_usage(FILE *f) {
 	      "  cell inject NAME FAULT [--idempotency-key K]\n"
 	      "                                           FAULT: hang, panic, crash, exit or stall\n"
 	      "  cell console NAME [--bytes N]            the tail of the console (default 4096 bytes)\n"
+	      "  logs CELL [-f] [--tail N]                the console's newest lines; -f: then live\n"
 	      "  operation show ID [--wait [S]]           one operation\n"
-	      "  operations                               the newest operations\n"
-	      "  events [--follow] [--since ID]           the event stream\n"
+	      "  operations [-w]                          the newest operations\n"
+	      "  events [-f] [--since ID|AGE] [--tail N] [--filter KEY=VALUE]...\n"
+	      "                                           the event stream; -f: only new ones unless --since\n"
+	      "                                           or --tail; --filter cell=C, type=T[,T], kind=K\n"
 	      "  hypervisor [show]                        state, backends, cells\n"
 	      "  hypervisor enable|disable|restart [--wait [S]] [--idempotency-key K]\n"
 	      "  metrics                                  Prometheus text\n"
@@ -128,7 +141,10 @@ void args_usage(FILE *f) {
 	      "  -u --url URL            a TCP listener instead: http://HOST:PORT or https://HOST:PORT\n"
 	      "     --token-file F       bearer token (first line of F) for TCP listeners\n"
 	      "     --cacert F           CA certificates to verify an https:// daemon\n"
-	      "  -j --json               print the daemon's JSON (events: one object a line)\n"
+	      "  -o --output FORMAT      json, yaml, wide or name (jailhouse export: -o FILE)\n"
+	      "  -j --json               the same as -o json (events: one object a line)\n"
+	      "     --no-headers         tables without their header line\n"
+	      "  -w --watch              cells, operations: print a line again when it changes\n"
 	      "     --timeout S          seconds to wait for an answer, beyond --wait (default 30)\n"
 	      "     --wait [S]           wait until the operation ends, at most S seconds (default 60)\n"
 	      "     --idempotency-key K  key of a mutation (default: a random one); reuse it to retry\n"
@@ -137,12 +153,13 @@ void args_usage(FILE *f) {
 	      "     --apply              replace: restart a running cell with the new spec at once\n"
 	      "     --as IMAGE_NAME      upload: the image's name (default: FILE's base name)\n"
 	      "     --bytes N            console: bytes of the tail (at most 65536)\n"
-	      "  -f --follow             events: keep printing; reconnect when the stream drops\n"
-	      "     --since ID           events: only events after ID (default: all the daemon holds)\n"
+	      "  -f --follow             events: keep printing; reconnect when the stream drops; logs: stream\n"
+	      "     --since ID|AGE       events: after event ID, or of the last AGE (30s, 10m, 2h, 1d)\n"
+	      "     --tail N             events: the newest N (or all); logs: the newest N lines\n"
+	      "     --filter KEY=VALUE   events: cell=NAME, type=T[,T...], kind=KIND (all must match)\n"
 	      "     --revision R         jailhouse export: config revision 12, 13 or 14 (default: the\n"
 	      "                          document's \"revision\", else 14)\n"
 	      "     --arch A             jailhouse: x86, arm or arm64 (revisions 12 and 13 do not record it)\n"
-	      "  -o --output FILE        jailhouse export: where to write (\"-\": stdout)\n"
 	      "  -h --help               this help\n"
 	      "     --version            the version\n"
 	      "\n"
@@ -153,10 +170,11 @@ void args_usage(FILE *f) {
 	      "sent again with the same key, up to 3 times, and the daemon runs it at most once.\n"
 	      "\n"
 	      "Exit codes:\n"
-	      "  0  success\n"
+	      "  0  success (also start of a running cell, stop of a stopped one: nothing to do)\n"
 	      "  1  the daemon refused (4xx, 5xx), the operation failed or did not end within --wait\n"
 	      "  2  usage error: bad arguments, unreadable file\n"
-	      "  3  the daemon could not be reached, after the retries\n"
+	      "  3  the daemon could not be reached, after the retries (a refused or forbidden local\n"
+	      "     socket: at once)\n"
 	      "  4  not found (404)\n"
 	      "  5  conflict or precondition failed (409, 412)\n"
 	      "  6  authentication or authorization refused (401, 403)\n",
@@ -173,6 +191,50 @@ static bool parse_number(const char *s, double min, double max, double *ret) {
 		return false;
 	*ret = v;
 	return true;
+}
+
+/* "90s", "10m", "1.5h", "2d": seconds. */
+static bool parse_age(const char *s, double *ret) {
+	static const struct {
+		char unit;
+		double s;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	size_t l = strlen(s);
+	char num[32];
+	double v;
+
+	if (l < 2 || l >= sizeof num)
+		return false;
+	for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+		if (s[l - 1] != units[i].unit)
+			continue;
+		memcpy(num, s, l - 1);
+		num[l - 1] = 0;
+		if (!parse_number(num, 0, 1e9, &v) || v == 0)
+			return false;
+		*ret = v * units[i].s;
+		return true;
+	}
+	return false;
+}
+
+int args_output_format(Options *o, unsigned allowed) {
+	static const char *const names[] = {
+		[FORMAT_TEXT] = "text", [FORMAT_JSON] = "json", [FORMAT_YAML] = "yaml",
+		[FORMAT_WIDE] = "wide", [FORMAT_NAME] = "name",
+	};
+
+	if (!o->output || (allowed & OPT_OUTPUT))
+		return 0;
+	for (size_t i = 0; i < ELEMENTSOF(names); i++)
+		if (streq(o->output, names[i])) {
+			o->format = (OutputFormat)i;
+			o->json = o->format == FORMAT_JSON || o->format == FORMAT_YAML;
+			o->output = NULL;
+			return 0;
+		}
+	fprintf(stderr, "wardenctl: -o %s: expected json, yaml, wide or name\n", o->output);
+	return -EINVAL;
 }
 
 /* --if-match 3 → "3"; quoted ETags and * pass as they are. */
@@ -204,7 +266,37 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		break;
 	case ID_TOKEN_FILE: o->token_file = value; break;
 	case ID_CACERT: o->cacert = value; break;
-	case ID_JSON: o->json = true; break;
+	case ID_JSON:
+		o->json = true;
+		o->format = FORMAT_JSON;
+		break;
+	case ID_NO_HEADERS: o->no_headers = true; break;
+	case ID_WATCH: o->watch = true; break;
+	case ID_FILTER: {
+		const char *eq = strchr(value, '=');
+		size_t kl = eq ? (size_t)(eq - value) : 0;
+		if (!eq || !eq[1] ||
+		    !((kl == 4 && strncmp(value, "cell", 4) == 0) || (kl == 4 && strncmp(value, "type", 4) == 0) ||
+		      (kl == 4 && strncmp(value, "kind", 4) == 0))) {
+			fprintf(stderr, "wardenctl: --filter %s: expected cell=NAME, type=EVENT_TYPE or kind=KIND\n", value);
+			return -EINVAL;
+		}
+		if (o->n_filters == FILTERS_MAX) {
+			fprintf(stderr, "wardenctl: at most %d --filter options\n", FILTERS_MAX);
+			return -EINVAL;
+		}
+		o->filters[o->n_filters++] = value;
+		break;
+	}
+	case ID_TAIL:
+		if (streq(value, "all"))
+			o->tail = LONG_MAX;
+		else if (!parse_number(value, 0, 1e9, &v) || v != floor(v)) {
+			fprintf(stderr, "wardenctl: --tail %s: expected a number of lines or events, or \"all\"\n", value);
+			return -EINVAL;
+		} else
+			o->tail = (long)v;
+		break;
 	case ID_HELP: o->help = true; break;
 	case ID_VERSION: o->version = true; break;
 	case ID_APPLY: o->apply = true; break;
@@ -245,9 +337,12 @@ static int apply_option(Options *o, const OptionDef *d, const char *value) {
 		o->bytes = (long)v;
 		break;
 	case ID_SINCE:
-		/* Event ids are the daemon's counter, a decimal number (api-events.c). */
+		/* Event ids are the daemon's counter, a decimal number (api-events.c);
+		 * a number with a unit is an age: 30s, 10m, 2h, 1d. */
+		if (parse_age(value, &o->since_age_s))
+			break;
 		if (!*value || strlen(value) > 20 || strspn(value, "0123456789") != strlen(value)) {
-			fprintf(stderr, "wardenctl: --since %s: expected an event id\n", value);
+			fprintf(stderr, "wardenctl: --since %s: expected an event id or an age (30s, 10m, 2h, 1d)\n", value);
 			return -EINVAL;
 		}
 		o->since = value;

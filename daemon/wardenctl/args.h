@@ -29,14 +29,35 @@ typedef enum CommandOption {
 	OPT_ARCH = 1 << 9,
 	OPT_OUTPUT = 1 << 10,
 	OPT_PLACE = 1 << 11, /* --cell, --kernel, --dtb, --initrd, --cmdline, --write-dtb */
+	OPT_WATCH = 1 << 12,
+	OPT_FILTER = 1 << 13,
+	OPT_TAIL = 1 << 14,
 } CommandOption;
+
+/* -o: how a command prints (the jailhouse export's -o is its FILE). */
+typedef enum OutputFormat {
+	FORMAT_TEXT, /* tables and "key: value" lines */
+	FORMAT_JSON, /* the daemon's JSON (also --json) */
+	FORMAT_YAML, /* the same document as YAML */
+	FORMAT_WIDE, /* tables with more columns */
+	FORMAT_NAME, /* lists: the names only, one a line */
+} OutputFormat;
+
+#define FILTERS_MAX 8
 
 typedef struct Options {
 	const char *socket;
 	const char *url;
 	const char *token_file;
 	const char *cacert;
-	bool json;
+	bool json; /* a document on stdout: FORMAT_JSON or FORMAT_YAML */
+	OutputFormat format;
+	bool no_headers;
+	bool watch;
+	const char *filters[FILTERS_MAX]; /* events: KEY=VALUE */
+	size_t n_filters;
+	long tail;          /* events, logs: the newest N; -1: not given */
+	double since_age_s; /* events --since DURATION; 0: not given */
 	bool help;
 	bool version;
 	double timeout_s;
@@ -69,6 +90,8 @@ typedef struct Options {
 } Options;
 
 int args_parse(int argc, char **argv, Options *o);
+/* -o names a format, unless the command takes it as its FILE (OPT_OUTPUT). */
+int args_output_format(Options *o, unsigned allowed);
 /* Refuses options (CommandOption flags) the command does not take. */
 int args_check(const Options *o, unsigned allowed, const char *word, const char *verb);
 /* The command line wins over the environment; the socket is the default. */

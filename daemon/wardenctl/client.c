@@ -264,7 +264,9 @@ int request_once(const Options *o, const Request *q, Response *resp) {
 	if (resp->code != CURLE_OK && resp->code != CURLE_ABORTED_BY_CALLBACK) {
 		long os_errno = 0;
 		/* curl's text names "localhost port 80" for a unix socket too */
-		if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno && !o->url)
+		if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
+			resp->os_errno = os_errno;
+		if (os_errno && !o->url)
 			snprintf(resp->error, sizeof resp->error, "%s (%s)", curl_easy_strerror(resp->code),
 			         strerror((int)os_errno));
 		else if (!resp->error[0])
@@ -303,6 +305,11 @@ bool request_retryable(CURLcode c) {
 	}
 }
 
+bool request_hopeless(const Options *o, const Response *resp) {
+	return !o->url && resp->code == CURLE_COULDNT_CONNECT &&
+	       (resp->os_errno == EACCES || resp->os_errno == EPERM || resp->os_errno == ECONNREFUSED);
+}
+
 /* Sends q, retrying transport failures with the same request (and so the
  * same Idempotency-Key). Returns like request_once(). */
 static int request_send(const Options *o, const Request *q, Response *resp) {
@@ -318,7 +325,8 @@ static int request_send(const Options *o, const Request *q, Response *resp) {
 		r = request_once(o, q, resp);
 		maybe_sent |= r == -EIO && resp->code != CURLE_COULDNT_CONNECT && resp->code != CURLE_COULDNT_RESOLVE_HOST;
 		resp->maybe_sent = maybe_sent;
-		if (r != -EIO || attempt >= REQUEST_MAX_ATTEMPTS || !request_retryable(resp->code))
+		if (r != -EIO || attempt >= REQUEST_MAX_ATTEMPTS || !request_retryable(resp->code) ||
+		    request_hopeless(o, resp))
 			return r;
 		clear_progress_line(o);
 		fprintf(stderr, "wardenctl: %s %s: %s; retrying in %u s (attempt %u of %u%s%s)\n", q->method, q->path,
@@ -339,7 +347,7 @@ int report_http_error(const Options *o, const Response *resp) {
 	title = jstr(j, "title");
 	detail = jstr(j, "detail");
 	if (j && o->json)
-		print_json_text(resp->body.data, resp->body.size);
+		print_doc(o, resp->body.data, resp->body.size);
 	clear_progress_line(o);
 	if (title || detail)
 		fprintf(stderr, "wardenctl: %s: %s\n", title ? title : "Error", detail ? detail : "(no detail)");
@@ -354,6 +362,17 @@ int report_http_error(const Options *o, const Response *resp) {
 int report_unreachable(const Options *o, const Request *q, const Response *resp) {
 	clear_progress_line(o);
 	fprintf(stderr, "wardenctl: cannot reach wardend at %s: %s\n", endpoint(o), resp->error);
+	if (!o->url && (resp->os_errno == EACCES || resp->os_errno == EPERM))
+		fprintf(stderr,
+		        "wardenctl: the socket's permissions refuse you: it belongs to the group api.socket_group of the "
+		        "daemon's config (mode api.socket_mode; SocketGroup= under wardend.socket). Join that group "
+		        "(usermod -aG GROUP $USER, then log in again) or run as root.\n");
+	else if (!o->url && resp->os_errno == ECONNREFUSED)
+		fprintf(stderr, "wardenctl: nothing listens on %s: is wardend running? (systemctl status wardend)\n",
+		        o->socket);
+	else if (!o->url && resp->os_errno == ENOENT)
+		fprintf(stderr, "wardenctl: %s does not exist: is wardend running, and is this its socket "
+		        "(--socket, WARDEN_SOCKET)?\n", o->socket);
 	if (q->idempotency_key && resp->maybe_sent)
 		fprintf(stderr,
 		        "wardenctl: %s %s may or may not have been applied; repeat the command with "
@@ -409,10 +428,19 @@ int get_and_show(const Options *o, const char *path, ShowFn show) {
 	if (r != EXIT_OK)
 		return r;
 	if (o->json) {
-		print_json_text(resp.body.data, resp.body.size);
+		print_doc(o, resp.body.data, resp.body.size);
 		return EXIT_OK;
 	}
-	return show(&resp, j);
+	if (o->format == FORMAT_NAME && json_is_object(j) && jstr(j, "name")) {
+		printf("%s\n", jstr(j, "name"));
+		return EXIT_OK;
+	}
+	if (o->format == FORMAT_NAME && json_is_object(j) && !json_is_array(json_list(j, "cells")) &&
+	    !json_is_array(json_list(j, "operations")) && !json_is_array(json_list(j, "images"))) {
+		fprintf(stderr, "wardenctl: -o name: this answer has no name; it applies to lists and cells\n");
+		return EXIT_USAGE;
+	}
+	return show(o, &resp, j);
 }
 
 int get_text(const Options *o, const char *path) {

@@ -56,6 +56,7 @@ typedef struct Response {
 	CURLcode code;
 	char error[CURL_ERROR_SIZE];
 	bool maybe_sent; /* an attempt failed after the request may have left */
+	long os_errno;   /* of a failed connect, when curl knows it */
 } Response;
 
 void response_done(Response *r);
@@ -74,6 +75,9 @@ int request_run(const Options *o, const Request *q, Response *resp);
 /* The request may not have reached the daemon, or its answer did not reach
  * us: worth the same request again. */
 bool request_retryable(CURLcode c);
+/* The local socket refused us, or its permissions did: no retry changes
+ * that, so the command fails at once (with a hint). */
+bool request_hopeless(const Options *o, const Response *resp);
 
 /* Print the failure and return the exit code. */
 int report_http_error(const Options *o, const Response *resp);
@@ -82,7 +86,7 @@ int report_unreachable(const Options *o, const Request *q, const Response *resp)
 int parse_json_answer(const Response *resp, json_t **ret);
 
 /* Prints a GET answer for people; --json prints the daemon's text instead. */
-typedef int (*ShowFn)(const Response *resp, json_t *j);
+typedef int (*ShowFn)(const Options *o, const Response *resp, json_t *j);
 int get_and_show(const Options *o, const char *path, ShowFn show);
 /* GET PATH as text, to stdout as it is. */
 int get_text(const Options *o, const char *path);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -7,11 +8,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "buffer.h"
 #include "client.h"
 #include "cmd-cell.h"
+#include "cmd-events.h"
 #include "exit-code.h"
 #include "macro.h"
 #include "mutation.h"
@@ -58,13 +61,12 @@ static double age_ms(const char *at) {
 	return ((double)now.tv_sec + (double)now.tv_nsec / 1e9 - ((double)timegm(&tm) + frac)) * 1000.0;
 }
 
-static int show_cells(const Response *resp, json_t *j) {
+static int cells_table(const Options *o, json_t *j, Table *tp) {
 	json_t *list = json_list(j, "cells"), *c;
-	Table t = { .n_cols = 7 };
+	bool wide = o->format == FORMAT_WIDE;
+	Table t = { .n_cols = wide ? 11 : 7 };
 	size_t i;
-	int r;
 
-	(void)resp;
 	table_cell(&t, "NAME");
 	table_cell(&t, "STATE");
 	table_cell(&t, "BACKEND");
@@ -72,6 +74,12 @@ static int show_cells(const Response *resp, json_t *j) {
 	table_cell(&t, "RESTARTS");
 	table_cell(&t, "UPTIME");
 	table_cell(&t, "LAST-FAILURE");
+	if (wide) {
+		table_cell(&t, "REVISION");
+		table_cell(&t, "HEARTBEAT");
+		table_cell(&t, "DETECTION");
+		table_cell(&t, "RECOVERY");
+	}
 	json_array_foreach(list, i, c) {
 		json_t *cpus = json_object_get(c, "cpus") ?: json_object_get(json_object_get(c, "spec"), "cpus");
 		json_t *hb = json_object_get(c, "heartbeat"), *lf = json_object_get(c, "last_failure");
@@ -90,10 +98,33 @@ static int show_cells(const Response *resp, json_t *j) {
 			table_cell(&t, "%s %s ago", dash(jstr(lf, "kind")), format_ms(age_ms(jstr(lf, "at")), b3, sizeof b3));
 		else
 			table_cell(&t, "%s", json_is_object(lf) ? dash(jstr(lf, "kind")) : "-");
+		if (wide) {
+			json_t *tm = json_object_get(c, "timings");
+			char b4[32], b5[32], b6[32];
+			table_cell(&t, "%lld", (long long)json_integer_value(json_object_get(c, "revision")));
+			if (json_is_number(json_object_get(hb, "age_ms")))
+				table_cell(&t, "#%lld %s ago", (long long)json_integer_value(json_object_get(hb, "seq")),
+				           format_json_ms(json_object_get(hb, "age_ms"), b4, sizeof b4));
+			else
+				table_cell(&t, "-");
+			table_cell(&t, "%s", format_json_ms(json_object_get(tm, "detection_ms"), b5, sizeof b5));
+			table_cell(&t, "%s", format_json_ms(json_object_get(tm, "recovery_ms"), b6, sizeof b6));
+		}
 	}
-	r = table_print(&t);
+	*tp = t;
+	return EXIT_OK;
+}
+
+static int show_cells(const Options *o, const Response *resp, json_t *j) {
+	Table t;
+	int r;
+
+	(void)resp;
+	r = cells_table(o, j, &t);
+	if (r == EXIT_OK)
+		r = table_print(&t, o) < 0 ? oom() : EXIT_OK;
 	table_done(&t);
-	return r < 0 ? oom() : EXIT_OK;
+	return r;
 }
 
 static void show_cell_spec(json_t *spec) {
@@ -186,12 +217,13 @@ static void show_cell_health(json_t *c) {
 		   (long long)json_integer_value(json_object_get(json_object_get(hv, "exits"), "total")));
 }
 
-static int show_cell(const Response *resp, json_t *c) {
+static int show_cell(const Options *o, const Response *resp, json_t *c) {
 	json_t *events = json_object_get(c, "events"), *e;
 	json_t *spec = json_object_get(c, "spec");
 	char rev[32];
 	size_t i, n = json_array_size(events);
 
+	(void)o;
 	kv("name", "%s", dash(jstr(c, "name")));
 	kv("state", "%s", dash(jstr(c, "state")));
 	kv("revision", "%s", dash(revision_of(resp, c, rev, sizeof rev)));
@@ -214,6 +246,8 @@ static int show_cell(const Response *resp, json_t *c) {
 
 int cmd_cells(const Options *o, const char *verb, char **args) {
 	(void)verb, (void)args;
+	if (o->watch)
+		return watch_list(o, "/cells", cells_table);
 	return get_and_show(o, "/cells", show_cells);
 }
 
@@ -239,11 +273,43 @@ int cmd_cell_console(const Options *o, const char *verb, char **args) {
 	return get_text(o, path);
 }
 
+/* start of a cell that is up, stop of one that is stopped: nothing to do,
+ * and that is success, as systemctl has it. NULL: something to do. */
+static const char *nothing_to_do(const Options *o, const char *verb, const char *name) {
+	_cleanup_free_ char *path = path_make("/cells/", name, NULL);
+	_cleanup_(response_done) Response resp = { 0 };
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	Request q = { .method = "GET", .path = path };
+	const char *state;
+
+	if (!path || (!streq(verb, "start") && !streq(verb, "stop")) || request_once(o, &q, &resp) < 0 ||
+	    resp.status != 200 || !(j = json_loadb(resp.body.data, resp.body.size, 0, NULL)))
+		return NULL; /* the POST will say what is wrong */
+	state = jstr(j, "state");
+	if (streq(verb, "start") && (streq(state, "running") || streq(state, "degraded")))
+		return streq(state, "running") ? "running" : "degraded";
+	if (streq(verb, "stop") && streq(state, "stopped"))
+		return "stopped";
+	return NULL;
+}
+
 int cmd_cell_action(const Options *o, const char *verb, char **args) {
 	_cleanup_free_ char *path = NULL;
 	char label[160], suffix[16];
 	Request q = { .method = "POST" };
+	const char *already = nothing_to_do(o, verb, args[0]);
 
+	if (already) {
+		if (o->json) {
+			_cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s, s:b}", "cell", args[0], "state", already,
+			                                              "changed", 0);
+			_cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+			if (text)
+				print_doc(o, text, strlen(text));
+		} else
+			printf("%s %s: already %s, nothing to do\n", verb, args[0], already);
+		return EXIT_OK;
+	}
 	snprintf(suffix, sizeof suffix, "/%s", verb);
 	path = path_make("/cells/", args[0], suffix);
 	if (!path)
@@ -257,7 +323,7 @@ static int print_injected(const Options *o, const Response *resp, json_t *j, con
 	(void)userdata;
 	(void)label;
 	if (o->json)
-		print_json_text(resp->body.data, resp->body.size);
+		print_doc(o, resp->body.data, resp->body.size);
 	else
 		printf("injected %s into cell %s\n", dash(jstr(j, "fault")), dash(jstr(j, "cell")));
 	return EXIT_OK;
@@ -285,7 +351,7 @@ static int print_spec_answer(const Options *o, const Response *resp, json_t *j, 
 
 	(void)userdata;
 	if (o->json) {
-		print_json_text(resp->body.data, resp->body.size);
+		print_doc(o, resp->body.data, resp->body.size);
 		return EXIT_OK;
 	}
 	printf("%s: %s (revision %s)%s\n", label, resp->status == 201 ? "created" : "replaced",
@@ -353,4 +419,63 @@ int cmd_cell_delete(const Options *o, const char *verb, char **args) {
 	snprintf(label, sizeof label, "delete %s", args[0]);
 	q.path = path;
 	return run_mutation(o, &q, label, print_accepted, NULL);
+}
+
+/* --- logs: the console, and with -f what the cell prints next ------------ */
+
+typedef struct LogFollow {
+	const Options *o;
+	uint64_t started_ns;
+	bool timed_out;
+} LogFollow;
+
+static size_t on_log_data(const char *p, size_t n, void *userdata) {
+	(void)userdata;
+	if (fwrite(p, 1, n, stdout) != n)
+		return 0;
+	fflush(stdout);
+	return n;
+}
+
+static bool tick_logs(CURL *e, void *userdata) {
+	LogFollow *lf = userdata;
+	long status = 0;
+
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 0)
+		return true; /* streaming: until the daemon ends it or we are interrupted */
+	lf->timed_out = now_ns(CLOCK_MONOTONIC) - lf->started_ns > (uint64_t)(lf->o->timeout_s * 1e9);
+	return !lf->timed_out;
+}
+
+int cmd_logs(const Options *o, const char *verb, char **args) {
+	_cleanup_free_ char *path = path_make("/cells/", args[0], "/console");
+	_cleanup_(response_done) Response resp = { 0 };
+	LogFollow lf = { .o = o, .started_ns = now_ns(CLOCK_MONOTONIC) };
+	Request q = { .method = "GET", .accept = "text/plain, application/problem+json", .stream = true,
+		      .on_data = on_log_data, .tick = tick_logs, .tick_userdata = &lf };
+	char n[24];
+	int r;
+
+	(void)verb;
+	if (!path)
+		return oom();
+	snprintf(n, sizeof n, "%ld", o->tail >= 0 && o->tail != LONG_MAX ? o->tail : 100000L);
+	if (path_add_query(&path, "lines", n) < 0 || (o->follow && path_add_query(&path, "follow", "1") < 0))
+		return oom();
+	if (!o->follow)
+		return get_text(o, path);
+	q.path = path;
+	r = request_once(o, &q, &resp);
+	if (r == -EIO && lf.timed_out)
+		snprintf(resp.error, sizeof resp.error, "no answer within %.0f s", o->timeout_s);
+	if (r == -EIO)
+		return report_unreachable(o, &q, &resp);
+	if (r < 0)
+		return oom();
+	if (resp.status < 200 || resp.status > 299)
+		return report_http_error(o, &resp);
+	/* the daemon ended the stream: the cell was deleted */
+	fprintf(stderr, "wardenctl: the console of %s ended (the cell is gone)\n", args[0]);
+	return EXIT_OK;
 }

@@ -8,6 +8,7 @@
 int cmd_cells(const Options *o, const char *verb, char **args);
 int cmd_cell_show(const Options *o, const char *verb, char **args);
 int cmd_cell_console(const Options *o, const char *verb, char **args);
+int cmd_logs(const Options *o, const char *verb, char **args);
 int cmd_cell_action(const Options *o, const char *verb, char **args);
 int cmd_cell_inject(const Options *o, const char *verb, char **args);
 int cmd_cell_create(const Options *o, const char *verb, char **args);

@@ -13,14 +13,14 @@
 #include "mutation.h"
 #include "output.h"
 
-static int show_health(const Response *resp, json_t *j) {
+static int show_health(const Options *o, const Response *resp, json_t *j) {
 	json_t *cells = json_object_get(j, "cells"), *v, *sharing = json_object_get(j, "cpu_sharing");
 	json_t *uptime = json_object_get(j, "uptime_s");
 	char buf[512], d[32];
 	const char *k;
 	size_t off;
 
-	(void)resp;
+	(void)o, (void)resp;
 	kv("status", "%s", dash(jstr(j, "status")));
 	kv("version", "%s", dash(jstr(j, "version")));
 	kv("uptime", "%s", json_is_number(uptime) ? format_ms(json_number_value(uptime) * 1000.0, d, sizeof d) : "-");
@@ -53,12 +53,12 @@ int cmd_metrics(const Options *o, const char *verb, char **args) {
 	return get_text(o, "/metrics");
 }
 
-static int show_hypervisor(const Response *resp, json_t *j) {
+static int show_hypervisor(const Options *o, const Response *resp, json_t *j) {
 	json_t *backends = json_object_get(j, "backends"), *b, *sharing = json_object_get(j, "cpu_sharing");
 	char buf[512];
 	size_t i, off = 0;
 
-	(void)resp;
+	(void)o, (void)resp;
 	kv("state", "%s", dash(jstr(j, "state")));
 	buf[0] = 0;
 	json_array_foreach(backends, i, b) {

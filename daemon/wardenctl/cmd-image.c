@@ -23,13 +23,13 @@
 
 #define SHA256_SIZE 32
 
-static int show_images(const Response *resp, json_t *j) {
+static int show_images(const Options *o, const Response *resp, json_t *j) {
 	json_t *list = json_list(j, "images"), *v;
 	Table t = { .n_cols = 3 };
 	size_t i;
 	int r;
 
-	(void)resp;
+	(void)o, (void)resp;
 	table_cell(&t, "NAME");
 	table_cell(&t, "SIZE");
 	table_cell(&t, "SHA256");
@@ -38,7 +38,7 @@ static int show_images(const Response *resp, json_t *j) {
 		table_cell(&t, "%lld", (long long)json_integer_value(json_object_get(v, "size")));
 		table_cell(&t, "%s", dash(jstr(v, "sha256")));
 	}
-	r = table_print(&t);
+	r = table_print(&t, o);
 	table_done(&t);
 	return r < 0 ? oom() : EXIT_OK;
 }
@@ -109,7 +109,7 @@ static int print_uploaded(const Options *o, const Response *resp, json_t *j, con
 		return EXIT_REFUSED;
 	}
 	if (o->json)
-		print_json_text(resp->body.data, resp->body.size);
+		print_doc(o, resp->body.data, resp->body.size);
 	else
 		printf("upload %s: %s, %lld bytes, sha256 %s\n", label, resp->status == 201 ? "new" : "replaced",
 		       (long long)(json_is_integer(json_object_get(j, "size")) ? json_integer_value(json_object_get(j, "size"))

@@ -12,14 +12,14 @@
 #include "macro.h"
 #include "mutation.h"
 #include "output.h"
+#include "cmd-events.h"
 
-static int show_operations(const Response *resp, json_t *j) {
+static int operations_table(const Options *o, json_t *j, Table *tp) {
 	json_t *list = json_list(j, "operations"), *v;
 	Table t = { .n_cols = 5 };
 	size_t i;
-	int r;
 
-	(void)resp;
+	(void)o;
 	table_cell(&t, "ID");
 	table_cell(&t, "KIND");
 	table_cell(&t, "CELL");
@@ -33,13 +33,26 @@ static int show_operations(const Response *resp, json_t *j) {
 		table_cell(&t, "%s", dash(jstr(v, "phase")));
 		table_cell(&t, "%s", format_json_ms(json_object_get(json_object_get(v, "timings_ms"), "total"), d, sizeof d));
 	}
-	r = table_print(&t);
+	*tp = t;
+	return EXIT_OK;
+}
+
+static int show_operations(const Options *o, const Response *resp, json_t *j) {
+	Table t;
+	int r;
+
+	(void)resp;
+	r = operations_table(o, j, &t);
+	if (r == EXIT_OK)
+		r = table_print(&t, o) < 0 ? oom() : EXIT_OK;
 	table_done(&t);
-	return r < 0 ? oom() : EXIT_OK;
+	return r;
 }
 
 int cmd_operations(const Options *o, const char *verb, char **args) {
 	(void)verb, (void)args;
+	if (o->watch)
+		return watch_list(o, "/operations", operations_table);
 	return get_and_show(o, "/operations", show_operations);
 }
 

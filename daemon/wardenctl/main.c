@@ -37,36 +37,111 @@ typedef struct Command {
 	unsigned options; /* CommandOption flags it takes */
 	int (*run)(const Options *o, const char *verb, char **args);
 	bool offline; /* needs no daemon: no endpoint, token or libcurl */
+	const char *usage;
+	const char *summary;
 } Command;
 
 static const Command commands[] = {
-	{ "health", NULL, 0, 0, 0, cmd_health, false },
-	{ "cells", NULL, 0, 0, 0, cmd_cells, false },
-	{ "cell", "show", 1, 1, 0, cmd_cell_show, false },
-	{ "cell", "start", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
-	{ "cell", "stop", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
-	{ "cell", "restart", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
-	{ "cell", "shutdown", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false },
-	{ "cell", "create", 1, 1, OPT_KEY, cmd_cell_create, false },
-	{ "cell", "replace", 1, 1, OPT_IF_MATCH | OPT_APPLY | OPT_WAIT | OPT_KEY, cmd_cell_replace, false },
-	{ "cell", "delete", 1, 1, OPT_IF_MATCH | OPT_WAIT | OPT_KEY, cmd_cell_delete, false },
-	{ "cell", "upload", 2, 2, OPT_AS | OPT_KEY, cmd_cell_upload, false },
-	{ "cell", "images", 1, 1, 0, cmd_cell_images, false },
-	{ "cell", "inject", 2, 2, OPT_KEY, cmd_cell_inject, false },
-	{ "cell", "console", 1, 1, OPT_BYTES, cmd_cell_console, false },
-	{ "operation", "show", 1, 1, OPT_WAIT, cmd_operation_show, false },
-	{ "operations", NULL, 0, 0, 0, cmd_operations, false },
-	{ "events", NULL, 0, 0, OPT_FOLLOW | OPT_SINCE, cmd_events, false },
-	{ "hypervisor", "show", 0, 0, 0, cmd_hypervisor_show, false },
-	{ "hypervisor", "enable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false },
-	{ "hypervisor", "disable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false },
-	{ "hypervisor", "restart", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false },
-	{ "hypervisor", NULL, 0, 0, 0, cmd_hypervisor_show, false },
-	{ "metrics", NULL, 0, 0, 0, cmd_metrics, false },
-	{ "jailhouse", "import", 1, 1, OPT_ARCH, cmd_jailhouse_import, true },
-	{ "jailhouse", "export", 1, 1, OPT_REVISION | OPT_ARCH | OPT_OUTPUT, cmd_jailhouse_export, true },
-	{ "jailhouse", "place", 0, 0, OPT_PLACE, cmd_jailhouse_place, true },
+	{ "health", NULL, 0, 0, 0, cmd_health, false,
+	  "health",
+	  "liveness and a summary: status, version, uptime, cells by state, listeners" },
+	{ "cells", NULL, 0, 0, OPT_WATCH, cmd_cells, false,
+	  "cells [-w] [-o wide|name|json|yaml] [--no-headers]",
+	  "every cell, one line each; -w prints a cell's line again whenever it changes" },
+	{ "cell", "show", 1, 1, 0, cmd_cell_show, false,
+	  "cell show NAME",
+	  "one cell: revision, spec, health, failures, hypervisor view, its newest events" },
+	{ "cell", "start", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false,
+	  "cell start NAME [--wait [S]] [--idempotency-key K]",
+	  "start a cell; one that is already up is left alone (exit 0)" },
+	{ "cell", "stop", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false,
+	  "cell stop NAME [--wait [S]] [--idempotency-key K]",
+	  "stop a cell (it stays stopped across daemon restarts); one already stopped is left alone (exit 0)" },
+	{ "cell", "restart", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false,
+	  "cell restart NAME [--wait [S]] [--idempotency-key K]",
+	  "restart a cell" },
+	{ "cell", "shutdown", 1, 1, OPT_WAIT | OPT_KEY, cmd_cell_action, false,
+	  "cell shutdown NAME [--wait [S]] [--idempotency-key K]",
+	  "ask the inmate to shut down, through its mailbox" },
+	{ "cell", "create", 1, 1, OPT_KEY, cmd_cell_create, false,
+	  "cell create FILE [--idempotency-key K]",
+	  "create a cell from a JSON spec (FILE \"-\": stdin)" },
+	{ "cell", "replace", 1, 1, OPT_IF_MATCH | OPT_APPLY | OPT_WAIT | OPT_KEY, cmd_cell_replace, false,
+	  "cell replace FILE [--if-match REV] [--apply] [--wait [S]] [--idempotency-key K]",
+	  "replace the spec of the cell FILE names; --apply restarts it with the new spec at once" },
+	{ "cell", "delete", 1, 1, OPT_IF_MATCH | OPT_WAIT | OPT_KEY, cmd_cell_delete, false,
+	  "cell delete NAME [--if-match REV] [--wait [S]] [--idempotency-key K]",
+	  "delete a cell" },
+	{ "cell", "upload", 2, 2, OPT_AS | OPT_KEY, cmd_cell_upload, false,
+	  "cell upload NAME FILE [--as IMAGE_NAME] [--idempotency-key K]",
+	  "upload an image, checked by its SHA-256" },
+	{ "cell", "images", 1, 1, 0, cmd_cell_images, false,
+	  "cell images NAME",
+	  "the images uploaded to a cell" },
+	{ "cell", "inject", 2, 2, OPT_KEY, cmd_cell_inject, false,
+	  "cell inject NAME FAULT [--idempotency-key K]",
+	  "FAULT: hang, panic, crash, exit or stall (cells with allow_inject only)" },
+	{ "cell", "console", 1, 1, OPT_BYTES, cmd_cell_console, false,
+	  "cell console NAME [--bytes N]",
+	  "the tail of the console (default 4096 bytes); see also logs" },
+	{ "logs", NULL, 1, 1, OPT_FOLLOW | OPT_TAIL, cmd_logs, false,
+	  "logs CELL [-f] [--tail N]",
+	  "the cell's console: the newest N lines (default: all the daemon holds), -f: then what it prints, streamed" },
+	{ "operation", "show", 1, 1, OPT_WAIT, cmd_operation_show, false,
+	  "operation show ID [--wait [S]]",
+	  "one operation" },
+	{ "operations", NULL, 0, 0, OPT_WATCH, cmd_operations, false,
+	  "operations [-w] [-o wide|name|json|yaml] [--no-headers]",
+	  "the newest operations" },
+	{ "events", NULL, 0, 0, OPT_FOLLOW | OPT_SINCE | OPT_FILTER | OPT_TAIL, cmd_events, false,
+	  "events [-f] [--since ID|AGE] [--tail N] [--filter KEY=VALUE]...",
+	  "the event stream with timestamps; --filter cell=NAME, type=TYPE (state, failure, operation, ...), kind=KIND" },
+	{ "hypervisor", "show", 0, 0, 0, cmd_hypervisor_show, false,
+	  "hypervisor [show]",
+	  "state, backends, CPU sharing, cells" },
+	{ "hypervisor", "enable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false,
+	  "hypervisor enable [--wait [S]] [--idempotency-key K]",
+	  "enable the hypervisor" },
+	{ "hypervisor", "disable", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false,
+	  "hypervisor disable [--wait [S]] [--idempotency-key K]",
+	  "disable the hypervisor (no cell may start)" },
+	{ "hypervisor", "restart", 0, 0, OPT_WAIT | OPT_KEY, cmd_hypervisor_action, false,
+	  "hypervisor restart [--wait [S]] [--idempotency-key K]",
+	  "restart the hypervisor and every cell" },
+	{ "hypervisor", NULL, 0, 0, 0, cmd_hypervisor_show, false,
+	  "hypervisor [show]",
+	  "state, backends, CPU sharing, cells" },
+	{ "metrics", NULL, 0, 0, 0, cmd_metrics, false,
+	  "metrics",
+	  "Prometheus text, as is" },
+	{ "jailhouse", "import", 1, 1, OPT_ARCH, cmd_jailhouse_import, true,
+	  "jailhouse import FILE.cell [--arch A]",
+	  "a Jailhouse cell or system config as warden JSON (offline)" },
+	{ "jailhouse", "export", 1, 1, OPT_REVISION | OPT_ARCH | OPT_OUTPUT, cmd_jailhouse_export, true,
+	  "jailhouse export SPEC.json -o FILE.cell [--revision 12|13|14] [--arch A]",
+	  "the binary config of a JSON document (offline)" },
+	{ "jailhouse", "place", 0, 0, OPT_PLACE, cmd_jailhouse_place, true,
+	  "jailhouse place --cell C.cell --kernel IMAGE --dtb IN.dtb [--initrd F] [--cmdline S] --write-dtb OUT.dtb",
+	  "where `jailhouse cell linux` puts Linux on arm64, and the DTB patched for the cell (offline)" },
 };
+
+/* wardenctl WORD [VERB] --help: the usage of the commands it names. */
+static bool command_help(const Options *o) {
+	bool any = false;
+
+	for (size_t i = 0; o->n_args > 0 && i < ELEMENTSOF(commands); i++) {
+		const Command *c = &commands[i];
+		if (!streq(c->word, o->args[0]) || (o->n_args > 1 && c->verb && !streq(c->verb, o->args[1])))
+			continue;
+		if (c->verb == NULL && i > 0 && streq(commands[i - 1].word, c->word))
+			continue; /* "hypervisor" alone: the same as "hypervisor show" */
+		printf("%sUsage: wardenctl %s\n  %s\n", any ? "\n" : "", c->usage, c->summary);
+		any = true;
+	}
+	if (any)
+		printf("\nGlobal options (-o, --no-headers, --socket, --url, ...) and exit codes: wardenctl --help\n");
+	return any;
+}
 
 static const Command *find_command(const Options *o) {
 	const Command *word = NULL;
@@ -102,7 +177,7 @@ static const Command *find_command(const Options *o) {
 }
 
 int main(int argc, char **argv) {
-	_cleanup_(options_done) Options o = { .timeout_s = DEFAULT_TIMEOUT_S };
+	_cleanup_(options_done) Options o = { .timeout_s = DEFAULT_TIMEOUT_S, .tail = -1 };
 	const Command *c;
 	int r;
 
@@ -111,7 +186,8 @@ int main(int argc, char **argv) {
 		return EXIT_USAGE;
 	}
 	if (o.help) {
-		args_usage(stdout);
+		if (!command_help(&o))
+			args_usage(stdout);
 		return EXIT_OK;
 	}
 	if (o.version) {
@@ -119,7 +195,8 @@ int main(int argc, char **argv) {
 		return EXIT_OK;
 	}
 	c = find_command(&o);
-	if (!c || args_check(&o, c->options, c->word, c->verb) < 0 || (!c->offline && args_resolve_endpoint(&o) < 0)) {
+	if (!c || args_check(&o, c->options, c->word, c->verb) < 0 || args_output_format(&o, c->options) < 0 ||
+	    (!c->offline && args_resolve_endpoint(&o) < 0)) {
 		fprintf(stderr, "Try \"wardenctl --help\".\n");
 		return EXIT_USAGE;
 	}

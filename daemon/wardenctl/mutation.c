@@ -242,7 +242,7 @@ int operation_finish(const Options *o, Progress *p, uint64_t deadline_ns, Buffer
 		snprintf(summary, sizeof summary, "%s: %s (operation %s)", label, dash(phase), id);
 	progress_end(p, o, summary);
 	if (o->json)
-		print_json_text(raw->data, raw->size);
+		print_doc(o, raw->data, raw->size);
 	else if (detail)
 		show_operation(*op);
 	else
@@ -265,7 +265,7 @@ int operation_finish(const Options *o, Progress *p, uint64_t deadline_ns, Buffer
 int print_accepted(const Options *o, const Response *resp, json_t *j, const char *label, void *userdata) {
 	(void)userdata;
 	if (o->json)
-		print_json_text(resp->body.data, resp->body.size);
+		print_doc(o, resp->body.data, resp->body.size);
 	else if (jstr(j, "state"))
 		printf("%s: accepted (cell is %s)\n", label, jstr(j, "state"));
 	else

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -119,19 +120,26 @@ void table_cell(Table *t, const char *fmt, ...) {
 	t->cells[t->n_cells++] = s;
 }
 
-int table_print(const Table *t) {
+int table_print(const Table *t, const Options *o) {
 	size_t width[16] = { 0 };
+	size_t first = o && (o->no_headers || o->format == FORMAT_NAME) ? t->n_cols : 0;
 
 	if (t->failed)
 		return -ENOMEM;
 	if (t->n_cols > ELEMENTSOF(width))
 		abort();
-	for (size_t i = 0; i < t->n_cells; i++) {
+	if (o && o->format == FORMAT_NAME) {
+		/* the first column is the name (or id) of what the row shows */
+		for (size_t i = first; i < t->n_cells; i += t->n_cols)
+			printf("%s\n", t->cells[i]);
+		return 0;
+	}
+	for (size_t i = first; i < t->n_cells; i++) {
 		size_t l = strlen(t->cells[i]);
 		if (l > width[i % t->n_cols])
 			width[i % t->n_cols] = l;
 	}
-	for (size_t i = 0; i < t->n_cells; i++) {
+	for (size_t i = first; i < t->n_cells; i++) {
 		bool last = i % t->n_cols == t->n_cols - 1 || i == t->n_cells - 1;
 		if (last)
 			printf("%s\n", t->cells[i]);
@@ -222,4 +230,121 @@ void print_json_text(const char *s, size_t n) {
 void clear_progress_line(const Options *o) {
 	if (o->stderr_tty)
 		fputs("\r\033[K", stderr);
+}
+
+/* A string YAML reads back as the same string without quotes: no
+ * indicator first, nothing a plain scalar cannot hold, and no word that
+ * YAML 1.1 or 1.2 would read as a boolean, null or number. */
+static bool yaml_plain(const char *s) {
+	static const char *const words[] = { "true", "false", "yes", "no", "on", "off", "null", "~", "y", "n" };
+	char *end;
+
+	/* a digit first: a number, a date or a time to some YAML reader */
+	if (!*s || strchr("-?:,[]{}#&*!|>'\"%@` .+0123456789", s[0]) || s[strlen(s) - 1] == ' ')
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || (p[0] == ':' && (p[1] == ' ' || !p[1])) ||
+		    (p[0] == ' ' && p[1] == '#'))
+			return false;
+	for (size_t i = 0; i < ELEMENTSOF(words); i++)
+		if (strcasecmp(s, words[i]) == 0)
+			return false;
+	(void)strtod(s, &end);
+	if (*end == 0 || strncasecmp(s, "0x", 2) == 0 || strncasecmp(s, "0o", 2) == 0 || strcasecmp(s, ".inf") == 0 ||
+	    strcasecmp(s, ".nan") == 0)
+		return false;
+	return true;
+}
+
+static void yaml_scalar(json_t *v) {
+	char *s;
+
+	if (json_is_string(v) && yaml_plain(json_string_value(v))) {
+		fputs(json_string_value(v), stdout);
+		return;
+	}
+	/* JSON's strings, numbers, true, false and null are YAML as they are */
+	s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+	fputs(s ? s : "null", stdout);
+	free(s);
+}
+
+static bool yaml_empty_or_scalar(json_t *v) {
+	return !(json_is_object(v) && json_object_size(v)) && !(json_is_array(v) && json_array_size(v));
+}
+
+static void yaml_value(json_t *v, int indent);
+
+static void yaml_inline(json_t *v) {
+	if (json_is_object(v))
+		fputs("{}", stdout);
+	else if (json_is_array(v))
+		fputs("[]", stdout);
+	else
+		yaml_scalar(v);
+}
+
+/* A block collection; the first line's indentation is already printed
+ * (after "- " of a sequence item). */
+static void yaml_block(json_t *v, int indent, bool first_indented) {
+	const char *k;
+	json_t *x;
+	size_t i;
+	bool first = true;
+
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, x) {
+			_cleanup_(json_decrefp) json_t *key = json_string(k);
+			if (!first || !first_indented)
+				printf("%*s", indent, "");
+			first = false;
+			if (key)
+				yaml_scalar(key);
+			fputc(':', stdout);
+			if (yaml_empty_or_scalar(x)) {
+				fputc(' ', stdout);
+				yaml_inline(x);
+				fputc('\n', stdout);
+			} else {
+				fputc('\n', stdout);
+				yaml_value(x, json_is_array(x) ? indent : indent + 2);
+			}
+		}
+		return;
+	}
+	json_array_foreach(v, i, x) {
+		if (!first || !first_indented)
+			printf("%*s", indent, "");
+		first = false;
+		fputs("- ", stdout);
+		if (yaml_empty_or_scalar(x)) {
+			yaml_inline(x);
+			fputc('\n', stdout);
+		} else
+			yaml_block(x, indent + 2, true);
+	}
+}
+
+static void yaml_value(json_t *v, int indent) {
+	if (yaml_empty_or_scalar(v)) {
+		printf("%*s", indent, "");
+		yaml_inline(v);
+		fputc('\n', stdout);
+		return;
+	}
+	yaml_block(v, indent, false);
+}
+
+void print_yaml(json_t *v) {
+	yaml_value(v, 0);
+}
+
+void print_doc(const Options *o, const char *s, size_t n) {
+	_cleanup_(json_decrefp) json_t *j = NULL;
+
+	if (o->format == FORMAT_YAML && (j = json_loadb(s, n, JSON_DECODE_ANY, NULL))) {
+		print_yaml(j);
+		return;
+	}
+	print_json_text(s, n);
 }

@@ -37,7 +37,7 @@ const char *format_list(json_t *a, const char *key, const char *sep, char *buf, 
 
 /* Cells fill the table row by row, n_cols a row. */
 void table_cell(Table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int table_print(const Table *t);
+int table_print(const Table *t, const Options *o);
 void table_done(Table *t);
 
 /* "key:    value", values aligned; an empty key continues the line above. */
@@ -46,6 +46,11 @@ void kv(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* Pretty-prints JSON text by re-indenting it only: numbers, escapes and key
  * order stay byte for byte what the daemon sent. The text must be valid. */
 void print_json_text(const char *s, size_t n);
+/* A JSON document as YAML (block style; strings quoted where YAML would
+ * read them otherwise). */
+void print_yaml(json_t *v);
+/* The daemon's document in the -o format: JSON as print_json_text(), or YAML. */
+void print_doc(const Options *o, const char *s, size_t n);
 
 /* Before a message on stderr: the progress line on a terminal goes. */
 void clear_progress_line(const Options *o);

@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1167,9 +1168,15 @@ def events_stream_and_resume():
             op_id = r.json()["operation"]
             s = uploaded_spec("app", period=20)
             assert d.put("/cells/app", body=s).status == 200
-            es.wait_for(lambda e: e["event"] == "spec" and e["data"] == {"cell": "app", "change": "created",
-                                                                         "revision": 1}, 10, "spec created")
-            img = es.wait_for(lambda e: e["event"] == "image", 10, "image event")["data"]
+            # every event says when it happened; the rest is compared exactly
+            def when_and_rest(e):
+                rest = dict(e["data"])
+                at = rest.pop("at")
+                assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", at), at
+                return rest
+            es.wait_for(lambda e: e["event"] == "spec" and when_and_rest(e) == {"cell": "app", "change": "created",
+                                                                                "revision": 1}, 10, "spec created")
+            img = when_and_rest(es.wait_for(lambda e: e["event"] == "image", 10, "image event"))
             assert img == {"cell": "app", "name": "app.bin", "size": os.path.getsize(HEARTBEAT),
                            "sha256": hashlib.sha256(read(HEARTBEAT)).hexdigest(), "change": "uploaded"}, img
             es.wait_for(lambda e: e["event"] == "state" and e["data"]["cell"] == "app" and
@@ -1195,7 +1202,7 @@ def events_stream_and_resume():
             es3.wait_for(lambda e: e["event"] == "spec" and e["data"]["change"] == "deleted", 10, "spec deleted")
             assert min(e["id"] for e in es3.events) > mid
         # from the start: everything held, in order
-        with EventStream(d) as es4:
+        with EventStream(d, query="?since=0") as es4:
             es4.wait_for(lambda e: e["event"] == "spec" and e["data"]["change"] == "deleted", 10, "spec deleted")
             assert [e["id"] for e in es4.events][:len(ids)] == ids
         last = es4.events[-1]["id"]
