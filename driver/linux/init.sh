@@ -15,6 +15,9 @@
 #                         for PERIODS periods, then stops beating with
 #                         /dev/warden still open (the cell goes DEGRADED)
 #   warden_shell          a shell on the console
+#   warden_run=PROG,ARG,...  runs /bin/PROG ARG ... once the module is
+#                         loaded (commas become spaces), output on the
+#                         console; e.g. warden_run=nqueens-host,n=12,threads=2
 
 set -f
 /bin/busybox --install -s
@@ -26,6 +29,7 @@ mount -t devtmpfs devtmpfs /dev
 
 params=
 app=
+run=
 shell=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -38,6 +42,9 @@ for arg in $(cat /proc/cmdline); do
 		;;
 	warden_shell | warden_shell=1)
 		shell=1
+		;;
+	warden_run=*)
+		run=${arg#warden_run=}
 		;;
 	esac
 done
@@ -89,6 +96,21 @@ done
 
 if [ -n "$app" ]; then
 	demo_app "$app" &
+fi
+
+if [ -n "$run" ]; then
+	prog=${run%%,*}
+	case "$prog" in
+	*/* | '') echo "warden: bad warden_run=$run" ;;
+	*)
+		if [ -x "/bin/$prog" ]; then
+			# shellcheck disable=SC2086 # the arguments are words
+			(/bin/$(echo "$run" | tr ',' ' '); echo "warden: $prog exited $?") &
+		else
+			echo "warden: warden_run: no /bin/$prog"
+		fi
+		;;
+	esac
 fi
 
 trap 'sync; halt -f' USR1
