@@ -15,6 +15,9 @@
 #                         for PERIODS periods, then stops beating with
 #                         /dev/warden still open (the cell goes DEGRADED)
 #   warden_shell          a shell on the console
+#   warden_load           load in the cell (the evaluation's): 4 MiB of
+#                         random data written to a file and read back,
+#                         in a loop, and a process spawned per turn
 #   warden_run=PROG,ARG,...  runs /bin/PROG ARG ... once the module is
 #                         loaded (commas become spaces), output on the
 #                         console; e.g. warden_run=nqueens-host,n=12,threads=2
@@ -30,6 +33,7 @@ mount -t devtmpfs devtmpfs /dev
 params=
 app=
 run=
+load=
 shell=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -45,6 +49,9 @@ for arg in $(cat /proc/cmdline); do
 		;;
 	warden_run=*)
 		run=${arg#warden_run=}
+		;;
+	warden_load | warden_load=1)
+		load=1
 		;;
 	esac
 done
@@ -96,6 +103,15 @@ done
 
 if [ -n "$app" ]; then
 	demo_app "$app" &
+fi
+
+if [ -n "$load" ]; then
+	echo "warden: load on"
+	(while :; do
+		dd if=/dev/urandom of=/tmp/load.dat bs=64k count=64 2>/dev/null
+		cat /tmp/load.dat >/dev/null
+		sync
+	done) &
 fi
 
 if [ -n "$run" ]; then
