@@ -109,6 +109,8 @@ static void beat_maybe(void)
 	}
 }
 
+INMATE_SMP();
+
 static inline void report_kind(const char *name, enum warden_result_kind kind, uint64_t v)
 {
 	warden_results_put(inmate_results(), name, kind, v);

@@ -192,6 +192,10 @@ bool mbox_serve(struct mbox_cmd *ret);
 
 /* ---- a second CPU (smp.c) ---------------------------------------------- */
 
+/* Say this once, at file scope, in an image that uses CPU 1; without it
+ * CPU 1 halts at entry like the others. */
+#define INMATE_SMP() const int inmate_smp_wanted = 1
+
 /* 2 if CPU 1 is up and serving smp_start(), 1 otherwise. */
 unsigned int smp_cpus(void);
 /* Wait up to timeout_ms for CPU 1 to come up; false without one. */

@@ -9,6 +9,10 @@
  *
  * The shared state lives in .data, not .bss: the boot CPU clears .bss when
  * it reaches ring 3, which may be after CPU 1 said it is up.
+ *
+ * Only images that say INMATE_SMP() use CPU 1; in the others it halts at
+ * once, as every other vCPU does, so that the cell still halts when its
+ * boot CPU does. CPU 1 halts too once the inmate writes PANICKED or HALTED.
  */
 #include "inmate.h"
 
@@ -24,18 +28,36 @@ static struct {
 	void *arg;
 } smp __attribute__((section(".data"))) = { 0, 0, 0, 0, 0 };
 
+/* Defined (to 1) by INMATE_SMP() in an image that uses CPU 1. */
+extern const int inmate_smp_wanted __attribute__((weak));
+
 void inmate_secondary(const struct warden_bootinfo *bi) __noreturn;
+
+static bool inmate_ended(void)
+{
+	volatile struct warden_comm *c = inmate_comm();
+	uint32_t st;
+
+	if (!c)
+		return false;
+	st = c->state;
+	return st == WARDEN_INMATE_PANICKED || st == WARDEN_INMATE_HALTED;
+}
 
 void inmate_secondary(const struct warden_bootinfo *bi)
 {
 	uint32_t seen = 0;
 
 	(void)bi;
+	if (!&inmate_smp_wanted || !inmate_smp_wanted)
+		cpu_hlt_forever();
 	__atomic_store_n(&smp.up, 1, __ATOMIC_RELEASE);
 	for (;;) {
 		uint32_t g = __atomic_load_n(&smp.gen, __ATOMIC_ACQUIRE);
 
 		if (g == seen) {
+			if (inmate_ended())
+				outl(WARDEN_PORT_HALT, 0);
 			outl(WARDEN_PORT_SLEEP, SMP_IDLE_SLEEP_US);
 			continue;
 		}
