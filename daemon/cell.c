@@ -23,6 +23,7 @@
 #include "manager.h"
 #include "network.h"
 #include "persist.h"
+#include "results.h"
 #include "store.h"
 
 #define SAMPLE_ACCURACY_USEC 500
@@ -704,6 +705,14 @@ static void cell_apply(Cell *c, const CellActions *acts) {
 
 /* ---- what the loop sees ---------------------------------------------- */
 
+int cell_results(Cell *c, struct warden_results *out) {
+	volatile struct warden_comm *cm;
+
+	if (!c->backend || !(cm = backend_cell_comm(c->backend)))
+		return -ENODATA;
+	return results_read(cm, out);
+}
+
 static void cell_observe(Cell *c, CellObservation *o) {
 	volatile struct warden_comm *cm;
 	BackendCellStatus st;
@@ -972,6 +981,16 @@ static json_t *ms_or_null(double v) {
 	return v < 0 ? json_null() : json_real(round(v * 1000.0) / 1000.0);
 }
 
+/* The inmate's results area (daemon/results.c), null without one. */
+static json_t *cell_results_json(Cell *c) {
+	struct warden_results res;
+	json_t *j;
+
+	if (cell_results(c, &res) < 0 || !(j = results_to_json(&res)))
+		return json_null();
+	return j;
+}
+
 json_t *cell_to_json(Cell *c, bool full) {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 	json_t *o = json_object(), *hb, *t, *lf = json_null();
@@ -1054,6 +1073,7 @@ json_t *cell_to_json(Cell *c, bool full) {
 		json_object_set_new(o, "spec_pending",
 		                    json_boolean(c->next_spec || (c->backend && c->backend_revision != c->revision)));
 		json_object_set_new(o, "missing_images", cell_missing_images(c));
+		json_object_set_new(o, "results", cell_results_json(c));
 	}
 	if (c->spec->network)
 		json_object_set_new(o, "network", network_cell_json(manager_network(c->manager), c->spec));

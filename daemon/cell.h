@@ -89,6 +89,10 @@ json_t *cell_supervision_to_json(const Cell *c);
 void cell_supervision_from_json(Cell *c, json_t *j);
 
 json_t *cell_to_json(Cell *c, bool full);
+/* A sanitised copy of the inmate's results area (daemon/results.h):
+ * 0, -ENODATA (no backend, comm or area) or -EAGAIN (torn read). */
+struct warden_results;
+int cell_results(Cell *c, struct warden_results *out);
 /* The newest accepted spec: next_spec if one waits, else spec. */
 const CellSpec *cell_latest_spec(const Cell *c);
 /* Accept a new spec (consumed): at once if the cell has no backend,

@@ -425,10 +425,32 @@ static int check_image_ref(const char *file, const char *path, const char *key, 
 	            key, file);
 }
 
+/* "realtime": {"priority": 1..99, "mlock": bool}, kvm cells only. */
+static int parse_realtime(json_t *obj, const char *path, CellSpec *s, char *err) {
+	static const char *const keys[] = { "priority", "mlock", NULL };
+	json_t *o;
+	char p[300];
+	int r;
+
+	if ((r = get_object(obj, "realtime", path, &o, err)) < 0 || !o)
+		return r;
+	snprintf(p, sizeof p, "%s.realtime", path);
+	s->rt_mlock = false;
+	if ((r = check_keys(o, p, keys, err)) < 0 ||
+	    (r = get_u32(o, "priority", p, 1, 99, &s->rt_priority, err)) < 0 ||
+	    (r = get_bool(o, "mlock", p, &s->rt_mlock, err)) < 0)
+		return r;
+	if (!s->rt_priority)
+		return config_error(err, p, "\"priority\" (1..99, SCHED_FIFO) is required");
+	if (strcmp(s->backend, "kvm") != 0)
+		return config_error(err, p, "only kvm cells run real-time vCPU threads, not \"%s\"", s->backend);
+	return 0;
+}
+
 int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpec **ret, char *err) {
 	static const char *const keys[] = { "name", "backend", "cpus", "memory", "comm", "images", "entry",
 		                            "args", "linux", "jailhouse", "autostart", "allow_inject", "health",
-		                            "recovery", "network", "container", NULL };
+		                            "recovery", "network", "container", "realtime", NULL };
 	static const char *const hkeys[] = { "period_ms", "timeout_ms", "boot_timeout_ms", NULL };
 	_cleanup_(cell_spec_freep) CellSpec *s = NULL;
 	const char *name = NULL, *backend = "kvm";
@@ -602,6 +624,9 @@ int cell_spec_parse(json_t *obj, const char *path, const ConfigEnv *env, CellSpe
 	s->autostart = true;
 	if ((r = get_bool(obj, "autostart", path, &s->autostart, err)) < 0 ||
 	    (r = get_bool(obj, "allow_inject", path, &s->allow_inject, err)) < 0)
+		return r;
+
+	if ((r = parse_realtime(obj, path, s, err)) < 0)
 		return r;
 
 	s->health = (HealthSpec){ .period_ms = 10, .timeout_ms = 100, .boot_timeout_ms = 5000 };
@@ -783,6 +808,9 @@ json_t *cell_spec_to_json(const CellSpec *s) {
 	}
 	json_object_set_new(o, "autostart", json_boolean(s->autostart));
 	json_object_set_new(o, "allow_inject", json_boolean(s->allow_inject));
+	if (s->rt_priority)
+		json_object_set_new(o, "realtime", json_pack("{s:i, s:b}", "priority", (int)s->rt_priority, "mlock",
+		                                             s->rt_mlock));
 	h = json_pack("{s:i, s:i, s:i}", "period_ms", (int)s->health.period_ms, "timeout_ms",
 	              (int)s->health.timeout_ms, "boot_timeout_ms", (int)s->health.boot_timeout_ms);
 	json_object_set_new(o, "health", h);
@@ -845,6 +873,8 @@ void cell_spec_to_backend(const CellSpec *s, BackendCellConfig *ret, BackendRegi
 		.comm_size = s->comm.size,
 		.period_ms = s->health.period_ms,
 		.allow_inject = s->allow_inject,
+		.rt_priority = s->rt_priority,
+		.rt_mlock = s->rt_mlock,
 		.args = s->args,
 		.kernel = s->kernel,
 		.initrd = s->initrd,

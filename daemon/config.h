@@ -121,6 +121,11 @@ typedef struct CellSpec {
 	size_t cell_size;
 	bool autostart;
 	bool allow_inject;
+	/* "realtime": {"priority": 1..99, "mlock": bool}: the vCPU threads
+	 * run SCHED_FIFO at rt_priority (0: not real-time) with the cell's
+	 * memory locked (kvm backend; cyclictest's -p and -m) */
+	unsigned rt_priority;
+	bool rt_mlock;
 	HealthSpec health;
 	RecoverySpec recovery;
 	NetSpec *network; /* the spec's "network", or NULL (network-spec.h) */

@@ -13,6 +13,7 @@
 #include "manager.h"
 #include "network.h"
 #include "operation.h"
+#include "results.h"
 
 static void header(FILE *f, const char *name, const char *type, const char *help) {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -112,6 +113,9 @@ typedef struct CellFigures {
 	uint64_t revision;
 	uint64_t budget_exhausted;
 	uint32_t hb_timeout_ms;
+	/* the inmate's results area (daemon/results.h) */
+	bool has_results;
+	struct warden_results results;
 } CellFigures;
 
 struct MetricsSnapshot {
@@ -159,6 +163,7 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 		f->h_boot = cm->h_boot;
 		f->h_recovery = cm->h_recovery;
 		memcpy(f->h_detection, cm->h_detection, sizeof f->h_detection);
+		f->has_results = cell_results(cells[i], &f->results) >= 0;
 		BackendCellStatus st;
 		if (cell_backend_status(cells[i], &st) >= 0) {
 			f->has_hv_id = st.has_hv_id;
@@ -341,6 +346,17 @@ int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
 		snprintf(labels, sizeof labels, "cell=\"%s\"", c[i].name);
 		histogram(f, "warden_cell_recovery_seconds", labels, &c[i].h_recovery);
 	}
+
+	header(f, "warden_cell_result", "gauge",
+	       "Values the inmate reports in its results area, by name (kind: counter, gauge or ns).");
+	for (size_t i = 0; i < n; i++)
+		if (c[i].has_results)
+			results_prom_values(f, c[i].name, &c[i].results);
+	header(f, "warden_cell_result_latency_seconds", "histogram",
+	       "The histogram of the inmate's results area (jitter: wakeup latency in 1 us buckets).");
+	for (size_t i = 0; i < n; i++)
+		if (c[i].has_results)
+			results_prom_histogram(f, c[i].name, &c[i].results);
 
 	header(f, "warden_loop_lag_seconds", "histogram",
 	       "How late wardend's loop ran a high-priority timer (probed 20 times a second).");

@@ -78,6 +78,8 @@ typedef struct BackendCellConfig {
 	uint64_t comm_size; /* >= WARDEN_COMM_SIZE */
 	uint32_t period_ms; /* heartbeat period the inmate should keep */
 	bool allow_inject;  /* inmate may obey WARDEN_CMD_INJECT */
+	unsigned rt_priority; /* kvm: SCHED_FIFO priority of the vCPU threads, 0 = normal */
+	bool rt_mlock;        /* kvm: lock the runner's memory (mlockall) */
 	const char *args;   /* free-form inmate arguments, may be NULL */
 	/* A Linux inmate (the spec's "linux" object): the kernel replaces
 	 * images/entry; each is NULL when unused. */

@@ -35,6 +35,11 @@
  * what was overwritten meanwhile). It is for boards where cells share one
  * UART (Jailhouse): the API can then show each cell's own output.
  *
+ * Results area (optional, inmate): bytes WARDEN_RESULTS_OFFSET (512) up to
+ * 2048 of inmate_reserved may hold a struct warden_results
+ * (api/warden/results.h, its own magic, version and seqcount): what the
+ * inmate measured, for the daemon's API.
+ *
  * This header is self-standing and usable from freestanding C, the Linux
  * kernel and userspace: it needs nothing but fixed-width integers.
  */

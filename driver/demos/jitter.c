@@ -6,6 +6,11 @@
  * lateness in ns go to result[0..2], the number of samples to result[3]
  * and the number of periods missed outright to result[4]; the console
  * gets a line per second for that second.
+ *
+ * The results area (api/warden/results.h) gets every sample, as
+ * cyclictest -h does: histogram "latency" in 1 us buckets (as many as the
+ * area holds, WARDEN_RESULTS_BUCKETS, or args "buckets=N" fewer) with
+ * min/avg/max and the overflow beyond, and values period_us and missed.
  */
 #include "inmate.h"
 
@@ -46,6 +51,9 @@ int main(void)
 		       period_us, PERIOD_US_MIN, PERIOD_US_MAX);
 		period_us = 1000;
 	}
+	warden_results_init(inmate_results(), "latency", 1000,
+			    (uint32_t)args_get_u64("buckets", WARDEN_RESULTS_BUCKETS));
+	warden_results_put(inmate_results(), "period_us", WARDEN_RESULT_GAUGE, period_us);
 	period = ns_to_tsc(period_us * 1000u);
 	second = ns_to_tsc(1000000000u);
 	printk("jitter: period %lu us, heartbeat %u ms\n", period_us, period_ms);
@@ -68,6 +76,10 @@ int main(void)
 		hb_set_result(2, total.max);
 		hb_set_result(3, total.n);
 		hb_set_result(4, missed);
+		warden_results_begin(inmate_results());
+		warden_results_add(inmate_results(), late);
+		warden_results_set(inmate_results(), "missed", WARDEN_RESULT_COUNTER, missed);
+		warden_results_end(inmate_results());
 		if (hb_beat_due())
 			mbox_serve(&m);
 

@@ -13,7 +13,8 @@
  * natively, so the library leaves ring 0 after a few dozen instructions and
  * only returns there for an exception or one of the services in cpu_*().
  *
- * Single CPU: vCPUs other than the boot CPU halt at entry.
+ * CPUs: the boot CPU runs main(); on warden-kvm a second vCPU (CPU 1) runs
+ * work handed to it through smp_start() (smp.c); others halt at entry.
  */
 #ifndef WARDEN_INMATE_H
 #define WARDEN_INMATE_H
@@ -25,6 +26,7 @@
 
 #include "warden/comm.h"
 #include "warden/kvm.h"
+#include "warden/results.h"
 
 #define __noreturn __attribute__((noreturn))
 #define __printf(a, b) __attribute__((format(printf, a, b)))
@@ -187,6 +189,29 @@ void mbox_ack(const struct mbox_cmd *cmd);
  * acknowledged and ignored otherwise, as are unknown commands. Returns
  * true when there is an INJECT for the caller. */
 bool mbox_serve(struct mbox_cmd *ret);
+
+/* ---- a second CPU (smp.c) ---------------------------------------------- */
+
+/* Say this once, at file scope, in an image that uses CPU 1; without it
+ * CPU 1 halts at entry like the others. */
+#define INMATE_SMP() const int inmate_smp_wanted = 1
+
+/* 2 if CPU 1 is up and serving smp_start(), 1 otherwise. */
+unsigned int smp_cpus(void);
+/* Wait up to timeout_ms for CPU 1 to come up; false without one. */
+bool smp_wait_up(uint32_t timeout_ms);
+/* Run fn(arg) on CPU 1; false if there is no CPU 1 or it is still busy. */
+bool smp_start(void (*fn)(void *), void *arg);
+/* True once the last smp_start() work returned. */
+bool smp_done(void);
+
+/* ---- results area (api/warden/results.h) ------------------------------ */
+
+/* The results area of inmate_comm(). */
+static inline volatile struct warden_results *inmate_results(void)
+{
+	return warden_results_of(inmate_comm());
+}
 
 /* ---- arguments ("n=10 period=5") -------------------------------------- */
 

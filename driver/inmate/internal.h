@@ -27,6 +27,7 @@
 #define INMATE_SEL_UDATA 0x18
 #define INMATE_SEL_UCODE 0x20
 #define INMATE_SEL_TSS 0x28
+#define INMATE_SEL_TSS1 0x38
 
 /* WARDEN_BOOT_MAGIC, for start.S which cannot include kvm.h. */
 #define INMATE_BOOT_MAGIC 0x544f4f424e445257

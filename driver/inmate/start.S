@@ -54,13 +54,14 @@ multiboot_header:
 entry64:
 	cli
 	cld
-	/* One CPU only: the tables below (stacks, TSS) are not per-CPU, so
-	 * any other vCPU stops before it touches them. */
+	/* The boot CPU takes the tables below; CPU 1 has its own stacks and
+	 * TSS (secondary64) and serves smp.c; any other vCPU stops before
+	 * it touches anything. */
 	movabs	$INMATE_BOOT_MAGIC, %rax
 	cmp	%rax, %rsi
 	jne	common64
 	cmpl	$0, 12(%rdi)		/* warden_bootinfo.cpu */
-	jne	park
+	jne	secondary64
 
 common64:
 	/* %rdi, %rsi: the loader's pointer and magic, passed through to
@@ -102,6 +103,38 @@ park:
 	cli
 	hlt
 	jmp	park
+
+/* CPU 1 on warden-kvm: the same road to ring 3 on its own stacks and TSS,
+ * then inmate_secondary() (smp.c) with %rdi = its boot info. */
+secondary64:
+	cmpl	$1, 12(%rdi)
+	jne	park
+	lea	kstack1_top(%rip), %rsp
+	lgdt	gdt_ptr(%rip)
+	mov	$INMATE_SEL_KDATA, %eax
+	mov	%eax, %ss
+	xor	%eax, %eax
+	mov	%eax, %fs
+	mov	%eax, %gs
+	pushq	$INMATE_SEL_KCODE
+	lea	1f(%rip), %rax
+	push	%rax
+	lretq
+1:
+	mov	$INMATE_SEL_TSS1, %eax
+	ltr	%ax
+	lidt	idt_ptr(%rip)
+	mov	$(INMATE_SEL_UDATA | 3), %eax
+	mov	%eax, %ds
+	mov	%eax, %es
+	pushq	$(INMATE_SEL_UDATA | 3)
+	lea	ustack1_top(%rip), %rax
+	push	%rax
+	pushq	$RFLAGS_RING3
+	pushq	$(INMATE_SEL_UCODE | 3)
+	lea	ring3_secondary(%rip), %rax
+	push	%rax
+	iretq
 
 /* ---- exceptions and services (ring 0) -------------------------------- */
 
@@ -241,6 +274,15 @@ gdt_tss:				/* 0x28 64-bit TSS, 16 bytes */
 	.byte	0			/* base 31:24 */
 	.long	0			/* base 63:32 */
 	.long	0
+gdt_tss1:				/* 0x38 CPU 1's TSS */
+	.word	tss_end - tss1 - 1
+	.word	tss1 - _start
+	.byte	IMAGE_BASE_HI16
+	.byte	0x89
+	.byte	0
+	.byte	0
+	.long	0
+	.long	0
 gdt_end:
 
 	.balign	8
@@ -248,6 +290,19 @@ gdt_end:
 gdt_ptr:
 	.word	gdt_end - gdt - 1
 	.quad	gdt
+
+	/* CPU 1's TSS: its own rsp0, the same I/O bitmap (the iomap offset
+	 * reaches over the boot CPU's TSS into it). */
+	.balign	16
+tss1:
+	.long	0
+	.quad	kstack1_top
+	.quad	0, 0
+	.quad	0
+	.quad	0, 0, 0, 0, 0, 0, 0
+	.quad	0
+	.word	0
+	.word	tss_iomap - tss1
 
 	.balign	16
 tss:
@@ -321,6 +376,10 @@ ring3_entry:
 	call	inmate_start
 	ud2
 
+ring3_secondary:
+	call	inmate_secondary
+	ud2
+
 /* ---- memory the loaders need not load or clear ----------------------- */
 
 	.section .noinit, "aw", @nobits
@@ -341,5 +400,11 @@ kstack_top:
 ustack:
 	.skip	32768
 ustack_top:
+kstack1:
+	.skip	8192
+kstack1_top:
+ustack1:
+	.skip	32768
+ustack1_top:
 
 	.section .note.GNU-stack, "", @progbits

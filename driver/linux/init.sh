@@ -23,6 +23,12 @@
 #   warden_net_probe=URL  after the network is up, once: ping the gateway
 #                         and fetch URL, each result on the console
 #                         ("warden: probe ...": the network tests read it)
+#   warden_load           load in the cell (the evaluation's): 4 MiB of
+#                         random data written to a file and read back,
+#                         in a loop, and a process spawned per turn
+#   warden_run=PROG,ARG,...  runs /bin/PROG ARG ... once the module is
+#                         loaded (commas become spaces), output on the
+#                         console; e.g. warden_run=nqueens-host,n=12,threads=2
 
 set -f
 /bin/busybox --install -s
@@ -34,6 +40,8 @@ mount -t devtmpfs devtmpfs /dev
 
 params=
 app=
+run=
+load=
 shell=
 ipconf=
 probe=
@@ -54,6 +62,12 @@ for arg in $(cat /proc/cmdline); do
 		;;
 	warden_net_probe=*)
 		probe=${arg#warden_net_probe=}
+		;;
+	warden_run=*)
+		run=${arg#warden_run=}
+		;;
+	warden_load | warden_load=1)
+		load=1
 		;;
 	esac
 done
@@ -150,6 +164,30 @@ fi
 
 if [ -n "$app" ]; then
 	demo_app "$app" &
+fi
+
+if [ -n "$load" ]; then
+	echo "warden: load on"
+	(while :; do
+		dd if=/dev/urandom of=/tmp/load.dat bs=64k count=64 2>/dev/null
+		cat /tmp/load.dat >/dev/null
+		sync
+	done) &
+fi
+
+if [ -n "$run" ]; then
+	prog=${run%%,*}
+	case "$prog" in
+	*/* | '') echo "warden: bad warden_run=$run" ;;
+	*)
+		if [ -x "/bin/$prog" ]; then
+			# shellcheck disable=SC2086 # the arguments are words
+			(/bin/$(echo "$run" | tr ',' ' '); echo "warden: $prog exited $?") &
+		else
+			echo "warden: warden_run: no /bin/$prog"
+		fi
+		;;
+	esac
 fi
 
 trap 'sync; halt -f' USR1

@@ -97,7 +97,7 @@ def is_static_elf(data):
                for i in range(phnum))
 
 
-def build(init, busybox, module, extra_modules=()):
+def build(init, busybox, module, extra_modules=(), programs=()):
     with open(busybox, "rb") as f:
         bb = f.read()
     if not is_static_elf(bb):
@@ -118,6 +118,12 @@ def build(init, busybox, module, extra_modules=()):
     for path in sorted(extra_modules, key=os.path.basename):
         with open(path, "rb") as f:
             a.add_file("lib/modules/" + os.path.basename(path), f.read(), 0o644)
+    for path in sorted(programs, key=os.path.basename):
+        with open(path, "rb") as f:
+            data = f.read()
+        if not is_static_elf(data):
+            raise SystemExit("mkinitramfs.py: %s is not a static 64-bit ELF" % path)
+        a.add_file("bin/" + os.path.basename(path), data, 0o755)
     return gzip.compress(a.cpio(), compresslevel=9, mtime=0)
 
 
@@ -128,10 +134,12 @@ def main():
     ap.add_argument("--module", required=True)
     ap.add_argument("--extra-module", action="append", default=[],
                     help="another module to put into /lib/modules (init.sh loads pvpanic*.ko)")
+    ap.add_argument("--program", action="append", default=[],
+                    help="a static program to put into /bin (init.sh's warden_run= runs it)")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
 
-    blob = build(args.init, args.busybox, args.module, args.extra_module)
+    blob = build(args.init, args.busybox, args.module, args.extra_module, args.program)
     tmp = args.output + ".tmp"
     with open(tmp, "wb") as f:
         f.write(blob)

@@ -40,6 +40,7 @@
 #include <linux/workqueue.h>
 
 #include <warden/comm.h>
+#include <warden/results.h>
 
 /* The daemon reads the region at these offsets: a layout change in comm.h
  * that is not matched here must break the module build, not the protocol. */
@@ -613,6 +614,8 @@ static void comm_init(struct warden *w)
 	w->state = WARDEN_INMATE_BOOTING;
 	w->stalled = false;
 	w->degraded_slot = -1;
+	/* An empty results area: /dev/warden writers fill it. */
+	warden_results_init(warden_results_of(c), "", 1, 0);
 	smp_store_release(&c->magic, WARDEN_COMM_MAGIC);
 }
 
@@ -778,7 +781,82 @@ static int client_unregister(struct warden *w, struct warden_client *cl)
 	return 0;
 }
 
-/* One line: "register NAME PERIOD_MS", "beat" or "unregister". */
+/*
+ * The results area (api/warden/results.h) on behalf of applications: the
+ * module is its one writer, w->lock serialises the writers it serves.
+ *   result NAME counter|gauge|ns VALUE     a named value
+ *   histogram NAME BUCKET_NS N_BUCKETS     (re)declare the histogram; clears
+ *                                          the area, values included
+ *   sample NS                              one sample into the histogram
+ */
+static bool result_name_valid(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n >= WARDEN_RESULTS_NAME_LEN)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '_'))
+			return false;
+	return true;
+}
+
+static int client_result(struct warden *w, char **words, int n)
+{
+	enum warden_result_kind kind;
+	unsigned long flags;
+	u64 v;
+	u32 a, b;
+	int r = 0;
+
+	if (n == 4 && !strcmp(words[0], "result")) {
+		if (!result_name_valid(words[1]) || kstrtou64(words[3], 0, &v))
+			return -EINVAL;
+		if (!strcmp(words[2], "counter"))
+			kind = WARDEN_RESULT_COUNTER;
+		else if (!strcmp(words[2], "gauge"))
+			kind = WARDEN_RESULT_GAUGE;
+		else if (!strcmp(words[2], "ns"))
+			kind = WARDEN_RESULT_NS;
+		else
+			return -EINVAL;
+		raw_spin_lock_irqsave(&w->lock, flags);
+		if (!w->comm)
+			r = -ENODEV;
+		else if (warden_results_put(warden_results_of(w->comm), words[1], kind, v) < 0)
+			r = -ENOSPC;
+		raw_spin_unlock_irqrestore(&w->lock, flags);
+		return r;
+	}
+	if (n == 4 && !strcmp(words[0], "histogram")) {
+		if (strlen(words[1]) >= WARDEN_RESULTS_HIST_NAME_LEN || kstrtou32(words[2], 0, &a) ||
+		    kstrtou32(words[3], 0, &b) || a == 0)
+			return -EINVAL;
+		raw_spin_lock_irqsave(&w->lock, flags);
+		if (w->comm)
+			warden_results_init(warden_results_of(w->comm), words[1], a, b);
+		else
+			r = -ENODEV;
+		raw_spin_unlock_irqrestore(&w->lock, flags);
+		return r;
+	}
+	if (n == 2 && !strcmp(words[0], "sample")) {
+		if (kstrtou64(words[1], 0, &v))
+			return -EINVAL;
+		raw_spin_lock_irqsave(&w->lock, flags);
+		if (w->comm)
+			warden_results_sample(warden_results_of(w->comm), v);
+		else
+			r = -ENODEV;
+		raw_spin_unlock_irqrestore(&w->lock, flags);
+		return r;
+	}
+	return -EINVAL;
+}
+
+/* One line: "register NAME PERIOD_MS", "beat" or "unregister", or a
+ * results line (client_result). */
 static int client_command(struct warden *w, struct warden_client *cl,
 			  char *line)
 {
@@ -800,6 +878,9 @@ static int client_command(struct warden *w, struct warden_client *cl,
 		return client_beat(w, cl);
 	if (n == 1 && !strcmp(words[0], "unregister"))
 		return client_unregister(w, cl);
+	if (!strcmp(words[0], "result") || !strcmp(words[0], "histogram") ||
+	    !strcmp(words[0], "sample"))
+		return client_result(w, words, n);
 	return -EINVAL;
 }
 

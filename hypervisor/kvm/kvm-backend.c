@@ -324,6 +324,10 @@ static int build_argv(KvmBackend *b, const KvmCell *c, const BackendCellConfig *
 		r |= backend_append_arg(argv, &n, MAX_ARGS, "--inject");
 	if (cfg->args)
 		r |= backend_append_arg(argv, &n, MAX_ARGS, "--args=%s", cfg->args);
+	if (cfg->rt_priority)
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "--rt-priority=%u", cfg->rt_priority);
+	if (cfg->rt_mlock)
+		r |= backend_append_arg(argv, &n, MAX_ARGS, "--mlock");
 	r |= backend_append_arg(argv, &n, MAX_ARGS, "--ready-fd=3");
 	argv[n] = NULL;
 	return r ? -ENOMEM : 0;

@@ -83,6 +83,8 @@ struct Vmm {
 	uint32_t period_ms;
 	uint32_t boot_flags;
 	const char *args;
+	unsigned rt_priority; /* --rt-priority: SCHED_FIFO vCPU threads, 0 = no */
+	bool mlock;           /* --mlock: mlockall() once the VM is built */
 	unsigned cpus[VMM_MAX_CPUS];
 	size_t n_cpus;
 

@@ -76,6 +76,33 @@ static void test_spec_roundtrip(void **state) {
 	config_free(c2);
 }
 
+/* A cell's "realtime": parsed, kept through the JSON form, bad values
+ * refused with their path. */
+#define RT_CELL(rt) \
+	"{\"cells\":[{\"name\":\"a\",\"cpus\":[1],\"realtime\":" rt ",\"memory\":[{\"name\":\"ram\"," \
+	"\"phys_start\":0,\"virt_start\":0,\"size\":\"0x200000\",\"flags\":[\"read\",\"write\",\"execute\"," \
+	"\"loadable\"]}],\"comm\":{\"virt_start\":\"0x80000000\",\"size\":4096},\"images\":[{\"file\":\"x.bin\"," \
+	"\"address\":\"0x100000\"}]}]}"
+
+static void test_realtime(void **state) {
+	char err[CONFIG_ERROR_MAX] = "";
+	Config *c = NULL;
+	json_t *j;
+	(void)state;
+	assert_int_equal(parse(RT_CELL("{\"priority\":90,\"mlock\":true}"), &c, err), 0);
+	assert_int_equal(c->cells[0]->rt_priority, 90);
+	assert_true(c->cells[0]->rt_mlock);
+	j = cell_spec_to_json(c->cells[0]);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "realtime"), "priority")), 90);
+	assert_true(json_is_true(json_object_get(json_object_get(j, "realtime"), "mlock")));
+	json_decref(j);
+	config_free(c);
+	expect_reject(RT_CELL("{\"priority\":100}"), "$.cells[0].realtime", "priority");
+	expect_reject(RT_CELL("{\"mlock\":true}"), "$.cells[0].realtime", "\"priority\" (1..99, SCHED_FIFO) is required");
+	expect_reject(RT_CELL("{\"priority\":5,\"nice\":1}"), "$.cells[0].realtime", "unknown key \"nice\"");
+	expect_reject(RT_CELL("true"), "$.cells[0]", "realtime");
+}
+
 static void test_reject_unknown_key(void **state) {
 	(void)state;
 	expect_reject("{\"listn\":[]}", "$", "unknown key \"listn\"");
@@ -489,6 +516,7 @@ int main(void) {
 		cmocka_unit_test(test_valid_two_cells),
 		cmocka_unit_test(test_spec_roundtrip),
 		cmocka_unit_test(test_reject_unknown_key),
+		cmocka_unit_test(test_realtime),
 		cmocka_unit_test(test_reject_wrong_types),
 		cmocka_unit_test(test_reject_bad_names),
 		cmocka_unit_test(test_reject_duplicate_names),
