@@ -334,8 +334,13 @@ def watch_prints_a_line_again_when_a_cell_changes():
             w.until(lambda l: l.split()[:2] == ["hb", "running"], 30, "hb running")
             ctl("cell", "stop", "hb", "--wait", "30")
             w.until(lambda l: l.split()[:2] == ["hb", "stopped"], 30, "hb stopped, watched")
+            # a restart passes through starting, however fast; the line after it says running
+            n = len(w.lines)
+            ctl("cell", "restart", "f", "--wait", "30")
+            w.until(lambda l: w.lines.index(l) >= n and l.split()[:2] == ["f", "starting"], 30, "f starting")
+            w.until(lambda l: w.lines.index(l) > n and l.split()[:2] == ["f", "running"], 30, "f running again")
             assert sum(1 for l in w.lines if l.startswith("NAME")) == 1, w.lines
-            assert not any(l.startswith("f ") for l in w.lines[3:]), w.lines  # f did not change
+            assert not any(l.startswith("f ") for l in w.lines[3:n]), w.lines  # f did not change
         finally:
             w.stop()
         ctl("cells", "-w", "-o", "json", expect=2)
