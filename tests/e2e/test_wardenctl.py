@@ -37,7 +37,7 @@ def cells():
            "backoff": {"initial_ms": 0, "max_ms": 0, "factor": 1.0, "reset_after_s": 60}}
     return [demo_cell("hb", "heartbeat.bin", cpu=1, **slot(0), **HEALTH),
             demo_cell("f", "faulty.bin", cpu=1, allow_inject=True, recovery=rec, **slot(1),
-                      **dict(HEALTH, timeout=300))]
+                      **dict(HEALTH, timeout=1000))]
 
 
 class Ctl:
