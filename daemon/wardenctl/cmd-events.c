@@ -395,6 +395,7 @@ typedef struct Watch {
 	/* the state event that made this refresh: a cell may have passed
 	 * through that state (starting) before the list was read again */
 	const char *hint_cell, *hint_state;
+	char last_hint[160]; /* "CELL STATE" of the last state event: told once */
 } Watch;
 
 /* Rows differ in what they say, not in the clock: uptimes, ages and
@@ -510,6 +511,13 @@ static void on_watch_event(EventStream *es, const char *id, const char *type, js
 	if (streq(type, "state") || streq(type, "spec") || streq(type, "operation") || streq(type, "failure") ||
 	    streq(type, "recovered") || streq(type, "action") || streq(type, "started")) {
 		bool hint = streq(type, "state") && jstr(d, "cell") && jstr(d, "state");
+		char now[160];
+		if (hint) {
+			/* a second event into the same state (two reasons) adds no line */
+			snprintf(now, sizeof now, "%s %s", jstr(d, "cell"), jstr(d, "state"));
+			hint = !streq(now, w->last_hint);
+			snprintf(w->last_hint, sizeof w->last_hint, "%s", now);
+		}
 		w->hint_cell = hint ? jstr(d, "cell") : NULL;
 		w->hint_state = hint ? jstr(d, "state") : NULL;
 		w->status = watch_refresh(es->o, w, false);
