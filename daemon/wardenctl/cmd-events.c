@@ -392,6 +392,10 @@ typedef struct Watch {
 	Table shown; /* the rows last printed, header first */
 	size_t width[16];
 	int status;
+	/* the state event that made this refresh: a cell may have passed
+	 * through that state (starting) before the list was read again */
+	const char *hint_cell, *hint_state;
+	char last_hint[160]; /* "CELL STATE" of the last state event: told once */
 } Watch;
 
 /* Rows differ in what they say, not in the clock: uptimes, ages and
@@ -416,6 +420,27 @@ static void print_row(const Table *t, size_t row, const size_t *width) {
 		else
 			printf("%-*s  ", (int)width[c], v);
 	}
+}
+
+/* The row as it was in the state the event named, when the list read
+ * after it already shows another one. */
+static bool print_passed_state(const Options *o, Watch *w, Table *t, size_t row) {
+	bool printed = false;
+
+	for (size_t c = 0; c < t->n_cols; c++) {
+		char **cell = &t->cells[row * t->n_cols + c], *keep;
+		if (!streq(t->cells[c], "STATE") || streq(*cell, w->hint_state))
+			continue;
+		keep = *cell;
+		*cell = (char *)w->hint_state;
+		if (o->format == FORMAT_NAME)
+			printf("%s\n", t->cells[row * t->n_cols]);
+		else
+			print_row(t, row, w->width);
+		*cell = keep;
+		printed = true;
+	}
+	return printed;
 }
 
 /* GETs the list; prints the rows that are new or changed since the last
@@ -456,8 +481,11 @@ static int watch_refresh(const Options *o, Watch *w, bool first) {
 	} else {
 		size_t shown_rows = w->shown.n_cells / w->shown.n_cols;
 		for (size_t i = 1; i < rows; i++) {
-			bool same = false;
-			for (size_t k = 1; k < shown_rows && !same; k++)
+			bool same = false, passed = false;
+			if (w->hint_cell && streq(t.cells[i * t.n_cols], w->hint_cell))
+				passed = print_passed_state(o, w, &t, i);
+			/* after a passed state, the state it is in now, changed or not */
+			for (size_t k = 1; k < shown_rows && !same && !passed; k++)
 				same = row_equal(&t, i, &w->shown, k);
 			if (same)
 				continue;
@@ -481,8 +509,20 @@ static void on_watch_event(EventStream *es, const char *id, const char *type, js
 		return;
 	/* every event may change a line: states, specs, operations */
 	if (streq(type, "state") || streq(type, "spec") || streq(type, "operation") || streq(type, "failure") ||
-	    streq(type, "recovered") || streq(type, "action") || streq(type, "started"))
+	    streq(type, "recovered") || streq(type, "action") || streq(type, "started")) {
+		bool hint = streq(type, "state") && jstr(d, "cell") && jstr(d, "state");
+		char now[160];
+		if (hint) {
+			/* a second event into the same state (two reasons) adds no line */
+			snprintf(now, sizeof now, "%s %s", jstr(d, "cell"), jstr(d, "state"));
+			hint = !streq(now, w->last_hint);
+			snprintf(w->last_hint, sizeof w->last_hint, "%s", now);
+		}
+		w->hint_cell = hint ? jstr(d, "cell") : NULL;
+		w->hint_state = hint ? jstr(d, "state") : NULL;
 		w->status = watch_refresh(es->o, w, false);
+		w->hint_cell = w->hint_state = NULL;
+	}
 }
 
 int watch_list(const Options *o, const char *path, TableFn fill) {

@@ -37,7 +37,7 @@ def cells():
            "backoff": {"initial_ms": 0, "max_ms": 0, "factor": 1.0, "reset_after_s": 60}}
     return [demo_cell("hb", "heartbeat.bin", cpu=1, **slot(0), **HEALTH),
             demo_cell("f", "faulty.bin", cpu=1, allow_inject=True, recovery=rec, **slot(1),
-                      **dict(HEALTH, timeout=300))]
+                      **dict(HEALTH, timeout=1000))]
 
 
 class Ctl:
@@ -334,8 +334,13 @@ def watch_prints_a_line_again_when_a_cell_changes():
             w.until(lambda l: l.split()[:2] == ["hb", "running"], 30, "hb running")
             ctl("cell", "stop", "hb", "--wait", "30")
             w.until(lambda l: l.split()[:2] == ["hb", "stopped"], 30, "hb stopped, watched")
+            # a restart passes through starting, however fast; the line after it says running
+            n = len(w.lines)
+            ctl("cell", "restart", "f", "--wait", "30")
+            w.until(lambda l: w.lines.index(l) >= n and l.split()[:2] == ["f", "starting"], 30, "f starting")
+            w.until(lambda l: w.lines.index(l) > n and l.split()[:2] == ["f", "running"], 30, "f running again")
             assert sum(1 for l in w.lines if l.startswith("NAME")) == 1, w.lines
-            assert not any(l.startswith("f ") for l in w.lines[3:]), w.lines  # f did not change
+            assert not any(l.startswith("f ") for l in w.lines[3:n]), w.lines  # f did not change
         finally:
             w.stop()
         ctl("cells", "-w", "-o", "json", expect=2)
