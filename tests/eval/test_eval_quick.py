@@ -66,6 +66,38 @@ def synthetic_results(board_rows):
 
 
 @test
+def container_rows_are_required_where_container_cells_run():
+    """A report that says container cells run here must fill their boot
+    columns and the thesis's Docker rows."""
+    if not shutil.which("gnuplot"):
+        raise Skip("gnuplot not installed (.ci/setup: gnuplot-nox)")
+    out = tempfile.mkdtemp(prefix="warden-eval-ct-")
+    try:
+        for with_rows, want in ((True, 0), (False, 1)):
+            r = synthetic_results(True)
+            r["container_ok"] = True
+            del r["na"]["container"]
+            if with_rows:
+                r["boot"] += [dict(b, kind="container") for b in r["boot"] if b["kind"] == "kvm"]
+                r["nq"] += [dict(q, env=q["env"].replace("native", "docker")) for q in r["nq"]
+                            if q["env"].startswith("cell_native")]
+            with open(os.path.join(out, "results.json"), "w") as f:
+                json.dump(r, f)
+            p = subprocess.run([os.path.join(HERE, "run"), "--replot", "--out", out], capture_output=True,
+                               text=True, timeout=300)
+            assert p.returncode == 0, p.stderr[-3000:]
+            c = subprocess.run([os.path.join(HERE, "check-report"), out], capture_output=True, text=True)
+            assert c.returncode == want, (with_rows, c.stdout)
+            if want:
+                assert "no container-cell figure" in c.stdout, c.stdout
+            else:
+                with open(os.path.join(out, "report.md")) as f:
+                    assert "Docker rows map onto warden's container cells" in f.read()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@test
 def a_full_report_needs_the_board_rows_a_quick_one_does_not():
     """Where the board's prerequisites exist, a full report without its boot
     figures is refused; --quick (which skips the board) is accepted."""
