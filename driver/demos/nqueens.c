@@ -18,7 +18,12 @@
  *     host, in the Linux cell (it then reports through /dev/warden, see
  *     driver/linux/README.md) or in a container cell. Arguments are the
  *     same key=value words on the command line; results also go to
- *     stdout as "key=value" lines.
+ *     stdout as "key=value" lines;
+ *   - with -DNQUEENS_CONTAINER too, the container cell's program
+ *     (driver/container, /bin/nqueens in nqueens-rootfs.tar): it registers
+ *     through libwarden-app, a thread of its own beats and serves the
+ *     mailbox, the results go to the comm region's results area, and when
+ *     done it stays a healthy idle cell, as the bare-metal build does.
  */
 #ifdef NQUEENS_HOST
 #ifndef _GNU_SOURCE
@@ -32,6 +37,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef NQUEENS_CONTAINER
+#include <unistd.h>
+
+#include "warden-app.h"
+#include "warden/results.h"
+#endif
 #else
 #include "inmate.h"
 #endif
@@ -82,6 +93,40 @@ static void beat_maybe(void)
 {
 }
 
+#ifdef NQUEENS_CONTAINER
+/* The comm region through libwarden-app: the beat thread owns the
+ * heartbeat and the mailbox, main() the results area (one writer each). */
+static struct warden_app app;
+
+static void *beat_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		uint32_t fault;
+
+		if (warden_app_beat(&app, &fault) == WARDEN_APP_SHUTDOWN) {
+			warden_app_halt(&app, "shutdown");
+			fflush(stdout);
+			_exit(0);
+		}
+		usleep(app.period_ms * 1000u);
+	}
+	return NULL;
+}
+
+static void report(const char *name, const char *kind, uint64_t v)
+{
+	enum warden_result_kind k = WARDEN_RESULT_GAUGE;
+
+	if (strcmp(kind, "counter") == 0)
+		k = WARDEN_RESULT_COUNTER;
+	else if (strcmp(kind, "ns") == 0)
+		k = WARDEN_RESULT_NS;
+	printf("%s=%" PRIu64 "\n", name, v);
+	fflush(stdout);
+	warden_results_put(warden_results_of(app.comm), name, k, v);
+}
+#else
 /* /dev/warden (warden.ko) takes "result NAME KIND VALUE" lines. */
 static FILE *warden_dev;
 
@@ -93,6 +138,7 @@ static void report(const char *name, const char *kind, uint64_t v)
 		fflush(warden_dev);
 	}
 }
+#endif
 #define REPORT(name, kind, v) report(name, #kind, v)
 #else
 static uint64_t mono_ns(void)
@@ -216,8 +262,24 @@ int main(void)
 #ifdef NQUEENS_HOST
 	host_argc = argc;
 	host_argv = argv;
+#ifdef NQUEENS_CONTAINER
+	pthread_t beater;
+	int r = warden_app_register(&app, NULL, 0);
+
+	if (r < 0) {
+		fprintf(stderr, "nqueens: cannot register with warden: %s\n", strerror(-r));
+		return 1;
+	}
+	warden_results_init(warden_results_of(app.comm), "", 1, 0);
+	if (pthread_create(&beater, NULL, beat_thread, NULL) != 0) {
+		warden_app_panic(&app, "nqueens: no beat thread", 0);
+		return 1;
+	}
+	printf("nqueens: up\n");
+#else
 	if (!getenv("NQUEENS_NO_DEV"))
 		warden_dev = fopen("/dev/warden", "w");
+#endif
 #else
 	uint32_t period_ms = hb_period_ms(10);
 	struct mbox_cmd m;
@@ -278,7 +340,12 @@ int main(void)
 	printk("nqueens: n=%lu solutions=%lu threads %u iterations %lu avg %lu ns\n", (unsigned long)n,
 	       (unsigned long)solutions, ran, (unsigned long)iterations, (unsigned long)(sum / iterations));
 
-#ifdef NQUEENS_HOST
+#ifdef NQUEENS_CONTAINER
+	/* Done: stay a healthy, idle cell until told to shut down. */
+	fflush(stdout);
+	pthread_join(beater, NULL);
+	return 0;
+#elif defined(NQUEENS_HOST)
 	if (warden_dev)
 		fclose(warden_dev);
 	return 0;

@@ -39,6 +39,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from benchstats import median  # noqa: E402
 from board import BOOT_S, CELL_S, Board, require_board  # noqa: E402
+from board_boot import BOOTS, wait_all_running  # noqa: E402
 from harness import Skip  # noqa: E402
 
 # mean, median, sd in seconds (the thesis, Raspberry Pi 4, 50 runs each)
@@ -51,66 +52,6 @@ THESIS = {
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def events_after(b, name, mono_ns):
-    c = b.cell(name)
-    return [e for e in c["events"] if e["mono_ns"] >= mono_ns] if c else []
-
-
-def wait_op(b, status, body):
-    assert status == 202 and "operation" in body, (status, body)
-    return body
-
-
-def timed_boot(b, method, path, cell="linux"):
-    """Issues the request; returns (to started, to first running beat) in
-    seconds, both on wardend's clock from the operation's acceptance."""
-    status, op = b.request(method, path)
-    op = wait_op(b, status, op)
-    t0 = op["created_mono_ns"]
-
-    def done():
-        evs = events_after(b, cell, t0)
-        started = [e for e in evs if e["type"] == "started"]
-        running = [e for e in evs if e["type"] == "state" and e["state"] == "running"]
-        return (started[0], running[0]) if started and running and running[0]["mono_ns"] > started[0]["mono_ns"] \
-            else None
-
-    deadline = time.monotonic() + CELL_S
-    while time.monotonic() < deadline:
-        b.alive()
-        r = done()
-        if r:
-            return (r[0]["mono_ns"] - t0) / 1e9, (r[1]["mono_ns"] - t0) / 1e9
-        time.sleep(0.5)
-    raise AssertionError("%s %s: the Linux cell did not come up in %d s" % (method, path, CELL_S))
-
-
-def wait_all_running(b):
-    for n in ("heartbeat", "linux"):
-        b.wait_cell(n, lambda c: c["state"] == "running", CELL_S, "running")
-
-
-def ecosystem_boot(b):
-    status, op = b.request("POST", "/hypervisor/disable?wait=300")
-    assert status in (200, 202), (status, op)
-    b.wait_cell("linux", lambda c: c["state"] == "stopped", CELL_S, "stopped by the disable")
-    r = timed_boot(b, "POST", "/hypervisor/enable")
-    wait_all_running(b)
-    return r
-
-
-def linux_reboot(b):
-    r = timed_boot(b, "POST", "/cells/linux/restart")
-    wait_all_running(b)
-    return r
-
-
-def ecosystem_reboot(b):
-    r = timed_boot(b, "POST", "/hypervisor/restart")
-    wait_all_running(b)
-    return r
 
 
 def panic_detection(b):
@@ -163,9 +104,8 @@ def main():
         results = {k: ([], []) for k in THESIS}
         det, rec, vdet, vrec = [], [], [], []
         for i in range(args.runs):
-            for name, fn in (("ecosystem boot", ecosystem_boot), ("Linux cell reboot", linux_reboot),
-                             ("ecosystem reboot", ecosystem_reboot)):
-                s, r = fn(b)
+            for name in THESIS:
+                s, r = BOOTS[name](b)
                 results[name][0].append(s)
                 results[name][1].append(r)
                 log("run %d/%d %-18s started %.3f s, first beat %.3f s" % (i + 1, args.runs, name, s, r))
