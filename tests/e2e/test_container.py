@@ -247,7 +247,11 @@ def each_failure_kind_is_declared_and_recovered():
         "stall": ("stuck", "no beat for"),
         "crash": ("crash", "signal 11"),
     }
-    with ContainerDaemon({"cells": [container_cell()]}) as d:
+    # A 1 s timeout: a loaded 2-core host can keep the demo off the CPU
+    # for longer than 100 ms, and a stuck verdict of its own would change
+    # the counts this test checks to the unit.
+    health = {"period_ms": 10, "timeout_ms": 1000, "boot_timeout_ms": 5000}
+    with ContainerDaemon({"cells": [container_cell(health=health)]}) as d:
         beating(d, "app")
         for fault, (kind, reason) in expected.items():
             c = inject_and_recover(d, fault)
@@ -256,7 +260,7 @@ def each_failure_kind_is_declared_and_recovered():
             t = c["timings"]
             assert t["detection_ms"] is not None and t["recovery_ms"] is not None, t
             if kind == "stuck":
-                assert t["detection_ms"] >= 100, t
+                assert t["detection_ms"] >= 1000, t
             types = [e["type"] for e in c["events"]]
             assert "failure" in types and "recovered" in types, types
             report(fault, c)
