@@ -16,18 +16,30 @@ void buffer_done(Buffer *b) {
 	*b = (Buffer){ 0 };
 }
 
+/* The capacity doubles, so that reading a file of N bytes in chunks
+ * copies O(N) bytes, not O(N^2 / chunk): a 19 MB kernel image took 17 s
+ * under ASan, whose realloc always moves, with a realloc per chunk. */
 int buffer_append(Buffer *b, const void *p, size_t n) {
-	char *d;
+	size_t need;
 
 	if (n > SIZE_MAX - b->size - 1)
 		return -ENOMEM;
-	d = realloc(b->data, b->size + n + 1);
-	if (!d)
-		return -ENOMEM;
-	memcpy(d + b->size, p, n);
-	b->data = d;
+	need = b->size + n + 1;
+	if (need > b->cap || !b->data) {
+		size_t cap = b->cap > 64 ? b->cap : 64;
+		char *d;
+		while (cap < need)
+			cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+		d = realloc(b->data, cap);
+		if (!d)
+			return -ENOMEM;
+		b->data = d;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->data + b->size, p, n);
 	b->size += n;
-	d[b->size] = 0;
+	b->data[b->size] = 0;
 	return 0;
 }
 

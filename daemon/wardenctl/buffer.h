@@ -7,6 +7,7 @@
 typedef struct Buffer {
 	char *data;
 	size_t size;
+	size_t cap; /* bytes allocated at data; grows by doubling */
 } Buffer;
 
 void buffer_done(Buffer *b);
