@@ -24,7 +24,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import WARDENCTL, WARDEN_KVM, Daemon, poll, run_tests, test  # noqa: E402
-from jailhouse_fake import FAKE, FakeDriver, Inmate, export, subsequence, synthetic_image  # noqa: E402
+from jailhouse_fake import FAKE, FakeDriver, Inmate, demo_configs, export, subsequence, synthetic_image  # noqa: E402
 
 COMM_PHYS = 0x7f900000
 COMM_VIRT = 0x80000000
@@ -37,29 +37,7 @@ class Board(FakeDriver):
 
     def __init__(self, d):
         super().__init__(d, COMM_PHYS + 0x100000)
-        self.system = export(d, {
-            "jailhouse": "system", "revision": 14, "architecture": "arm64",
-            "hypervisor_memory": {"phys_start": "0x7fc00000", "virt_start": "0x0", "size": "0x400000", "flags": []},
-            "platform_info": {"arm": {"maintenance_irq": 25, "gic_version": 3, "gicd_base": "0x8000000",
-                                      "gicc_base": "0x0", "gich_base": "0x0", "gicv_base": "0x0",
-                                      "gicr_base": "0x80a0000"}},
-            "root_cell": {"name": "qemu-arm64", "cpus": [0, 1], "memory": [
-                {"phys_start": "0x40000000", "virt_start": "0x40000000", "size": "0x3f000000",
-                 "flags": ["read", "write", "execute"]}]},
-        }, "system.cell")
-        self.cell = export(d, {
-            "jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "inmate-demo", "cpus": [1],
-            "cpu_reset_address": "0x0",
-            "memory": [
-                {"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
-                 "flags": ["read", "write", "execute", "loadable"]},
-                {"phys_start": hex(COMM_PHYS), "virt_start": hex(COMM_VIRT), "size": "0x2000",
-                 "flags": ["read", "write", "rootshared"]},
-            ],
-        }, "demo.cell")
-        self.image = os.path.join(d, "inmate.bin")
-        with open(self.image, "wb") as f:
-            f.write(bytes(range(256)) * 4)
+        self.system, self.cell, self.image = demo_configs(d, COMM_PHYS, COMM_VIRT)
         self.bad = os.path.join(d, "bad.cell")
         with open(self.bad, "wb") as f:
             f.write(b"JHCLL\x02\x0e\x00" + b"\x00" * 20)

@@ -278,31 +278,9 @@ class JailhouseBoard:
     config and a .cell, as test_jailhouse.py builds them."""
 
     def __init__(self, d):
-        from jailhouse_fake import FakeDriver, export
+        from jailhouse_fake import FakeDriver, demo_configs
         self.fake = FakeDriver(d, JH_COMM_PHYS + 0x100000)
-        self.system = export(d, {
-            "jailhouse": "system", "revision": 14, "architecture": "arm64",
-            "hypervisor_memory": {"phys_start": "0x7fc00000", "virt_start": "0x0", "size": "0x400000", "flags": []},
-            "platform_info": {"arm": {"maintenance_irq": 25, "gic_version": 3, "gicd_base": "0x8000000",
-                                      "gicc_base": "0x0", "gich_base": "0x0", "gicv_base": "0x0",
-                                      "gicr_base": "0x80a0000"}},
-            "root_cell": {"name": "qemu-arm64", "cpus": [0, 1], "memory": [
-                {"phys_start": "0x40000000", "virt_start": "0x40000000", "size": "0x3f000000",
-                 "flags": ["read", "write", "execute"]}]},
-        }, "system.cell")
-        self.cell = export(d, {
-            "jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "inmate-demo", "cpus": [1],
-            "cpu_reset_address": "0x0",
-            "memory": [
-                {"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
-                 "flags": ["read", "write", "execute", "loadable"]},
-                {"phys_start": hex(JH_COMM_PHYS), "virt_start": hex(JH_COMM_VIRT), "size": "0x2000",
-                 "flags": ["read", "write", "rootshared"]},
-            ],
-        }, "demo.cell")
-        self.image = os.path.join(d, "inmate.bin")
-        with open(self.image, "wb") as f:
-            f.write(bytes(range(256)) * 4)
+        self.system, self.cell, self.image = demo_configs(d, JH_COMM_PHYS, JH_COMM_VIRT)
         self.dir = d
 
     def config(self, network):

@@ -35,6 +35,37 @@ def export(d, doc, name, revision=14):
     return export_file(src, os.path.join(d, name), revision)
 
 
+def demo_configs(d, comm_phys, comm_virt):
+    """The arm64 system config, a one-CPU .cell with a rootshared comm
+    region at comm_phys (comm_virt in the cell) and a 1 KiB image, written
+    into d, as the e2e tests against the fake driver use them; returns
+    (system, cell, image) paths."""
+    system = export(d, {
+        "jailhouse": "system", "revision": 14, "architecture": "arm64",
+        "hypervisor_memory": {"phys_start": "0x7fc00000", "virt_start": "0x0", "size": "0x400000", "flags": []},
+        "platform_info": {"arm": {"maintenance_irq": 25, "gic_version": 3, "gicd_base": "0x8000000",
+                                  "gicc_base": "0x0", "gich_base": "0x0", "gicv_base": "0x0",
+                                  "gicr_base": "0x80a0000"}},
+        "root_cell": {"name": "qemu-arm64", "cpus": [0, 1], "memory": [
+            {"phys_start": "0x40000000", "virt_start": "0x40000000", "size": "0x3f000000",
+             "flags": ["read", "write", "execute"]}]},
+    }, "system.cell")
+    cell = export(d, {
+        "jailhouse": "cell", "revision": 14, "architecture": "arm64", "name": "inmate-demo", "cpus": [1],
+        "cpu_reset_address": "0x0",
+        "memory": [
+            {"phys_start": "0x7fa00000", "virt_start": "0x0", "size": "0x10000",
+             "flags": ["read", "write", "execute", "loadable"]},
+            {"phys_start": hex(comm_phys), "virt_start": hex(comm_virt), "size": "0x2000",
+             "flags": ["read", "write", "rootshared"]},
+        ],
+    }, "demo.cell")
+    image = os.path.join(d, "inmate.bin")
+    with open(image, "wb") as f:
+        f.write(bytes(range(256)) * 4)
+    return system, cell, image
+
+
 def export_file(src, out, revision=None):
     """wardenctl jailhouse export SRC -o OUT (at the document's own
     revision unless one is given); returns out."""
