@@ -598,8 +598,8 @@ void cell_observe_comm(volatile const struct warden_comm *cm, CellObservation *o
 /* ---- a heartbeat sample --------------------------------------------- */
 
 static uint64_t sample_grid_ns(const HealthSpec *h) {
-	uint64_t g = ms_ns(h->period_ms) / 10;
-	return g < NS_PER_MS ? NS_PER_MS : g > 10 * NS_PER_MS ? 10 * NS_PER_MS : g;
+	uint64_t g = ms_ns(h->period_ms);
+	return g < NS_PER_MS ? NS_PER_MS : g;
 }
 
 static uint64_t grid_up(uint64_t t, uint64_t g) {
@@ -609,7 +609,7 @@ static uint64_t grid_up(uint64_t t, uint64_t g) {
 static void next_sample(Step *s) {
 	CellMachine *m = s->m;
 	const HealthSpec *h = s->ctx->health;
-	uint64_t next = s->now + ms_ns(h->period_ms), deadline = UINT64_MAX;
+	uint64_t next, deadline = UINT64_MAX;
 	CellAction *a;
 
 	/* A routine look once a period: a new beat (dated by the inmate's own
@@ -620,11 +620,13 @@ static void next_sample(Step *s) {
 		deadline = m->hb_changed_ns + ms_ns(h->timeout_ms) + NS_PER_US;
 	else if (m->state == CELL_STARTING)
 		deadline = m->start_issued_ns + ms_ns(h->boot_timeout_ms);
-	/* Routine looks sit on a grid of a tenth of the period (1 to 10 ms),
-	 * the same for every cell of that period: cells looked at together
-	 * stay together, and one wake-up of the loop serves them all (a
-	 * timer wheel). A deadline is never moved. */
-	next = grid_up(next, sample_grid_ns(h));
+	/* Routine looks sit on a grid of the period itself (1 ms at least),
+	 * the same for every cell of that period whenever it started: one
+	 * wake-up of the loop serves them all (a timer wheel), and the next
+	 * look is at most a period away. A look off the grid (a doorbell, a
+	 * start) does not move the cell's later ones. A deadline is never
+	 * moved. */
+	next = grid_up(s->now + NS_PER_US, sample_grid_ns(h));
 	a = act(s, CELL_DO_SAMPLE_AT);
 	a->precise = deadline <= next;
 	if (a->precise)

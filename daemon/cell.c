@@ -26,11 +26,8 @@
 #include "results.h"
 #include "store.h"
 
-#define SAMPLE_ACCURACY_USEC 500
+#define SAMPLE_ACCURACY_USEC CELL_WHEEL_ACCURACY_USEC
 #define RESET_TIMEOUT_NS (5 * NSEC_PER_SEC)
-/* Between doorbells and backend completions (SD_EVENT_PRIORITY_IMPORTANT)
- * and HTTP (normal). */
-#define CELL_PRIORITY_TIMERS (SD_EVENT_PRIORITY_IMPORTANT / 2)
 
 #define CELL_EVENTS_MAX 64
 
@@ -50,12 +47,12 @@ struct Cell {
 
 	sd_event_source *event_source;  /* doorbell / backend state changes */
 	sd_event_source *pidfd_source;  /* the cell's process exited */
-	sd_event_source *sample_timer;  /* heartbeat sampling and timeouts */
+	sd_event_source *sample_timer;  /* stall and boot deadlines, to the us */
 	sd_event_source *action_timer;  /* backoff, shutdown deadline */
 	sd_event_source *save_source;   /* deferred persist_save_cell() */
 	bool save_pending;              /* put off while busy */
 	uint64_t sample_due_ns;         /* when the armed sample is due */
-	bool sample_precise;            /* its accuracy is 1 us, not the slot's */
+	uint64_t wheel_due_ns;          /* a routine one on the manager's wheel, or 0 */
 
 	CellEvent events[CELL_EVENTS_MAX];
 	unsigned n_events, events_head;
@@ -246,12 +243,10 @@ int cell_new(Manager *m, CellSpec *spec, uint64_t revision, Cell **ret) {
 	c->revision = revision;
 	cell_machine_init(&c->m);
 
-	/* Routine samples of all cells due within SAMPLE_ACCURACY_USEC share
-	 * one wake-up of the loop (sd-event coalesces timers by accuracy): a
-	 * timer wheel of that slot width, so 64 cells cost no more wake-ups
-	 * than 2 000 a second. Deadlines (stall, boot) are armed precisely. */
-	r = sd_event_add_time(manager_event(m), &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, SAMPLE_ACCURACY_USEC,
-	                      on_sample_timer, c);
+	/* Routine samples ride the manager's wheel (cell_wheel_run): one
+	 * timer and one dispatch for every cell due in the same slot. This
+	 * timer is for the deadlines (stall, boot), armed to the us. */
+	r = sd_event_add_time(manager_event(m), &c->sample_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_sample_timer, c);
 	if (r >= 0)
 		r = sd_event_add_time(manager_event(m), &c->action_timer, CLOCK_MONOTONIC, UINT64_MAX, 1,
 		                      on_action_timer, c);
@@ -664,15 +659,21 @@ static void cell_apply(Cell *c, const CellActions *acts) {
 			break;
 		case CELL_DO_SAMPLE_AT:
 			c->sample_due_ns = a->at_ns;
-			/* Each call re-sorts sd-event's queues: only on a change. */
-			if (a->at_ns && a->precise != c->sample_precise) {
-				sd_event_source_set_time_accuracy(c->sample_timer, a->precise ? 1 : SAMPLE_ACCURACY_USEC);
-				c->sample_precise = a->precise;
+			/* A routine look goes on the wheel; a deadline on the
+			 * cell's own timer. Each sd-event call re-sorts its
+			 * queues: the cell's timer is touched only on a change. */
+			if (a->at_ns && !a->precise) {
+				if (c->wheel_due_ns == 0)
+					timer_disarm(c->sample_timer);
+				c->wheel_due_ns = a->at_ns;
+				manager_wheel_arm(c->manager, a->at_ns);
+			} else {
+				c->wheel_due_ns = 0;
+				if (a->at_ns)
+					timer_arm(c->sample_timer, a->at_ns);
+				else
+					timer_disarm(c->sample_timer);
 			}
-			if (a->at_ns)
-				timer_arm(c->sample_timer, a->at_ns);
-			else
-				timer_disarm(c->sample_timer);
 			break;
 		case CELL_DO_TIMER_AT:
 			if (a->at_ns)
@@ -749,6 +750,19 @@ static void cell_sample_late(Cell *c, uint64_t now, uint64_t late_ns) {
 
 void cell_sample(Cell *c) {
 	cell_sample_late(c, now_ns(CLOCK_MONOTONIC), 0);
+}
+
+uint64_t cell_wheel_due(const Cell *c) {
+	return c->wheel_due_ns;
+}
+
+void cell_wheel_run(Cell *c, uint64_t now) {
+	uint64_t due = c->wheel_due_ns;
+
+	if (!due || due > now + SAMPLE_ACCURACY_USEC * NSEC_PER_USEC)
+		return;
+	c->wheel_due_ns = 0;
+	cell_sample_late(c, now, now > due ? now - due : 0);
 }
 
 static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata) {

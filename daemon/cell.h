@@ -63,6 +63,21 @@ int cell_inject(Cell *c, const char *fault);
 /* Read the comm region now and act on what it says. */
 void cell_sample(Cell *c);
 
+/* Between doorbells and backend completions (SD_EVENT_PRIORITY_IMPORTANT)
+ * and HTTP (normal): the cells' timers, the manager's wheel among them. */
+#define CELL_PRIORITY_TIMERS (SD_EVENT_PRIORITY_IMPORTANT / 2)
+/* The wheel's slot: routine samples due within it share one wake-up. */
+#define CELL_WHEEL_ACCURACY_USEC 500
+/* Routine samples (the once-a-period looks) of every cell share one timer
+ * of the manager, a timer wheel: one wake-up and one dispatch serve every
+ * cell due in the same slot, where a timer per cell would cost sd-event a
+ * loop iteration (and an epoll_wait) each. The cell asks for its slot with
+ * manager_wheel_arm(); the manager's timer runs cell_wheel_run() on every
+ * cell, which samples the cells due by then (0 from cell_wheel_due(): none
+ * on the wheel). Deadlines keep the cell's own, exact timer. */
+uint64_t cell_wheel_due(const Cell *c);
+void cell_wheel_run(Cell *c, uint64_t now);
+
 const char *cell_name(const Cell *c);
 Manager *cell_manager(const Cell *c);
 /* What the cell runs (or will run at its next start); see also

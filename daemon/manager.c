@@ -65,6 +65,8 @@ struct Manager {
 	uint64_t watchdog_usec;
 	sd_event_source *watchdog_timer;
 	sd_event_source *lag_timer;
+	sd_event_source *wheel_timer; /* the cells' routine samples (cell.h) */
+	uint64_t wheel_at_ns;         /* when it is armed for, 0: disarmed */
 	uint64_t lag_due_ns;
 	LoopLag lag;
 	bool ready;        /* READY=1 sent: the autostarted cells settled */
@@ -101,8 +103,52 @@ const char *const loop_lag_le[LOOP_LAG_BUCKETS] = { "1e-05", "2.5e-05", "5e-05",
 	                                            "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "1" };
 
 /* 20 probes a second: enough to catch the stalls a benchmark makes over
- * its run, cheap enough for an idle daemon (each is a wake-up). */
+ * its run, cheap enough for an idle daemon. On a grid of CLOCK_MONOTONIC,
+ * like the cells' routine samples (cell-machine.c), so that most probes
+ * share their wake-up with the sample wheel's. */
 #define LAG_PERIOD_NS (50 * NSEC_PER_MSEC)
+
+static uint64_t lag_next(uint64_t now) {
+	return (now / LAG_PERIOD_NS + 1) * LAG_PERIOD_NS;
+}
+
+static int on_wheel(sd_event_source *s, uint64_t usec, void *userdata) {
+	Manager *m = userdata;
+	uint64_t now = now_ns(CLOCK_MONOTONIC), next = 0;
+
+	(void)s;
+	(void)usec;
+	m->wheel_at_ns = 0;
+	for (size_t i = 0; i < m->n_cells; i++)
+		cell_wheel_run(m->cells[i], now);
+	/* The cells sampled re-armed for their next slot; the others still
+	 * wait for theirs. */
+	for (size_t i = 0; i < m->n_cells; i++) {
+		uint64_t due = cell_wheel_due(m->cells[i]);
+		if (due && (!next || due < next))
+			next = due;
+	}
+	if (next)
+		manager_wheel_arm(m, next);
+	return 0;
+}
+
+void manager_wheel_arm(Manager *m, uint64_t at_ns) {
+	if (m->wheel_at_ns && m->wheel_at_ns <= at_ns)
+		return;
+	if (!m->wheel_timer) {
+		int r = sd_event_add_time(m->event, &m->wheel_timer, CLOCK_MONOTONIC, UINT64_MAX,
+		                          CELL_WHEEL_ACCURACY_USEC, on_wheel, m);
+		if (r < 0) {
+			log_error_errno(r, "Failed to make the sample wheel's timer: %m");
+			return;
+		}
+		sd_event_source_set_priority(m->wheel_timer, CELL_PRIORITY_TIMERS);
+	}
+	m->wheel_at_ns = at_ns;
+	sd_event_source_set_time(m->wheel_timer, at_ns / NSEC_PER_USEC);
+	sd_event_source_set_enabled(m->wheel_timer, SD_EVENT_ONESHOT);
+}
 
 static int on_lag_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 	Manager *m = userdata;
@@ -120,7 +166,7 @@ static int on_lag_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 	m->lag.sum_ns += late;
 	if (late > m->lag.max_ns)
 		m->lag.max_ns = late;
-	m->lag_due_ns = now + LAG_PERIOD_NS;
+	m->lag_due_ns = lag_next(now);
 	sd_event_source_set_time(s, m->lag_due_ns / NSEC_PER_USEC);
 	return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
@@ -353,6 +399,7 @@ Manager *manager_free(Manager *m) {
 	backend_free(m->jailhouse);
 	sd_event_source_disable_unref(m->watchdog_timer);
 	sd_event_source_disable_unref(m->lag_timer);
+	sd_event_source_disable_unref(m->wheel_timer);
 	sd_event_unref(m->event);
 	/* cells own their specs; the config keeps the rest */
 	if (m->config)
@@ -940,7 +987,7 @@ int manager_startup(Manager *m) {
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the idempotency record pruning: %m");
 
-	m->lag_due_ns = now_ns(CLOCK_MONOTONIC) + LAG_PERIOD_NS;
+	m->lag_due_ns = lag_next(now_ns(CLOCK_MONOTONIC));
 	r = sd_event_add_time(m->event, &m->lag_timer, CLOCK_MONOTONIC, m->lag_due_ns / NSEC_PER_USEC, 1, on_lag_timer, m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the loop lag probe: %m");

@@ -62,6 +62,8 @@ Api *manager_api(Manager *m);
 /* When wardend started (CLOCK_MONOTONIC). */
 uint64_t manager_started_mono_ns(const Manager *m);
 const LoopLag *manager_loop_lag(const Manager *m);
+/* Have the wheel (cell.h, cell_wheel_run) run by `at_ns` (CLOCK_MONOTONIC). */
+void manager_wheel_arm(Manager *m, uint64_t at_ns);
 /* Not disabled by POST /hypervisor/disable. */
 bool manager_hypervisor_enabled(const Manager *m);
 /* The backend of this kind is present and its last enable did not fail. */

@@ -189,8 +189,11 @@ static void test_start_boot_running(void **state) {
 	assert_true(t.m.boot_ms > 3.9 && t.m.boot_ms < 4.1);
 	assert_int_equal(t.m.h_boot.count, 1);
 	assert_int_equal(t.m.healthy_since_ns, t.now);
-	/* next look: a period later, never past the stall deadline */
-	assert_int_equal(sample_at(&t), t.now + 10 * MS);
+	/* next look: on the period's grid, shared by every cell of that
+	 * period, at most a period away */
+	assert_true(sample_at(&t) > t.now && sample_at(&t) <= t.now + 10 * MS);
+	assert_int_equal(sample_at(&t) % (10 * MS), 0);
+	assert_false(find(&t, CELL_DO_SAMPLE_AT)->precise);
 }
 
 static void test_boot_timeout(void **state) {
@@ -307,13 +310,15 @@ static void test_stuck_and_deadline(void **state) {
 	(void)state;
 	t_init(&t);
 	t_running(&t);
-	uint64_t last = t.now;
-	/* the next look never sleeps past the stall deadline */
-	t.now += 26 * MS;
+	uint64_t last = t.now, deadline = last + 30 * MS + 1000;
+	/* the next look never sleeps past the stall deadline: from the last
+	 * grid point before it, the next one is beyond it */
+	t.now = deadline / (10 * MS) * (10 * MS);
+	assert_true(t.now > last);
 	CellObservation o = obs(&t, WARDEN_INMATE_RUNNING);
 	sample(&t, &o);
 	assert_int_equal(t.m.state, CELL_RUNNING);
-	assert_int_equal(sample_at(&t), last + 30 * MS + 1000);
+	assert_int_equal(sample_at(&t), deadline);
 	assert_true(find(&t, CELL_DO_SAMPLE_AT)->precise);
 	t.now = last + 20 * MS;
 	sample(&t, &o);
