@@ -23,6 +23,7 @@
 #include "manager.h"
 #include "network.h"
 #include "persist.h"
+#include "apps.h"
 #include "results.h"
 #include "store.h"
 
@@ -714,6 +715,14 @@ int cell_results(Cell *c, struct warden_results *out) {
 	return results_read(cm, out);
 }
 
+int cell_apps(Cell *c, struct warden_apps *out) {
+	volatile struct warden_comm *cm;
+
+	if (!c->backend || !(cm = backend_cell_comm(c->backend)))
+		return -ENODATA;
+	return apps_read(cm, out);
+}
+
 static void cell_observe(Cell *c, CellObservation *o) {
 	volatile struct warden_comm *cm;
 	BackendCellStatus st;
@@ -1005,6 +1014,16 @@ static json_t *cell_results_json(Cell *c) {
 	return j;
 }
 
+/* The inmate's applications table (daemon/apps.c), null without one. */
+static json_t *cell_apps_json(Cell *c) {
+	struct warden_apps t;
+	json_t *j;
+
+	if (cell_apps(c, &t) < 0 || !(j = apps_to_json(&t)))
+		return json_null();
+	return j;
+}
+
 json_t *cell_to_json(Cell *c, bool full) {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 	json_t *o = json_object(), *hb, *t, *lf = json_null();
@@ -1088,6 +1107,7 @@ json_t *cell_to_json(Cell *c, bool full) {
 		                    json_boolean(c->next_spec || (c->backend && c->backend_revision != c->revision)));
 		json_object_set_new(o, "missing_images", cell_missing_images(c));
 		json_object_set_new(o, "results", cell_results_json(c));
+		json_object_set_new(o, "applications", cell_apps_json(c));
 	}
 	if (c->spec->network)
 		json_object_set_new(o, "network", network_cell_json(manager_network(c->manager), c->spec));

@@ -108,6 +108,9 @@ json_t *cell_to_json(Cell *c, bool full);
  * 0, -ENODATA (no backend, comm or area) or -EAGAIN (torn read). */
 struct warden_results;
 int cell_results(Cell *c, struct warden_results *out);
+/* The same for the inmate's applications table (daemon/apps.h). */
+struct warden_apps;
+int cell_apps(Cell *c, struct warden_apps *out);
 /* The newest accepted spec: next_spec if one waits, else spec. */
 const CellSpec *cell_latest_spec(const Cell *c);
 /* Accept a new spec (consumed): at once if the cell has no backend,

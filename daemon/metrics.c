@@ -13,6 +13,7 @@
 #include "manager.h"
 #include "network.h"
 #include "operation.h"
+#include "apps.h"
 #include "results.h"
 
 static void header(FILE *f, const char *name, const char *type, const char *help) {
@@ -116,6 +117,9 @@ typedef struct CellFigures {
 	/* the inmate's results area (daemon/results.h) */
 	bool has_results;
 	struct warden_results results;
+	/* the inmate's applications table (daemon/apps.h) */
+	bool has_apps;
+	struct warden_apps apps;
 } CellFigures;
 
 struct MetricsSnapshot {
@@ -164,6 +168,7 @@ MetricsSnapshot *metrics_snapshot(Manager *m) {
 		f->h_recovery = cm->h_recovery;
 		memcpy(f->h_detection, cm->h_detection, sizeof f->h_detection);
 		f->has_results = cell_results(cells[i], &f->results) >= 0;
+		f->has_apps = cell_apps(cells[i], &f->apps) >= 0;
 		BackendCellStatus st;
 		if (cell_backend_status(cells[i], &st) >= 0) {
 			f->has_hv_id = st.has_hv_id;
@@ -357,6 +362,16 @@ int metrics_format(const MetricsSnapshot *s, char **ret, size_t *ret_size) {
 	for (size_t i = 0; i < n; i++)
 		if (c[i].has_results)
 			results_prom_histogram(f, c[i].name, &c[i].results);
+	header(f, "warden_cell_application_late", "gauge",
+	       "1 while an application the inmate watches (/dev/warden) is past its deadline.");
+	for (size_t i = 0; i < n; i++)
+		if (c[i].has_apps)
+			apps_prom(f, c[i].name, &c[i].apps, 0);
+	header(f, "warden_cell_application_misses_total", "counter",
+	       "Times an application the inmate watches went past its deadline since it registered.");
+	for (size_t i = 0; i < n; i++)
+		if (c[i].has_apps)
+			apps_prom(f, c[i].name, &c[i].apps, 1);
 
 	header(f, "warden_loop_lag_seconds", "histogram",
 	       "How late wardend's loop ran a high-priority timer (probed 20 times a second).");

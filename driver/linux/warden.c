@@ -39,6 +39,7 @@
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
 
+#include <warden/apps.h>
 #include <warden/comm.h>
 #include <warden/results.h>
 
@@ -70,8 +71,9 @@ COMM_AT(cmd, WARDEN_COMM_MAILBOX_OFFSET + 8);
 COMM_AT(cmd_arg, WARDEN_COMM_MAILBOX_OFFSET + 12);
 static_assert(sizeof(struct warden_comm) == WARDEN_COMM_SIZE);
 static_assert(WARDEN_COMM_ABI == 1);
+static_assert(WARDEN_APPS_OFFSET == 3072 && WARDEN_APPS_VERSION == 1);
 
-#define WARDEN_MAX_APPS 16
+#define WARDEN_MAX_APPS WARDEN_APPS_MAX
 /* The mailbox and the application deadlines are checked at least this
  * often, whatever the beat period. */
 #define WARDEN_POLL_MS 10
@@ -143,6 +145,9 @@ struct warden_app {
 	 * so that an application that crashed is noticed. */
 	bool closed;
 	bool late;
+	/* What the applications table shows besides the above. */
+	u32 misses;
+	u64 beats;
 };
 
 /* One per open /dev/warden. */
@@ -310,6 +315,41 @@ static void warden_set_state(struct warden *w, u32 state)
 
 /* ---- application deadlines --------------------------------------------- */
 
+/* Caller holds w->lock, inside warden_apps_begin/end: slot i of the
+ * applications table (api/warden/apps.h) from w->apps[i]. */
+static void apps_slot_write(struct warden *w, int i)
+{
+	volatile struct warden_app_slot *s = &warden_apps_of(w->comm)->app[i];
+	const struct warden_app *a = &w->apps[i];
+	unsigned int k;
+
+	for (k = 0; k < WARDEN_APPS_NAME_LEN; k++)
+		s->name[k] = a->used ? a->name[k] : 0;
+	s->state = !a->used ? WARDEN_APP_FREE : a->late ? WARDEN_APP_LATE : WARDEN_APP_ON_TIME;
+	s->period_ms = a->used ? a->period_ms : 0;
+	s->misses = a->used ? a->misses : 0;
+	s->flags = a->used && a->closed ? WARDEN_APP_CLOSED : 0;
+	s->beats = a->used ? a->beats : 0;
+}
+
+/* Caller holds w->lock: publish slot i (i < 0: every slot). */
+static void apps_publish(struct warden *w, int i)
+{
+	volatile struct warden_apps *t;
+
+	if (!w->comm)
+		return;
+	t = warden_apps_of(w->comm);
+	warden_apps_begin(t);
+	if (i >= 0) {
+		apps_slot_write(w, i);
+	} else {
+		for (i = 0; i < WARDEN_MAX_APPS; i++)
+			apps_slot_write(w, i);
+	}
+	warden_apps_end(t);
+}
+
 /* Caller holds w->lock. Returns the slot now named in degraded_app (-1 for
  * none) if that changed, or -2 if nothing changed. */
 static int apps_check(struct warden *w, u64 now)
@@ -324,9 +364,15 @@ static int apps_check(struct warden *w, u64 now)
 	for (i = 0; i < WARDEN_MAX_APPS; i++) {
 		struct warden_app *a = &w->apps[i];
 
+		bool was_late = a->late;
+
 		if (!a->used)
 			continue;
 		a->late = (s64)(now - a->last_beat_ns) > (s64)a->period_ns;
+		if (a->late && !was_late)
+			a->misses++;
+		if (a->late != was_late)
+			apps_publish(w, i);
 		if (a->late && late < 0)
 			late = i;
 	}
@@ -616,6 +662,10 @@ static void comm_init(struct warden *w)
 	w->degraded_slot = -1;
 	/* An empty results area: /dev/warden writers fill it. */
 	warden_results_init(warden_results_of(c), "", 1, 0);
+	/* The applications table, with the registrations this module already
+	 * holds (a device that went and came back). */
+	warden_apps_init(warden_apps_of(c), WARDEN_MAX_APPS);
+	apps_publish(w, -1);
 	smp_store_release(&c->magic, WARDEN_COMM_MAGIC);
 }
 
@@ -750,7 +800,10 @@ static int client_register(struct warden *w, struct warden_client *cl,
 	a->used = true;
 	a->closed = false;
 	a->late = false;
+	a->misses = 0;
+	a->beats = 1;
 	cl->slot = slot;
+	apps_publish(w, slot);
 out:
 	raw_spin_unlock_irqrestore(&w->lock, flags);
 	return r;
@@ -764,6 +817,8 @@ static int client_beat(struct warden *w, struct warden_client *cl)
 		return -EINVAL;
 	raw_spin_lock_irqsave(&w->lock, flags);
 	w->apps[cl->slot].last_beat_ns = ktime_get_ns();
+	w->apps[cl->slot].beats++;
+	apps_publish(w, cl->slot);
 	raw_spin_unlock_irqrestore(&w->lock, flags);
 	return 0;
 }
@@ -776,6 +831,7 @@ static int client_unregister(struct warden *w, struct warden_client *cl)
 		return -EINVAL;
 	raw_spin_lock_irqsave(&w->lock, flags);
 	memset(&w->apps[cl->slot], 0, sizeof(w->apps[cl->slot]));
+	apps_publish(w, cl->slot);
 	raw_spin_unlock_irqrestore(&w->lock, flags);
 	cl->slot = -1;
 	return 0;
@@ -904,6 +960,7 @@ static int warden_release(struct inode *inode, struct file *file)
 	if (cl->slot >= 0) {
 		raw_spin_lock_irqsave(&w->lock, flags);
 		w->apps[cl->slot].closed = true;
+		apps_publish(w, cl->slot);
 		raw_spin_unlock_irqrestore(&w->lock, flags);
 	}
 	kfree(cl);

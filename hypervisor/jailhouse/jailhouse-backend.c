@@ -48,6 +48,7 @@
 
 #include <jansson.h>
 
+#include "../../api/warden/apps.h"
 #include "../backend-internal.h"
 #include "../process.h"
 #include "cell-config.h"
@@ -840,12 +841,8 @@ static int map_image(const char *path, Mapped *ret)
  * half now. The mailbox stays (an inmate takes its cmd_seq as handled). */
 static void comm_clear(JhCell *c)
 {
-	volatile uint8_t *p = (volatile uint8_t *)c->comm;
-
 	__atomic_store_n(&c->comm->seq, 0, __ATOMIC_RELEASE);
-	for (size_t i = 0; i < WARDEN_COMM_MAILBOX_OFFSET; i++)
-		p[i] = 0;
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	warden_comm_clear_inmate(c->comm);
 }
 
 /* A Linux cell's images, placed as `jailhouse cell linux` places them:

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../api/warden/apps.h"
 #include "../../api/warden/kvm.h"
 #include "vmm.h"
 
@@ -272,7 +273,7 @@ int vmm_load(Vmm *v, char *err, size_t err_len)
 	}
 	/* The inmate half belongs to the inmate that is about to boot; a
 	 * stale heartbeat from the last boot must not look alive. */
-	memset(v->comm, 0, WARDEN_COMM_MAILBOX_OFFSET);
+	warden_comm_clear_inmate(v->comm);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../api/warden/apps.h"
 #include "../backend-internal.h"
 #include "cellfiles.h"
 
@@ -164,11 +165,7 @@ out:
  * mailbox stays; the inmate takes its cmd_seq as handled when it boots. */
 void cellfiles_comm_clear_inmate(volatile struct warden_comm *comm)
 {
-	volatile uint64_t *w = (volatile uint64_t *)comm;
-
-	for (size_t i = 0; i < WARDEN_COMM_MAILBOX_OFFSET / sizeof(*w); i++)
-		w[i] = 0;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	warden_comm_clear_inmate(comm);
 }
 
 /* ---- console -------------------------------------------------------- */
