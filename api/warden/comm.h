@@ -40,6 +40,12 @@
  * (api/warden/results.h, its own magic, version and seqcount): what the
  * inmate measured, for the daemon's API.
  *
+ * Applications table (optional, inmate): bytes WARDEN_APPS_OFFSET (3072)
+ * up to 4096, unused by the mailbox, may hold a struct warden_apps
+ * (api/warden/apps.h, likewise): the applications the inmate watches
+ * itself (warden.ko's /dev/warden users). The inmate is its one writer;
+ * the daemon clears it with the inmate's half before every boot.
+ *
  * This header is self-standing and usable from freestanding C, the Linux
  * kernel and userspace: it needs nothing but fixed-width integers.
  */

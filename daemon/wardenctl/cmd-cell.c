@@ -176,6 +176,23 @@ static void show_cell_network(json_t *n) {
 	   (long long)json_integer_value(json_object_get(tx, "packets")));
 }
 
+/* The applications the inmate watches (a Linux cell's /dev/warden users),
+ * one line each: "applications   payload late (1 miss), steady on-time". */
+static void show_cell_applications(json_t *apps) {
+	json_t *a;
+	size_t i;
+
+	if (!json_is_array(apps) || json_array_size(apps) == 0)
+		return;
+	json_array_foreach(apps, i, a) {
+		long long misses = (long long)json_integer_value(json_object_get(a, "misses"));
+		kv(i == 0 ? "applications" : "", "%s %s, period %lld ms, %lld beats, %lld miss%s%s", dash(jstr(a, "name")),
+		   dash(jstr(a, "state")), (long long)json_integer_value(json_object_get(a, "period_ms")),
+		   (long long)json_integer_value(json_object_get(a, "beats")), misses, misses == 1 ? "" : "es",
+		   json_is_true(json_object_get(a, "closed")) ? ", closed" : "");
+	}
+}
+
 static void show_cell_health(json_t *c) {
 	json_t *hb = json_object_get(c, "heartbeat"), *lf = json_object_get(c, "last_failure");
 	json_t *t = json_object_get(c, "timings"), *f = json_object_get(c, "failures"), *hv = json_object_get(c, "hypervisor");
@@ -210,6 +227,7 @@ static void show_cell_health(json_t *c) {
 	else
 		kv("last failure", "none");
 	show_cell_network(json_object_get(c, "network"));
+	show_cell_applications(json_object_get(c, "applications"));
 	if (json_is_object(hv))
 		kv("hypervisor", "%s, pid %lld, %lld boots, %lld exits", dash(jstr(hv, "state")),
 		   (long long)json_integer_value(json_object_get(hv, "pid")),

@@ -29,10 +29,61 @@
 #   warden_run=PROG,ARG,...  runs /bin/PROG ARG ... once the module is
 #                         loaded (commas become spaces), output on the
 #                         console; e.g. warden_run=nqueens-host,n=12,threads=2
+#   warden_container=NAME,PERIOD_MS,PERIODS
+#                         the demo application of warden_app=, but in a
+#                         container of its own that crun starts (images
+#                         built with crun only: initramfs-containers); it
+#                         opens /dev/warden from inside. PERIODS 0: on
+#                         time for ever. May be given more than once.
+#
+# Run as `/init --app NAME,PERIOD_MS,PERIODS` (as the containers do), it is
+# the demo application alone: nothing is mounted or loaded.
 
 set -f
-/bin/busybox --install -s
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+
+is_number() {
+	case "$1" in
+	'' | *[!0-9]*) return 1 ;;
+	esac
+	[ "$1" -ge "${2:-1}" ]
+}
+
+# Beats twice per period so that shell and scheduling delays never make it
+# late while it is meant to be on time. PERIODS 0 (allowed with --app
+# only): for ever.
+demo_app() {
+	name=${1%%,*}
+	rest=${1#*,}
+	period=${rest%%,*}
+	periods=${rest#*,}
+	if ! is_number "$period" || ! is_number "$periods" "${2:-1}" ||
+		[ "$name" = "$1" ]; then
+		echo "warden: bad application NAME,PERIOD_MS,PERIODS: $1"
+		return 1
+	fi
+	exec 3>/dev/warden || return 1
+	echo "register $name $period" >&3 || return 1
+	echo "warden: app $name registered, period $period ms, pid $$"
+	i=0
+	while [ "$periods" -eq 0 ] || [ $i -lt $((periods * 2)) ]; do
+		echo beat >&3 || return 1
+		usleep $((period * 500))
+		i=$((i + 1))
+	done
+	echo "warden: app $name stopped beating"
+	# Keep the registration (and the file) open, silent.
+	while :; do
+		sleep 3600
+	done
+}
+
+if [ "$1" = --app ]; then
+	demo_app "$2" 0
+	exit 1
+fi
+
+/bin/busybox --install -s
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -40,6 +91,7 @@ mount -t devtmpfs devtmpfs /dev
 
 params=
 app=
+containers=
 run=
 load=
 shell=
@@ -53,6 +105,9 @@ for arg in $(cat /proc/cmdline); do
 		;;
 	warden_app=*)
 		app=${arg#warden_app=}
+		;;
+	warden_container=*)
+		containers="$containers ${arg#warden_container=}"
 		;;
 	warden_shell | warden_shell=1)
 		shell=1
@@ -71,41 +126,6 @@ for arg in $(cat /proc/cmdline); do
 		;;
 	esac
 done
-
-is_number() {
-	case "$1" in
-	'' | *[!0-9]*) return 1 ;;
-	esac
-	[ "$1" -gt 0 ]
-}
-
-# Beats twice per period so that shell and scheduling delays never make it
-# late while it is meant to be on time.
-demo_app() {
-	name=${1%%,*}
-	rest=${1#*,}
-	period=${rest%%,*}
-	periods=${rest#*,}
-	if ! is_number "$period" || ! is_number "$periods" ||
-		[ "$name" = "$1" ]; then
-		echo "warden: bad warden_app=$1, want NAME,PERIOD_MS,PERIODS"
-		return 1
-	fi
-	exec 3>/dev/warden || return 1
-	echo "register $name $period" >&3 || return 1
-	echo "warden: app $name registered, period $period ms"
-	i=0
-	while [ $i -lt $((periods * 2)) ]; do
-		echo beat >&3 || return 1
-		usleep $((period * 500))
-		i=$((i + 1))
-	done
-	echo "warden: app $name stopped beating"
-	# Keep the registration (and the file) open, silent.
-	while :; do
-		sleep 3600
-	done
-}
 
 if insmod /lib/modules/warden.ko $params; then
 	echo "warden: module loaded"
@@ -165,6 +185,82 @@ fi
 if [ -n "$app" ]; then
 	demo_app "$app" &
 fi
+
+# One container per warden_container=: crun's own pid, ipc, uts, mount and
+# network namespaces, a read-only root of empty mount points with this
+# image's /bin, /sbin and /usr bound read-only (busybox and its applets)
+# and /init as the application, and /dev/warden as its only extra device
+# (the cgroup v2 device rules allow it and nothing else beyond crun's
+# defaults). --no-pivot: the root here is the initramfs, which cannot be
+# pivoted away from.
+container_start() {
+	name=${1%%,*}
+	case "$name,$1" in
+	,* | *[!A-Za-z0-9.,_-]*)
+		echo "warden: bad warden_container=$1"
+		return 1
+		;;
+	esac
+	if [ ! -x /bin/crun ]; then
+		echo "warden: warden_container=$1: no crun in this image (use initramfs-containers.cpio.gz)"
+		return 1
+	fi
+	dev=$(cat /sys/class/misc/warden/dev 2>/dev/null)
+	major=${dev%%:*}
+	minor=${dev#*:}
+	if ! is_number "$major" 0 || ! is_number "$minor" 0; then
+		echo "warden: warden_container=$1: no /dev/warden"
+		return 1
+	fi
+	bundle=/run/containers/$name
+	mkdir -p "$bundle"
+	cat >"$bundle/config.json" <<-EOF
+	{
+	  "ociVersion": "1.0.2",
+	  "hostname": "$name",
+	  "root": {"path": "/containers/rootfs", "readonly": true},
+	  "process": {
+	    "terminal": false,
+	    "user": {"uid": 0, "gid": 0},
+	    "cwd": "/",
+	    "args": ["/init", "--app", "$1"],
+	    "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"],
+	    "noNewPrivileges": true
+	  },
+	  "mounts": [
+	    {"destination": "/proc", "type": "proc", "source": "proc"},
+	    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+	     "options": ["nosuid", "strictatime", "mode=755", "size=64k"]},
+	    {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "size=1m"]},
+	    {"destination": "/init", "type": "bind", "source": "/init", "options": ["bind", "ro"]},
+	    {"destination": "/bin", "type": "bind", "source": "/bin", "options": ["rbind", "ro"]},
+	    {"destination": "/sbin", "type": "bind", "source": "/sbin", "options": ["rbind", "ro"]},
+	    {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}
+	  ],
+	  "linux": {
+	    "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+	                   {"type": "network"}],
+	    "devices": [{"path": "/dev/warden", "type": "c", "major": $major, "minor": $minor,
+	                 "fileMode": 384, "uid": 0, "gid": 0}],
+	    "resources": {"devices": [{"allow": false, "access": "rwm"},
+	                              {"allow": true, "type": "c", "major": $major, "minor": $minor,
+	                               "access": "rw"}]}
+	  }
+	}
+	EOF
+	echo "warden: container $name starting"
+	crun run --no-pivot --bundle "$bundle" "$name" </dev/null
+	echo "warden: container $name exited $?"
+}
+
+if [ -n "$containers" ] && [ -x /bin/crun ] &&
+	[ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup ||
+		echo "warden: no cgroup2 for the containers"
+fi
+for c in $containers; do
+	container_start "$c" &
+done
 
 if [ -n "$load" ]; then
 	echo "warden: load on"

@@ -8,12 +8,15 @@ gzip carries neither a name nor a time, so two builds are byte-identical.
 
 usage: mkinitramfs.py --init init.sh --busybox /bin/busybox
                       --module warden.ko --output initramfs.cpio.gz
+                      [--dynamic /usr/bin/crun --container-root]
 """
 import argparse
 import gzip
 import os
+import re
 import stat
 import struct
+import subprocess
 import sys
 
 CPIO_MAGIC = b"070701"
@@ -25,6 +28,10 @@ DIRS = ["bin", "dev", "etc", "lib", "lib/modules", "proc", "root", "run",
 SYMLINKS = {"bin/sh": "busybox"}
 # The kernel opens /dev/console for /init before anything is mounted.
 CHARDEVS = {"dev/console": (5, 1, 0o600), "dev/null": (1, 3, 0o666)}
+# The root of the containers init.sh starts with crun (warden_container=):
+# empty mount points, and the file /init is bind-mounted onto.
+CONTAINER_ROOT = "containers/rootfs"
+CONTAINER_DIRS = ["bin", "dev", "proc", "sbin", "tmp", "usr", "usr/bin", "usr/sbin"]
 
 
 class Archive:
@@ -97,7 +104,29 @@ def is_static_elf(data):
                for i in range(phnum))
 
 
-def build(init, busybox, module, extra_modules=(), programs=()):
+def shared_libraries(path):
+    """The absolute paths of the libraries (the dynamic loader included)
+    that `path` loads, as ldd resolves them on this machine, sorted."""
+    out = subprocess.run(["ldd", path], check=True, capture_output=True, text=True).stdout
+    libs = set()
+    for line in out.splitlines():
+        m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if m:
+            libs.add(m.group(1))
+        elif "not found" in line:
+            raise SystemExit("mkinitramfs.py: %s: %s" % (path, line.strip()))
+    return sorted(libs)
+
+
+def add_parents(a, path):
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if d not in a.entries:
+            a.add_dir(d)
+
+
+def build(init, busybox, module, extra_modules=(), programs=(), dynamic=(), container_root=False):
     with open(busybox, "rb") as f:
         bb = f.read()
     if not is_static_elf(bb):
@@ -124,6 +153,21 @@ def build(init, busybox, module, extra_modules=(), programs=()):
         if not is_static_elf(data):
             raise SystemExit("mkinitramfs.py: %s is not a static 64-bit ELF" % path)
         a.add_file("bin/" + os.path.basename(path), data, 0o755)
+    # Dynamically linked programs (crun) with their libraries at the paths
+    # the loader looks for them, each as a regular file.
+    for path in sorted(dynamic, key=os.path.basename):
+        with open(path, "rb") as f:
+            a.add_file("bin/" + os.path.basename(path), f.read(), 0o755)
+        for lib in shared_libraries(path):
+            with open(lib, "rb") as f:
+                data = f.read()
+            add_parents(a, lib.lstrip("/"))
+            a.add_file(lib.lstrip("/"), data, 0o755)
+    if container_root:
+        add_parents(a, CONTAINER_ROOT + "/x")
+        for d in CONTAINER_DIRS:
+            a.add_dir(CONTAINER_ROOT + "/" + d)
+        a.add_file(CONTAINER_ROOT + "/init", b"", 0o644)
     return gzip.compress(a.cpio(), compresslevel=9, mtime=0)
 
 
@@ -136,10 +180,15 @@ def main():
                     help="another module to put into /lib/modules (init.sh loads pvpanic*.ko)")
     ap.add_argument("--program", action="append", default=[],
                     help="a static program to put into /bin (init.sh's warden_run= runs it)")
+    ap.add_argument("--dynamic", action="append", default=[],
+                    help="a dynamically linked program to put into /bin, with its libraries (crun)")
+    ap.add_argument("--container-root", action="store_true",
+                    help="add the root of init.sh's warden_container= containers")
     ap.add_argument("--output", required=True)
     args = ap.parse_args()
 
-    blob = build(args.init, args.busybox, args.module, args.extra_module, args.program)
+    blob = build(args.init, args.busybox, args.module, args.extra_module, args.program,
+                 args.dynamic, args.container_root)
     tmp = args.output + ".tmp"
     with open(tmp, "wb") as f:
         f.write(blob)

@@ -6,7 +6,9 @@ busybox). Faults are injected through the API as in an FDIR campaign.
 A TCG boot takes seconds, so one daemon and one `linux` cell serve the tests
 in order: boot, panic (restarted in place), daemon killed and re-adopted,
 hang (stuck), shutdown; then a second cell whose demo application stops
-beating makes the cell degraded. Five boots in all. Every wait polls with a
+beating makes the cell degraded, and a third whose applications run in
+containers (crun inside the cell) and register with /dev/warden from
+there. Six boots in all. Every wait polls with a
 generous deadline; nothing sleeps a fixed time for a result.
 
 The panic round trip always runs; with WARDEN_SLOW_TESTS=0 the others are
@@ -17,16 +19,20 @@ import os
 import shutil
 import signal
 import struct
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, Daemon, Skip, run_tests, test  # noqa: E402
+from harness import BUILD, WARDENCTL, Daemon, Skip, run_tests, test  # noqa: E402
 
 QEMU = os.environ.get("WARDEN_QEMU") or shutil.which("qemu-system-x86_64") or ""
 LINUX = os.path.join(BUILD, "driver", "linux")
 KERNEL = os.environ.get("WARDEN_LINUX_KERNEL") or os.path.join(LINUX, "vmlinux")
 INITRD = os.environ.get("WARDEN_LINUX_INITRD") or os.path.join(LINUX, "initramfs.cpio.gz")
+# The image with crun (driver/linux/meson.build: built where crun is installed)
+INITRD_CONTAINERS = os.environ.get("WARDEN_LINUX_INITRD_CONTAINERS") or \
+    os.path.join(LINUX, "initramfs-containers.cpio.gz")
 SLOW = os.environ.get("WARDEN_SLOW_TESTS", "1") != "0"
 
 BOOT_S = 120  # one TCG boot is 2-5 s; a loaded 2-core CI machine can be far slower
@@ -45,7 +51,8 @@ def linux_cell(name, cmdline="console=ttyS0 quiet", ram_phys=0x80000000, comm_ph
         # The guest finds the region as ivshmem BAR 2: the address here
         # only has to stay clear of the RAM region.
         "comm": {"phys_start": hex(comm_phys), "virt_start": "0xfe000000", "size": 4096},
-        "linux": {"kernel": os.path.abspath(KERNEL), "initrd": os.path.abspath(INITRD), "cmdline": cmdline},
+        "linux": {"kernel": os.path.abspath(KERNEL), "initrd": os.path.abspath(extra.pop("initrd", INITRD)),
+                  "cmdline": cmdline},
         "allow_inject": True,
         "health": {"period_ms": 100, "timeout_ms": 1000, "boot_timeout_ms": 60000},
         "recovery": {"on_panic": "restart", "on_stuck": "restart", "on_boot_timeout": "restart",
@@ -110,10 +117,18 @@ def daemon():
         cfg = {"backends": {"qemu": {"binary": QEMU, "accel": "tcg", "machine": "pc"}},
                "root_cpus": [0], "cpu_sharing": True,
                # WARDEN_LINUX_KERNEL/INITRD may be outside the build tree
-               "api": {"image_dirs": sorted({os.path.dirname(os.path.abspath(p)) for p in (KERNEL, INITRD)})},
+               "api": {"image_dirs": sorted({os.path.dirname(os.path.abspath(p))
+                                             for p in (KERNEL, INITRD, INITRD_CONTAINERS)})},
                "cells": [linux_cell("linux"),
                          linux_cell("app", cmdline="console=ttyS0 quiet warden_app=app,100,20",
                                     ram_phys=0x90000000, comm_phys=0x7f011000, autostart=False)]}
+        if os.access(INITRD_CONTAINERS, os.R_OK):
+            # two containers: "payload" on time for 30 periods, then
+            # silent; "steady" on time for ever
+            cfg["cells"].append(linux_cell(
+                "pods", cmdline="console=ttyS0 quiet warden_container=payload,100,30 "
+                                "warden_container=steady,100,0",
+                initrd=INITRD_CONTAINERS, ram_phys=0xa0000000, comm_phys=0x7f012000, autostart=False))
         _daemon = LinuxDaemon(cfg)
         try:
             _daemon.start()
@@ -260,6 +275,68 @@ def late_application_makes_the_cell_degraded():
     assert c["last_failure"] is None, c["last_failure"]  # degraded is not a failure
     with open(os.path.join(d.runtime_dir, "cells", "app", "comm"), "rb") as f:
         assert f.read(4096)[136:139] == b"app"
+
+
+def application(c, name):
+    return next((a for a in c.get("applications") or [] if a["name"] == name), None)
+
+
+@test
+def containers_in_the_linux_cell_register_and_a_silent_one_degrades_it():
+    require_linux()
+    require_slow()
+    if not os.access(INITRD_CONTAINERS, os.R_OK):
+        raise Skip("no %s: it is built where crun is installed (apt install crun)" % INITRD_CONTAINERS)
+    d = daemon()
+    d.post("/cells/app/stop?wait=30")  # one TCG guest fewer on the CPU
+    r = d.post("/cells/pods/start")
+    assert r.status == 202, r
+    cell_up(d, "pods")
+    # both containers' applications are in the cell's applications table
+    c = d.wait_cell("pods", lambda c: application(c, "payload") and application(c, "steady"), 60,
+                    "both containers' applications registered")
+    for name in ("payload", "steady"):
+        a = application(c, name)
+        assert a["period_ms"] == 100 and a["beats"] >= 1 and not a["closed"], a
+    # "payload" stops beating after 30 periods: late, and the cell degraded
+    c = d.wait_cell("pods", lambda c: c["state"] == "degraded" and application(c, "payload")["state"] == "late",
+                    60, "payload late, cell degraded")
+    assert c["heartbeat"]["inmate_state"] == "degraded", c["heartbeat"]
+    assert c["last_failure"] is None, c["last_failure"]  # degraded is not a failure
+    p = application(c, "payload")
+    assert p["misses"] >= 1 and not p["closed"], p  # silent, its file still open
+    # "steady" keeps beating
+    s1 = application(c, "steady")["beats"]
+    c = d.wait_cell("pods", lambda c: application(c, "steady")["beats"] >= s1 + 5, 30, "steady beats on")
+    # the module names the silent one (once nothing else is late)
+    deadline = time.monotonic() + 30
+    while True:
+        with open(os.path.join(d.runtime_dir, "cells", "pods", "comm"), "rb") as f:
+            named = f.read(4096)[136:168].rstrip(b"\0")
+        if named == b"payload" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert named == b"payload", named
+    # each ran in a container of its own (PID 1 of its own pid namespace)
+    r = d.get("/cells/pods/console?bytes=65536")
+    for name in ("payload", "steady"):
+        assert "warden: container %s starting" % name in r.body, r.body[-3000:]
+        assert "warden: app %s registered, period 100 ms, pid 1" % name in r.body, r.body[-3000:]
+    m = d.get("/metrics").body
+    assert 'warden_cell_application_late{cell="pods",app="payload"} 1' in m
+    assert 'warden_cell_application_misses_total{cell="pods",app="payload"}' in m
+    assert 'warden_cell_application_late{cell="pods",app="steady"}' in m
+    out = subprocess.run([WARDENCTL, "--socket", d.sock, "cell", "show", "pods"], capture_output=True, text=True,
+                         timeout=60).stdout
+    lines = [l.split(":", 1)[-1].strip() for l in out.splitlines()]
+    at = next(i for i, l in enumerate(out.splitlines()) if l.startswith("applications:"))
+    shown = lines[at:at + 2]  # one line each, in slot order
+    assert any(l.startswith("payload late, period 100 ms") for l in shown), out
+    assert any(l.startswith("steady ") for l in shown), out
+    # the cell without containers or /dev/warden users lists none
+    assert d.cell("linux")["applications"] in (None, []), "the linux cell lists applications"
+    r = d.post("/cells/pods/stop?wait=30")
+    assert r.status == 200, r
 
 
 if __name__ == "__main__":

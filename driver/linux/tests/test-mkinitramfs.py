@@ -121,6 +121,56 @@ def test_cpio_tool_agrees():
 
 
 @test
+def test_dynamic_program_brings_its_libraries():
+    # /bin/sh of this machine: dynamically linked on Debian (dash)
+    sh = os.path.realpath("/bin/sh")
+    libs = mk.shared_libraries(sh)
+    if not libs:
+        raise Skip("%s is not dynamically linked here" % sh)
+    blob = mk.build(*inputs(), dynamic=[sh], container_root=True)
+    entries = unpack(blob)
+    with open(sh, "rb") as f:
+        assert entries["bin/" + os.path.basename(sh)][1] == f.read()
+    for lib in libs:
+        mode, data, _, _ = entries[lib.lstrip("/")]
+        assert stat.S_ISREG(mode), lib  # a file, never a dangling link
+        with open(lib, "rb") as f:
+            assert data == f.read(), lib
+        # every parent directory is in the archive, before it
+        parent = os.path.dirname(lib.lstrip("/"))
+        assert stat.S_ISDIR(entries[parent][0]), parent
+    assert any("ld-linux" in lib for lib in libs), libs  # the loader too
+    # the containers' root: mount points and the file /init binds onto
+    for d in ("bin", "dev", "proc", "tmp", "usr"):
+        assert stat.S_ISDIR(entries["containers/rootfs/" + d][0]), d
+    assert entries["containers/rootfs/init"][1] == b""
+    assert blob == mk.build(*inputs(), dynamic=[sh], container_root=True)  # reproducible too
+    return None
+
+
+@test
+def test_missing_library_is_an_error():
+    prog = os.path.join(WORK, "needs-missing")
+    fake_ldd = os.path.join(WORK, "ldd")
+    with open(fake_ldd, "w") as f:
+        f.write("#!/bin/sh\necho '\tlibnothere.so.1 => not found'\n")
+    os.chmod(fake_ldd, 0o755)
+    with open(prog, "wb") as f:
+        f.write(elf64(interp=True))
+    old = os.environ["PATH"]
+    os.environ["PATH"] = WORK + ":" + old
+    try:
+        mk.build(*inputs(), dynamic=[prog])
+    except SystemExit as e:
+        assert "libnothere.so.1" in str(e), e
+    else:
+        raise AssertionError("a program whose library is missing was packed")
+    finally:
+        os.environ["PATH"] = old
+    return None
+
+
+@test
 def test_built_image():
     if len(sys.argv) < 6:
         raise Skip("no built initramfs")
