@@ -124,6 +124,7 @@ typedef struct CellMachine {
 	 * a starved cell from a stuck one at the deadline; and the grace a
 	 * late daemon gives the inmate. */
 	uint64_t pre_from_ns, pre_run_ns;
+	unsigned pre_runnable; /* runnable threads at that snapshot */
 	bool starving; /* the last verdict of this stall was "starved" */
 	uint64_t grace_at_ns;
 

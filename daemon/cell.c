@@ -765,13 +765,19 @@ uint64_t cell_wheel_due(const Cell *c) {
 	return c->wheel_due_ns;
 }
 
-void cell_wheel_run(Cell *c, uint64_t now) {
+bool cell_wheel_run(Cell *c, uint64_t now) {
 	uint64_t due = c->wheel_due_ns;
 
 	if (!due || due > now + SAMPLE_ACCURACY_USEC * NSEC_PER_USEC)
-		return;
+		return false;
 	c->wheel_due_ns = 0;
+	/* The sample's own clock, not the wheel's: the cells before this one
+	 * took time, and an inmate's event written meanwhile must not look
+	 * as if it came after the sample (event_time() would fall back to
+	 * the last beat, a period earlier). */
+	now = now_ns(CLOCK_MONOTONIC);
 	cell_sample_late(c, now, now > due ? now - due : 0);
+	return true;
 }
 
 static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata) {

@@ -72,11 +72,12 @@ void cell_sample(Cell *c);
  * of the manager, a timer wheel: one wake-up and one dispatch serve every
  * cell due in the same slot, where a timer per cell would cost sd-event a
  * loop iteration (and an epoll_wait) each. The cell asks for its slot with
- * manager_wheel_arm(); the manager's timer runs cell_wheel_run() on every
- * cell, which samples the cells due by then (0 from cell_wheel_due(): none
- * on the wheel). Deadlines keep the cell's own, exact timer. */
+ * manager_wheel_arm(); the manager's timer runs cell_wheel_run() on the
+ * cells, which samples those due by then (0 from cell_wheel_due(): none on
+ * the wheel), in one pass. Deadlines keep the cell's own, exact timer. */
 uint64_t cell_wheel_due(const Cell *c);
-void cell_wheel_run(Cell *c, uint64_t now);
+/* True if it sampled the cell (its routine look was due by `now`). */
+bool cell_wheel_run(Cell *c, uint64_t now);
 
 const char *cell_name(const Cell *c);
 Manager *cell_manager(const Cell *c);

@@ -119,6 +119,8 @@ static int on_wheel(sd_event_source *s, uint64_t usec, void *userdata) {
 	(void)s;
 	(void)usec;
 	m->wheel_at_ns = 0;
+	/* One pass: batches of 16 per loop iteration were measured too, and
+	 * bought nothing at 64 cells but a third more CPU. */
 	for (size_t i = 0; i < m->n_cells; i++)
 		cell_wheel_run(m->cells[i], now);
 	/* The cells sampled re-armed for their next slot; the others still

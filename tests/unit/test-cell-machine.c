@@ -370,20 +370,26 @@ static void test_stall_when_host_starved(void **state) {
 	assert_int_equal(t.m.failures[FAILURE_BOOT_TIMEOUT], 1);
 }
 
-/* With the cell's CPU times: a cell whose threads are runnable and hardly
- * ran is starved; one that ran, or sleeps, is stuck. */
-static void stall_to_deadline(T *t, uint64_t last, unsigned runnable, uint64_t run_add) {
+/* With the cell's CPU times: a cell whose threads are runnable at both
+ * snapshots and hardly ran is starved; one that ran, or sleeps, is stuck.
+ * pre_runnable: its runnable threads at the first snapshot. */
+static void stall_to_deadline_pre(T *t, uint64_t last, unsigned pre_runnable, unsigned runnable, uint64_t run_add) {
 	/* the first look in the stall's second half takes the snapshot */
 	t->now = last + 20 * MS;
 	CellObservation o = obs(t, WARDEN_INMATE_RUNNING);
 	o.cpu_known = true;
 	o.cpu_run_ns = 3 * SEC;
+	o.cpu_runnable = pre_runnable;
 	sample(t, &o);
 	assert_int_equal(t->m.pre_from_ns, t->now);
 	t->now = last + 30 * MS + 1000;
 	o.cpu_runnable = runnable;
 	o.cpu_run_ns += run_add;
 	sample(t, &o);
+}
+
+static void stall_to_deadline(T *t, uint64_t last, unsigned runnable, uint64_t run_add) {
+	stall_to_deadline_pre(t, last, runnable, runnable, run_add);
 }
 
 static void test_stall_cpu_starved_or_stuck(void **state) {
@@ -423,6 +429,14 @@ static void test_stall_cpu_starved_or_stuck(void **state) {
 	t_running(&t);
 	stall_to_deadline(&t, t.now, 0, 0);
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
+
+	/* one that sleeps but just woke for its own timer at the verdict
+	 * (runnable then only, hardly any CPU time): stuck, not starved */
+	t_init(&t);
+	t_running(&t);
+	stall_to_deadline_pre(&t, t.now, 0, 1, MS / 10);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
+	assert_int_equal(t.m.starved, 0);
 
 	/* starvation is forgiven, but never past 1 s (10 x timeout here is less) of no beat at all */
 	t_init(&t);
