@@ -197,7 +197,7 @@ static int tap_create(const char *name) {
 	if (fd < 0)
 		return -errno;
 	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+	ifr.ifr_flags = (short)(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL); /* IFF_TUN_EXCL is the sign bit */
 	/* owned by wardend's user: QEMU, its child, opens it without
 	 * CAP_NET_ADMIN of its own */
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETOWNER, (unsigned long)geteuid()) < 0 ||
