@@ -175,18 +175,18 @@ def test_built_image():
     if len(sys.argv) < 6:
         raise Skip("no built initramfs")
     image, init, busybox, module = sys.argv[2:6]
-    # the pvpanic modules, where the kernel has them, and "--program PATH"
-    # pairs (nqueens-host)
-    extra, programs, rest = [], [], sys.argv[6:]
+    # the pvpanic modules, where the kernel has them, "--program PATH" pairs
+    # (nqueens-host) and "--dynamic PATH" pairs
+    extra, programs, dynamic, rest = [], [], [], sys.argv[6:]
     while rest:
-        if rest[0] == "--program" and len(rest) > 1:
-            programs.append(rest[1])
+        if rest[0] in ("--program", "--dynamic") and len(rest) > 1:
+            (programs if rest[0] == "--program" else dynamic).append(rest[1])
             rest = rest[2:]
         else:
             extra.append(rest.pop(0))
     with open(image, "rb") as f:
         built = f.read()
-    assert built == mk.build(init, busybox, module, extra, programs), \
+    assert built == mk.build(init, busybox, module, extra, programs, dynamic), \
         "the built initramfs differs from a fresh build of the same inputs"
     entries = unpack(built)
     with open(init, "rb") as f:
