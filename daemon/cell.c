@@ -18,16 +18,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "apps.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
 #include "network.h"
 #include "persist.h"
-#include "apps.h"
 #include "results.h"
 #include "store.h"
 
-#define SAMPLE_ACCURACY_USEC CELL_WHEEL_ACCURACY_USEC
 #define RESET_TIMEOUT_NS (5 * NSEC_PER_SEC)
 
 #define CELL_EVENTS_MAX 64
@@ -661,11 +660,10 @@ static void cell_apply(Cell *c, const CellActions *acts) {
 		case CELL_DO_SAMPLE_AT:
 			c->sample_due_ns = a->at_ns;
 			/* A routine look goes on the wheel; a deadline on the
-			 * cell's own timer. Each sd-event call re-sorts its
-			 * queues: the cell's timer is touched only on a change. */
+			 * cell's own timer (disarming it when it is off
+			 * already returns at once). */
 			if (a->at_ns && !a->precise) {
-				if (c->wheel_due_ns == 0)
-					timer_disarm(c->sample_timer);
+				timer_disarm(c->sample_timer);
 				c->wheel_due_ns = a->at_ns;
 				manager_wheel_arm(c->manager, a->at_ns);
 			} else {
@@ -768,7 +766,7 @@ uint64_t cell_wheel_due(const Cell *c) {
 bool cell_wheel_run(Cell *c, uint64_t now) {
 	uint64_t due = c->wheel_due_ns;
 
-	if (!due || due > now + SAMPLE_ACCURACY_USEC * NSEC_PER_USEC)
+	if (!due || due > now + CELL_WHEEL_ACCURACY_USEC * NSEC_PER_USEC)
 		return false;
 	c->wheel_due_ns = 0;
 	/* The sample's own clock, not the wheel's: the cells before this one

@@ -8,12 +8,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "apps.h"
 #include "cell.h"
 #include "macro.h"
 #include "manager.h"
 #include "network.h"
 #include "operation.h"
-#include "apps.h"
 #include "results.h"
 
 static void header(FILE *f, const char *name, const char *type, const char *help) {
