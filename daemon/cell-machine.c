@@ -108,10 +108,15 @@ void cell_machine_init(CellMachine *m) {
 }
 
 bool cell_machine_wants_cpu_times(const CellMachine *m, const HealthSpec *h, uint64_t now) {
+	uint64_t quiet = now - m->hb_changed_ns, timeout = (uint64_t)h->timeout_ms * NS_PER_MS;
+
 	/* Once a stall is past half its timeout (a healthy cell beats every
-	 * period, far sooner): a snapshot then, and one at the deadline. */
-	return (m->state == CELL_RUNNING || m->state == CELL_DEGRADED) && m->op == CELL_OP_NONE &&
-	       now - m->hb_changed_ns > (uint64_t)h->timeout_ms * NS_PER_MS / 2;
+	 * period, far sooner): a snapshot then, and one at the deadline,
+	 * none between (reading procfs is most of a sample's cost) and none
+	 * in a grace, whose verdict does not look at them. */
+	if ((m->state != CELL_RUNNING && m->state != CELL_DEGRADED) || m->op != CELL_OP_NONE || m->grace_at_ns)
+		return false;
+	return quiet > timeout / 2 && (!m->pre_from_ns || quiet > timeout);
 }
 
 bool cell_machine_up(const CellMachine *m) {

@@ -51,8 +51,12 @@ struct Backend {
 	const BackendOps *ops;
 };
 
+typedef struct BackendTasks BackendTasks;
+
+/* Backends allocate their cells zeroed, base first. */
 struct BackendCell {
 	const BackendCellOps *ops;
+	BackendTasks *tasks; /* backend_cell_cpu_times()'s open procfs files */
 };
 
 /* Backend constructors, one per kind. */

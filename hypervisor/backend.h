@@ -236,11 +236,13 @@ int backend_cell_event_ack(BackendCell *c);
 /* A pidfd, readable once the process holding the cell exited; -1 if the
  * backend has no such process. */
 int backend_cell_pidfd(BackendCell *c);
-/* The cell's process, all threads: CPU time so far (schedstat; it moves
- * at scheduler ticks) and how many threads are runnable now (state R,
- * on a CPU or waiting for one). A loop call for the rare moment a stall is
- * about to be declared: a cell with runnable threads that does not get
- * CPU time is starved, not stuck. -ENOENT without a process. */
+/* The cell's process, all threads: CPU time so far (its CPU clock,
+ * exited threads included) and how many threads are runnable now (state
+ * R, on a CPU or waiting for one). For a stall about to be declared: a
+ * cell with runnable threads that does not get CPU time is starved, not
+ * stuck. Under host load most samples are in a stall's second half, so it
+ * is cheap: the procfs files stay open with the cell (a pread per thread).
+ * -ENOENT without a process. */
 int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable);
 /* The pidfd polled readable: collect the exit, so that status() reports
  * GONE from now on. status() itself never polls (it runs on every sample). */

@@ -343,6 +343,8 @@ static void test_stall_when_host_starved(void **state) {
 	sample(&t, &o);
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 0);
 	assert_int_equal(sample_at(&t), t.now + CELL_STALL_GRACE_NS);
+	/* a grace's verdict does not look at CPU times */
+	assert_false(cell_machine_wants_cpu_times(&t.m, &t.h, t.now + CELL_STALL_GRACE_NS));
 	/* it beat meanwhile: fine */
 	t.now += CELL_STALL_GRACE_NS;
 	beat(&t, WARDEN_INMATE_RUNNING);
@@ -382,6 +384,9 @@ static void stall_to_deadline_pre(T *t, uint64_t last, unsigned pre_runnable, un
 	o.cpu_runnable = pre_runnable;
 	sample(t, &o);
 	assert_int_equal(t->m.pre_from_ns, t->now);
+	/* taken: none again until the deadline */
+	assert_false(cell_machine_wants_cpu_times(&t->m, &t->h, last + 25 * MS));
+	assert_true(cell_machine_wants_cpu_times(&t->m, &t->h, last + 30 * MS + 1000));
 	t->now = last + 30 * MS + 1000;
 	o.cpu_runnable = runnable;
 	o.cpu_run_ns += run_add;
