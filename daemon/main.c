@@ -1,13 +1,57 @@
 /* SPDX-License-Identifier: MIT */
 /* wardend: keeps the cells of a static-partitioning hypervisor alive. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include "hypervisor/backend.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+
+/* The fd table wardend grows to before its first thread: 64 cells with
+ * their runners' procfs files, pidfds and event fds, and the API's
+ * connections, with room to spare. */
+#define FD_TABLE_ENTRIES 4096
+/* Blocks up to this size come from malloc's heaps, not from an mmap each. */
+#define MALLOC_MMAP_THRESHOLD (32u << 20)
+#define MALLOC_TRIM_THRESHOLD (128u << 20)
+
+/* What the process needs before it has threads, so that the loop's
+ * thread never waits in the kernel for them later:
+ * - memory: a block that a worker allocates with mmap() and the loop
+ *   frees is an munmap() on the loop, which waits for the memory map's
+ *   lock while a worker (at a lower priority, preempted by its peers)
+ *   holds it: a rendered /metrics page (660 KB at 64 cells) held a
+ *   deadline 2 ms. Large blocks now come from the heaps and stay there.
+ * - fds: growing the fd table of a threaded process waits for an RCU
+ *   grace period (ms); it grows once here, single-threaded, instead.
+ *   wardend polls with epoll only, so it raises its soft fd limit to the
+ *   hard one (children get the old soft limit back). */
+static void prepare_process(void) {
+	struct rlimit rl;
+	int fd;
+
+	(void)mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+	(void)mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	backend_set_child_nofile_limit(&rl);
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit raised = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &raised) >= 0)
+			rl = raised;
+	}
+	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC,
+	           (int)(rl.rlim_cur < FD_TABLE_ENTRIES ? rl.rlim_cur - 1 : FD_TABLE_ENTRIES - 1));
+	if (fd >= 0)
+		close(fd);
+}
 
 static void help(void) {
 	printf("Usage: wardend [OPTIONS]\n\n"
@@ -43,6 +87,7 @@ int main(int argc, char **argv) {
 	int c, r;
 
 	log_setup();
+	prepare_process();
 	while ((c = getopt_long(argc, argv, "c:l:vh", options, NULL)) >= 0) {
 		switch (c) {
 		case 'c':

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend-internal.h"
+#include "process.h"
 
 static const char *const cell_state_table[_BACKEND_CELL_STATE_MAX] = {
 	[BACKEND_CELL_CREATED] = "created",
@@ -160,6 +161,11 @@ int backend_cell_mail(BackendCell *c, uint32_t cmd, uint32_t arg)
 int backend_cell_destroy(BackendCell *c)
 {
 	return CELL_CALL(c, destroy);
+}
+
+void backend_set_child_nofile_limit(const struct rlimit *rl)
+{
+	child_set_nofile_limit(rl);
 }
 
 static void tasks_free(BackendTasks *t);

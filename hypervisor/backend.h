@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "../api/warden/comm.h"
@@ -173,6 +174,11 @@ BackendCellState backend_cell_state_from_string(const char *s);
  * -EBADMSG with the reason in why. A worker call (reads it whole). */
 int backend_rootfs_check(const char *tarball, char *why, size_t n);
 
+/* The fd limit the processes backends spawn (runners, QEMU, OCI
+ * runtimes) start with, where the daemon raised its own past select()'s
+ * 1024. Once, before the first backend is made. */
+void backend_set_child_nofile_limit(const struct rlimit *rl);
+
 /* Known backend kinds ("kvm", ...); -EOPNOTSUPP for the others. */
 int backend_new(const char *kind, const BackendConfig *cfg, Backend **ret);
 Backend *backend_free(Backend *b);
@@ -240,8 +246,9 @@ int backend_cell_pidfd(BackendCell *c);
  * exited threads included) and how many threads are runnable now (state
  * R, on a CPU or waiting for one). For a stall about to be declared: a
  * cell with runnable threads that does not get CPU time is starved, not
- * stuck. Under host load most samples are in a stall's second half, so it
- * is cheap: the procfs files stay open with the cell (a pread per thread).
+ * stuck. Under host load a third of the samples can be in a stall's
+ * second half, so it is cheap: the procfs files stay open with the cell
+ * (a pread per thread).
  * -ENOENT without a process. */
 int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable);
 /* The pidfd polled readable: collect the exit, so that status() reports

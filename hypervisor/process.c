@@ -61,6 +61,15 @@ ChildProcess *child_free(ChildProcess *p)
 	return NULL;
 }
 
+static struct rlimit child_nofile;
+static bool child_nofile_set;
+
+void child_set_nofile_limit(const struct rlimit *rl)
+{
+	child_nofile = *rl;
+	child_nofile_set = true;
+}
+
 /* In the child between vfork and exec: async-signal-safe calls only, and
  * nothing but its own frame written (it shares the parent's memory). */
 static __attribute__((noreturn)) void child_exec(const ChildSpawn *how, int err_fd)
@@ -80,6 +89,8 @@ static __attribute__((noreturn)) void child_exec(const ChildSpawn *how, int err_
 	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
 		goto fail;
 	if (how->cpus && sched_setaffinity(0, sizeof(*how->cpus), how->cpus) < 0)
+		goto fail;
+	if (child_nofile_set && setrlimit(RLIMIT_NOFILE, &child_nofile) < 0)
 		goto fail;
 	if (how->dir_fd >= 0 && fchdir(how->dir_fd) < 0)
 		goto fail;

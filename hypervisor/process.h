@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 typedef struct ChildProcess ChildProcess;
@@ -32,6 +33,10 @@ typedef struct ChildSpawn {
 	const cpu_set_t *cpus;    /* affinity every thread inherits, or NULL */
 	bool new_session;         /* setsid(): outlives the daemon's session */
 } ChildSpawn;
+
+/* The fd limit children start with where the daemon raised its own (an
+ * fd past 1024 breaks a child's select()). Set once, before any spawn. */
+void child_set_nofile_limit(const struct rlimit *rl);
 
 /* `what` names the process in exit reasons ("runner", "qemu"). */
 int child_new(const char *what, ChildProcess **ret);

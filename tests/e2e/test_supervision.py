@@ -70,6 +70,31 @@ def demo_cells_run_with_advancing_heartbeats():
         assert 'warden_cell_boot_seconds_count{cell="heartbeat"} 2' in m, [l for l in m.splitlines() if "boot_seconds_count" in l]
 
 
+def nofile_limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        line = [l for l in f if l.startswith("Max open files")][0].split()
+    return int(line[3]), int(line[4])
+
+
+@test
+def wardend_raises_its_fd_limit_and_its_runners_start_with_the_old_one():
+    require_kvm()
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(1024, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        with Daemon({"cells": [heartbeat()]}) as d:
+            c = d.wait_state("heartbeat", "running")
+            # epoll only: no select() to keep below 1024
+            assert nofile_limits(d.proc.pid) == (hard, hard), (nofile_limits(d.proc.pid), hard)
+            # a child might select(): it gets the limit wardend was given
+            runner = c["hypervisor"]["pid"]
+            assert nofile_limits(runner) == (low, hard), (nofile_limits(runner), low, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def inject_and_recover(d, fault, cell="faulty"):
     before = d.cell(cell)
     r = d.post("/cells/%s/inject" % cell, body={"fault": fault})
