@@ -521,7 +521,8 @@ class Bench:
 
 
                 def expected(line, stalled=stalled):
-                    m = re.search(r"cell (\S+): ", line)
+                    # the log drops its "cell X: " prefix where the message names the cell first
+                    m = re.search(r"cell (\S+): ", line) or re.search(r'Cell "([^"]+)"', line)
                     return "injected panic" in line or (bool(m) and m.group(1) in stalled and
                                                         ("(stuck)" in line or "failed: stuck" in line))
                 self.finish(res, d, w, since, expected)
