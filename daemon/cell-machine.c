@@ -720,12 +720,14 @@ static uint64_t starve_cap_ns(const Step *s) {
 }
 
 /* Starved: a thread of the cell wanted a CPU at both snapshots (runnable
- * then and now), and since from_ns the cell ran less than a quarter of the
+ * then, and now without a sleep of its own choosing in between), and
+ * since from_ns the cell ran less than a quarter of the
  * time. A hung vCPU that spins is runnable too, but it runs (half its CPU
  * beside one busy neighbour); one that sleeps is runnable only for the
  * moments it wakes, and the verdict at "last beat + timeout" falls on such
  * a moment whenever the timeout is a multiple of its period: one runnable
- * snapshot alone took a stalled, sleeping inmate for a starved one. Not
+ * snapshot alone took a stalled, sleeping inmate for a starved one, and
+ * so, now and then, did two (hence the sleeps in the count). Not
  * "did not run at all": an inmate's ring-0 beat is emulated on these hosts
  * and takes milliseconds of CPU, so a vCPU coming back from starvation runs
  * a while before its next beat. */
@@ -734,7 +736,7 @@ static bool starved_since(const Step *s, const CellObservation *o, uint64_t from
 	uint64_t elapsed = s->now - from_ns;
 	uint64_t ran = o->cpu_run_ns >= run0 ? o->cpu_run_ns - run0 : 0;
 	*ret_ran = ran;
-	return elapsed > 0 && s->m->pre_runnable > 0 && o->cpu_runnable > 0 && ran * 4 < elapsed;
+	return elapsed > 0 && s->m->pre_runnable > 0 && o->cpu_waiting > 0 && ran * 4 < elapsed;
 }
 
 static Verdict starved(Step *s, uint64_t ran, uint64_t elapsed) {

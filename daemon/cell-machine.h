@@ -164,11 +164,12 @@ typedef struct CellObservation {
 
 	/* how late the daemon's own sampling ran: a measure of starvation */
 	uint64_t sample_late_ns;
-	/* the cell's threads: CPU time so far, and how many are runnable
+	/* the cell's threads: CPU time so far, how many are runnable, and
+	 * how many of those have not slept by choice since the last read
 	 * (read only when cell_machine_wants_cpu_times() says so) */
 	bool cpu_known;
 	uint64_t cpu_run_ns;
-	unsigned cpu_runnable;
+	unsigned cpu_runnable, cpu_waiting;
 	/* the cell's network link is in trouble (network.h), with the
 	 * spec's degrade_on_carrier_loss: why; "" when it is fine */
 	char link_problem[128];

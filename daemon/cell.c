@@ -751,7 +751,8 @@ static void cell_sample_late(Cell *c, uint64_t now, uint64_t late_ns) {
 		return;
 	cell_observe(c, &o);
 	if (cell_machine_wants_cpu_times(&c->m, &c->spec->health, now))
-		o.cpu_known = backend_cell_cpu_times(c->backend, &o.cpu_run_ns, &o.cpu_runnable) >= 0;
+		o.cpu_known = backend_cell_cpu_times(c->backend, &o.cpu_run_ns, &o.cpu_runnable,
+		                                       &o.cpu_waiting) >= 0;
 	cell_feed(c, &in);
 }
 

@@ -243,14 +243,16 @@ int backend_cell_event_ack(BackendCell *c);
  * backend has no such process. */
 int backend_cell_pidfd(BackendCell *c);
 /* The cell's process, all threads: CPU time so far (its CPU clock,
- * exited threads included) and how many threads are runnable now (state
- * R, on a CPU or waiting for one). For a stall about to be declared: a
- * cell with runnable threads that does not get CPU time is starved, not
+ * exited threads included), how many threads are runnable now (state R,
+ * on a CPU or waiting for one), and how many of those have not slept by
+ * choice since the previous call (a thread that did ran its loop; a vCPU
+ * waking from HLT is R for a moment). For a stall about to be declared: a
+ * cell whose threads kept wanting a CPU and got little is starved, not
  * stuck. Under host load a third of the samples can be in a stall's
  * second half, so it is cheap: the procfs files stay open with the cell
  * (a pread per thread).
  * -ENOENT without a process. */
-int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable);
+int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable, unsigned *ret_waiting);
 /* The pidfd polled readable: collect the exit, so that status() reports
  * GONE from now on. status() itself never polls (it runs on every sample). */
 void backend_cell_reap(BackendCell *c);

@@ -182,6 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 				obs.cpu_known = true;
 				obs.cpu_run_ns = u64(&in);
 				obs.cpu_runnable = u8(&in) & 3;
+				obs.cpu_waiting = obs.cpu_runnable & u8(&in);
 			}
 			ci.obs = ci.kind == CELL_INPUT_ADOPTED && !(b & 128) ? NULL : &obs;
 			break;

@@ -61,7 +61,24 @@ static void *spin(void *arg)
 	return NULL;
 }
 
-/* Commands on in: 's' one more spinner, 'q' every spinner ends, EOF exit.
+/* Mostly running, with a short nap every millisecond: R at nearly every
+ * read, and asleep by choice between any two of them. */
+static void *nap(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_spinning)) {
+		struct timespec t0, t;
+		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do
+			clock_gettime(CLOCK_MONOTONIC, &t);
+		while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 1000000);
+	}
+	return NULL;
+}
+
+/* Commands on in: 's' one more spinner, 'n' one more napper, 'q' every
+ * thread ends, EOF exit.
  * Each is answered on out once done. */
 static void child_main(int in, int out)
 {
@@ -70,9 +87,9 @@ static void child_main(int in, int out)
 	char cmd;
 
 	while (read(in, &cmd, 1) == 1) {
-		if (cmd == 's' && n < 8) {
+		if ((cmd == 's' || cmd == 'n') && n < 8) {
 			atomic_store(&stop_spinning, false);
-			if (pthread_create(&t[n], NULL, spin, NULL) == 0)
+			if (pthread_create(&t[n], NULL, cmd == 's' ? spin : nap, NULL) == 0)
 				n++;
 		} else if (cmd == 'q') {
 			atomic_store(&stop_spinning, true);
@@ -145,24 +162,27 @@ static void nap_ms(unsigned ms)
 }
 
 /* Look until the runnable count is want (a thread that was told to end
- * takes a moment to go); 10 s at most, then the last figure stands. */
+ * takes a moment to go); 10 s at most, then the last figure stands. Only
+ * spinners and threads blocked for good here: every runnable thread is
+ * waiting, none slept by choice. */
 static unsigned runnable_becomes(BackendCell *c, unsigned want, uint64_t *ret_run)
 {
-	unsigned runnable = ~0u;
+	unsigned runnable = ~0u, waiting = ~0u;
 
 	for (int i = 0; i < 1000; i++) {
-		assert_int_equal(backend_cell_cpu_times(c, ret_run, &runnable), 0);
+		assert_int_equal(backend_cell_cpu_times(c, ret_run, &runnable, &waiting), 0);
 		if (runnable == want)
 			break;
 		nap_ms(10);
 	}
+	assert_int_equal(waiting, runnable);
 	return runnable;
 }
 
 static void follows_the_threads_as_they_come_and_go(void **state)
 {
 	(void)state;
-	unsigned fds = open_fds(), runnable;
+	unsigned fds = open_fds(), runnable, waiting;
 	uint64_t run0, run;
 	Child ch = child_start();
 	FakeCell *f = calloc(1, sizeof(*f));
@@ -179,7 +199,7 @@ static void follows_the_threads_as_they_come_and_go(void **state)
 	assert_int_equal(runnable_becomes(&f->base, 1, &run), 1);
 	for (int i = 0; i < 1000 && run < run0 + 5000000; i++) {
 		nap_ms(10);
-		assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable), 0);
+		assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable, &waiting), 0);
 	}
 	assert_true(run >= run0 + 5000000);
 
@@ -195,22 +215,64 @@ static void follows_the_threads_as_they_come_and_go(void **state)
 
 	/* the process goes */
 	child_end(&ch);
-	assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable), -ENOENT);
+	assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable, &waiting), -ENOENT);
 
 	backend_cell_free(&f->base);
 	assert_int_equal(open_fds(), fds);
+}
+
+/* A thread that is R at two reads but slept by choice between them is
+ * not waiting for a CPU: a stalled vCPU that wakes each tick. */
+static void a_thread_that_slept_since_the_last_read_is_not_waiting(void **state)
+{
+	(void)state;
+	unsigned runnable, waiting, was_runnable = 0, pairs = 0;
+	uint64_t run;
+	Child ch = child_start();
+	FakeCell *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->base.ops = &fake_ops;
+	f->pid = ch.pid;
+	child_say(&ch, 'n');
+	for (int i = 0; i < 1000 && pairs < 10; i++) {
+		nap_ms(5);
+		assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable, &waiting), 0);
+		assert_true(waiting <= runnable);
+		if (runnable && was_runnable) {
+			assert_int_equal(waiting, 0);
+			pairs++;
+		}
+		was_runnable = runnable;
+	}
+	assert_int_equal(pairs, 10);
+	/* a spinner beside it is waiting whenever it is runnable */
+	child_say(&ch, 's');
+	for (int i = 0; i < 1000 && pairs < 20; i++) {
+		nap_ms(5);
+		assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable, &waiting), 0);
+		if (runnable == 2 && was_runnable == 2) {
+			assert_int_equal(waiting, 1);
+			pairs++;
+		}
+		was_runnable = runnable;
+	}
+	assert_int_equal(pairs, 20);
+	child_say(&ch, 'q');
+	child_end(&ch);
+	backend_cell_free(&f->base);
 }
 
 static void no_process_is_enoent(void **state)
 {
 	(void)state;
 	uint64_t run = 7;
-	unsigned runnable = 7;
+	unsigned runnable = 7, waiting = 7;
 	FakeCell *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
 	f->base.ops = &fake_ops;
-	assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable), -ENOENT);
+	assert_int_equal(backend_cell_cpu_times(&f->base, &run, &runnable, &waiting), -ENOENT);
 	assert_int_equal(run, 7);
 	assert_int_equal(runnable, 7);
 	backend_cell_free(&f->base);
@@ -220,6 +282,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(follows_the_threads_as_they_come_and_go),
+		cmocka_unit_test(a_thread_that_slept_since_the_last_read_is_not_waiting),
 		cmocka_unit_test(no_process_is_enoent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -389,6 +389,7 @@ static void stall_to_deadline_pre(T *t, uint64_t last, unsigned pre_runnable, un
 	assert_true(cell_machine_wants_cpu_times(&t->m, &t->h, last + 30 * MS + 1000));
 	t->now = last + 30 * MS + 1000;
 	o.cpu_runnable = runnable;
+	o.cpu_waiting = runnable;
 	o.cpu_run_ns += run_add;
 	sample(t, &o);
 }
@@ -443,6 +444,28 @@ static void test_stall_cpu_starved_or_stuck(void **state) {
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
 	assert_int_equal(t.m.starved, 0);
 
+	/* runnable at both snapshots, woken for its timer each time, but it
+	 * slept by choice in between: it ran its loop, stuck */
+	t_init(&t);
+	t_running(&t);
+	{
+		uint64_t last2 = t.now;
+		CellObservation o;
+		t.now = last2 + 20 * MS;
+		o = obs(&t, WARDEN_INMATE_RUNNING);
+		o.cpu_known = true;
+		o.cpu_run_ns = SEC;
+		o.cpu_runnable = o.cpu_waiting = 1;
+		sample(&t, &o);
+		t.now = last2 + 30 * MS + 1000;
+		o.cpu_run_ns += MS / 10;
+		o.cpu_runnable = 1;
+		o.cpu_waiting = 0;
+		sample(&t, &o);
+		assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
+		assert_int_equal(t.m.starved, 0);
+	}
+
 	/* starvation is forgiven, but never past 1 s (10 x timeout here is less) of no beat at all */
 	t_init(&t);
 	t_running(&t);
@@ -476,6 +499,7 @@ static void test_stall_cpu_starved_or_stuck(void **state) {
 	o = obs(&t, WARDEN_INMATE_RUNNING);
 	o.cpu_known = true;
 	o.cpu_runnable = 1;
+	o.cpu_waiting = 1;
 	sample(&t, &o);
 	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
 }
