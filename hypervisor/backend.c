@@ -237,14 +237,13 @@ int backend_cell_reset_finish(BackendCell *c)
 /* What backend_cell_cpu_times() keeps between calls: the process's CPU
  * clock, its task directory and each thread's stat and status files, open,
  * with the thread's voluntary context switches when it was last seen
- * runnable. Under host load a
- * third of a cell's samples can fall in a stall's second half, where the
- * verdict wants these figures: opening /proc/PID/task/TID/{stat,schedstat}
- * afresh each time was 40 % of the loop's CPU at 64 cells. Now a look is
- * a clock read, an fstat and a pread per thread (two for a runnable one:
- * status costs 2.5 times stat). The set is read again
- * when the thread count changes (the directory's link count is 2 + the
- * threads) or a file fails (its thread went). */
+ * runnable. Under host load a third of a cell's samples can fall in a
+ * stall's second half, where the verdict wants these figures: opening
+ * /proc/PID/task/TID/{stat,schedstat} afresh each time was 40 % of the
+ * loop's CPU at 64 cells. Now a look is a clock read, an fstat and a pread
+ * per thread (two for a runnable one: status costs 2.5 times stat). The
+ * set is read again when the thread count changes (the directory's link
+ * count is 2 + the threads) or a file fails (its thread went). */
 #define TASKS_MAX 32
 
 struct BackendTasks {
@@ -276,6 +275,26 @@ static void tasks_free(BackendTasks *t)
 	}
 }
 
+/* TID/what under the task directory, or -1. */
+static int task_file_open(int dir_fd, const char *tid, const char *what)
+{
+	char file[300];
+
+	snprintf(file, sizeof(file), "%s/%s", tid, what);
+	return openat(dir_fd, file, O_RDONLY | O_CLOEXEC);
+}
+
+/* The file's whole text again, NUL-terminated; -errno. */
+static int task_file_read(int fd, char *buf, size_t n)
+{
+	ssize_t k = pread(fd, buf, n - 1, 0);
+
+	if (k <= 0)
+		return k < 0 ? -errno : -ENODATA;
+	buf[k] = 0;
+	return 0;
+}
+
 static int tasks_scan(BackendTasks *t, pid_t pid)
 {
 	char path[64];
@@ -305,15 +324,12 @@ static int tasks_scan(BackendTasks *t, pid_t pid)
 		return r;
 	}
 	while ((de = readdir(d)) && t->n < TASKS_MAX) {
-		char file[300];
 		int f, g;
 
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(file, sizeof(file), "%s/stat", de->d_name);
-		f = openat(t->dir_fd, file, O_RDONLY | O_CLOEXEC);
-		snprintf(file, sizeof(file), "%s/status", de->d_name);
-		g = f >= 0 ? openat(t->dir_fd, file, O_RDONLY | O_CLOEXEC) : -1;
+		f = task_file_open(t->dir_fd, de->d_name, "stat");
+		g = f >= 0 ? task_file_open(t->dir_fd, de->d_name, "status") : -1;
 		if (g < 0) {
 			if (f >= 0)
 				close(f);
@@ -335,10 +351,11 @@ static int tasks_scan(BackendTasks *t, pid_t pid)
 
 /* Threads in state R now (*ret_runnable), and those of them not asleep
  * by choice since the last read (*ret_waiting; a thread not runnable at
- * the last read, or new to the set, counts if R). A vCPU that sleeps between its ticks is R for the moment
- * it wakes, which can be both reads of a stall when the timeout is a
- * multiple of its period: its voluntary switches tell that it ran its
- * loop and slept. -errno when a file failed (its thread went). */
+ * the last read, or new to the set, counts if R). A vCPU that sleeps
+ * between its ticks is R for the moment it wakes, which can be both reads
+ * of a stall when the timeout is a multiple of its period: its voluntary
+ * switches tell that it ran its loop and slept. -errno when a file failed
+ * (its thread went). */
 static int tasks_read(BackendTasks *t, unsigned *ret_runnable, unsigned *ret_waiting)
 {
 	unsigned runnable_n = 0, waiting = 0;
@@ -347,21 +364,19 @@ static int tasks_read(BackendTasks *t, unsigned *ret_runnable, unsigned *ret_wai
 		char buf[2048], *p;
 		unsigned long long sleeps = 0;
 		bool slept;
-		ssize_t k = pread(t->stat_fd[i], buf, sizeof(buf) - 1, 0);
+		int r = task_file_read(t->stat_fd[i], buf, sizeof(buf));
 
-		if (k <= 0)
-			return k < 0 ? -errno : -ENODATA;
-		buf[k] = 0;
+		if (r < 0)
+			return r;
 		/* "TID (comm) S ...": the state follows the last ')' */
 		p = strrchr(buf, ')');
 		if (!p || p[1] != ' ' || p[2] != 'R') {
 			t->known[i] = false;
 			continue;
 		}
-		k = pread(t->status_fd[i], buf, sizeof(buf) - 1, 0);
-		if (k <= 0)
-			return k < 0 ? -errno : -ENODATA;
-		buf[k] = 0;
+		r = task_file_read(t->status_fd[i], buf, sizeof(buf));
+		if (r < 0)
+			return r;
 		p = strstr(buf, "\nvoluntary_ctxt_switches:");
 		if (!p || sscanf(p, "\nvoluntary_ctxt_switches: %llu", &sleeps) != 1)
 			return -EBADMSG;

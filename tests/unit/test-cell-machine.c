@@ -374,8 +374,10 @@ static void test_stall_when_host_starved(void **state) {
 
 /* With the cell's CPU times: a cell whose threads are runnable at both
  * snapshots and hardly ran is starved; one that ran, or sleeps, is stuck.
- * pre_runnable: its runnable threads at the first snapshot. */
-static void stall_to_deadline_pre(T *t, uint64_t last, unsigned pre_runnable, unsigned runnable, uint64_t run_add) {
+ * pre_runnable: its runnable threads at the first snapshot; waiting: those
+ * runnable at the deadline that did not sleep by choice in between. */
+static void stall_to_deadline_waiting(T *t, uint64_t last, unsigned pre_runnable, unsigned runnable,
+                                      unsigned waiting, uint64_t run_add) {
 	/* the first look in the stall's second half takes the snapshot */
 	t->now = last + 20 * MS;
 	CellObservation o = obs(t, WARDEN_INMATE_RUNNING);
@@ -389,9 +391,13 @@ static void stall_to_deadline_pre(T *t, uint64_t last, unsigned pre_runnable, un
 	assert_true(cell_machine_wants_cpu_times(&t->m, &t->h, last + 30 * MS + 1000));
 	t->now = last + 30 * MS + 1000;
 	o.cpu_runnable = runnable;
-	o.cpu_waiting = runnable;
+	o.cpu_waiting = waiting;
 	o.cpu_run_ns += run_add;
 	sample(t, &o);
+}
+
+static void stall_to_deadline_pre(T *t, uint64_t last, unsigned pre_runnable, unsigned runnable, uint64_t run_add) {
+	stall_to_deadline_waiting(t, last, pre_runnable, runnable, runnable, run_add);
 }
 
 static void stall_to_deadline(T *t, uint64_t last, unsigned runnable, uint64_t run_add) {
@@ -448,23 +454,9 @@ static void test_stall_cpu_starved_or_stuck(void **state) {
 	 * slept by choice in between: it ran its loop, stuck */
 	t_init(&t);
 	t_running(&t);
-	{
-		uint64_t last2 = t.now;
-		CellObservation o;
-		t.now = last2 + 20 * MS;
-		o = obs(&t, WARDEN_INMATE_RUNNING);
-		o.cpu_known = true;
-		o.cpu_run_ns = SEC;
-		o.cpu_runnable = o.cpu_waiting = 1;
-		sample(&t, &o);
-		t.now = last2 + 30 * MS + 1000;
-		o.cpu_run_ns += MS / 10;
-		o.cpu_runnable = 1;
-		o.cpu_waiting = 0;
-		sample(&t, &o);
-		assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
-		assert_int_equal(t.m.starved, 0);
-	}
+	stall_to_deadline_waiting(&t, t.now, 1, 1, 0, MS / 10);
+	assert_int_equal(t.m.failures[FAILURE_STUCK], 1);
+	assert_int_equal(t.m.starved, 0);
 
 	/* starvation is forgiven, but never past 1 s (10 x timeout here is less) of no beat at all */
 	t_init(&t);
