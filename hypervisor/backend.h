@@ -250,8 +250,8 @@ int backend_cell_pidfd(BackendCell *c);
  * cell whose threads kept wanting a CPU and got little is starved, not
  * stuck. Under host load a third of the samples can be in a stall's
  * second half, so it is cheap: the procfs files stay open with the cell
- * (a pread per thread).
- * -ENOENT without a process. */
+ * (a pread per thread, two for a runnable one). -ENOENT without a
+ * process. */
 int backend_cell_cpu_times(BackendCell *c, uint64_t *ret_run_ns, unsigned *ret_runnable, unsigned *ret_waiting);
 /* The pidfd polled readable: collect the exit, so that status() reports
  * GONE from now on. status() itself never polls (it runs on every sample). */

@@ -7,6 +7,7 @@ Every test needs /dev/kvm and says so (SKIP) where it is missing.
 """
 import json
 import os
+import resource
 import signal
 import struct
 import sys
@@ -79,7 +80,6 @@ def nofile_limits(pid):
 @test
 def wardend_raises_its_fd_limit_and_its_runners_start_with_the_old_one():
     require_kvm()
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     low = min(1024, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
